@@ -1,0 +1,83 @@
+//! The warren broker binary: parses flags, starts the broker, stops it on SIGTERM/Ctrl-C.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use warren::{Broker, Config};
+
+/// warren: a message broker speaking AMQP 0-9-1, a drop-in for RabbitMQ.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address every listener binds to.
+    #[arg(long, default_value = "0.0.0.0", env = "WARREN_BIND")]
+    bind: IpAddr,
+    /// AMQP 0-9-1 port (0 = ephemeral).
+    #[arg(long, default_value_t = 5672, env = "WARREN_AMQP_PORT")]
+    amqp_port: u16,
+    /// Directory for durable state.
+    #[arg(long, default_value = "./data", env = "WARREN_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Heartbeat interval proposed to clients, in seconds (0 = off).
+    #[arg(long, default_value_t = 60)]
+    heartbeat: u16,
+    /// Largest frame proposed to clients, in bytes.
+    #[arg(long, default_value_t = 131_072)]
+    frame_max: u32,
+    /// Bytes of queued message data above which publishers are blocked
+    /// (default: 40% of physical memory).
+    #[arg(long)]
+    memory_high_watermark: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let mut config = Config {
+        bind: args.bind,
+        amqp_port: args.amqp_port,
+        data_dir: args.data_dir,
+        heartbeat_secs: args.heartbeat,
+        frame_max: args.frame_max,
+        ..Config::default()
+    };
+    if let Some(limit) = args.memory_high_watermark {
+        config.memory_high_watermark = limit;
+    }
+    let broker = Broker::start(config).await?;
+    tracing::info!("warren {} started", env!("CARGO_PKG_VERSION"));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    broker.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,102 @@
+//! Starts the core and the listeners, and stops them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::core::Core;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener's address could not be bound.
+    #[error("cannot bind the {listener} listener to {address}: {source}")]
+    Bind {
+        /// Which listener ("AMQP", ...).
+        listener: &'static str,
+        /// The address that was asked for.
+        address: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+}
+
+/// A running broker: its bound addresses and the handles that stop it.
+pub struct Broker {
+    amqp_addr: SocketAddr,
+    core: Arc<Core>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Broker {
+    /// Binds every listener and starts serving. Returns once all listeners are bound.
+    pub async fn start(config: Config) -> Result<Broker, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let core = Core::new(config.memory_high_watermark);
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let address = SocketAddr::new(config.bind, config.amqp_port);
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| StartError::Bind {
+                listener: "AMQP",
+                address,
+                source,
+            })?;
+        let amqp_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            listener: "AMQP",
+            address,
+            source,
+        })?;
+        tracing::info!(address = %amqp_addr, "AMQP 0-9-1 listener started");
+        let settings = crate::amqp::Settings::from_config(&config);
+        tasks.spawn(crate::amqp::accept_loop(
+            listener,
+            core.clone(),
+            settings,
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+        Ok(Broker {
+            amqp_addr,
+            core,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The bound AMQP address (with the real port when 0 was asked for).
+    pub fn amqp_addr(&self) -> SocketAddr {
+        self.amqp_addr
+    }
+
+    /// The routing core, for in-process inspection (tests, management).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Stops accepting, closes every connection with 320 CONNECTION_FORCED and waits for the
+    /// connection tasks to finish.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}

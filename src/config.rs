@@ -1,0 +1,59 @@
+//! Broker configuration: listener addresses, data directory and protocol limits.
+//!
+//! Every listener has its own port (0 = ephemeral, as tests use); the binary fills this from
+//! command-line flags and environment variables.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+/// Everything the broker needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address every listener binds to (RabbitMQ listens on all interfaces by default).
+    pub bind: IpAddr,
+    /// AMQP 0-9-1 listener port; 0 picks an ephemeral port.
+    pub amqp_port: u16,
+    /// Directory for durable state.
+    pub data_dir: PathBuf,
+    /// Heartbeat interval (seconds) proposed in connection.tune; 0 disables heartbeats.
+    pub heartbeat_secs: u16,
+    /// Largest frame (bytes, including the 8-byte envelope) proposed in connection.tune.
+    pub frame_max: u32,
+    /// Highest channel number proposed in connection.tune.
+    pub channel_max: u16,
+    /// Bytes of message data held in queues above which publishers are blocked until
+    /// consumers drain them (RabbitMQ's memory high watermark).
+    pub memory_high_watermark: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            amqp_port: 5672,
+            data_dir: PathBuf::from("./data"),
+            heartbeat_secs: 60,
+            frame_max: 131_072,
+            channel_max: 2047,
+            memory_high_watermark: default_memory_high_watermark(),
+        }
+    }
+}
+
+/// 40% of physical memory, as RabbitMQ's `vm_memory_high_watermark.relative = 0.4`; 1 GiB if
+/// the total cannot be read.
+pub fn default_memory_high_watermark() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("MemTotal:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024);
+    match total {
+        Some(bytes) => bytes / 10 * 4,
+        None => 1 << 30,
+    }
+}

@@ -1,0 +1,111 @@
+//! The protocol-neutral routing core: vhosts, exchanges, bindings, queues and consumers.
+//!
+//! Listeners translate their protocol into calls on [`Vhost`] and receive deliveries as
+//! [`ConsumerEvent`]s. Nothing here knows AMQP or MQTT.
+
+pub mod error;
+pub mod exchange;
+pub mod message;
+pub mod queue;
+pub mod table;
+pub mod topic;
+pub mod vhost;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+pub use error::{CoreError, CoreResult};
+pub use exchange::{Exchange, ExchangeKind, RouteTargets};
+pub use message::{Message, Properties, WireCache};
+pub use queue::{
+    ConnectionId, ConsumerEvent, ConsumerId, ConsumerSpec, Delivery, EventSink, GetResult, Queue,
+};
+pub use table::{Table, Value};
+pub use vhost::{ExchangeDeclare, QueueDeclare, QueueDeclared, Vhost};
+
+/// Bytes of message data held by all queues, against the memory high watermark.
+#[derive(Debug)]
+pub struct MemoryGauge {
+    used: AtomicU64,
+    limit: u64,
+}
+
+impl MemoryGauge {
+    /// A gauge that reports pressure above `limit` bytes.
+    pub fn new(limit: u64) -> MemoryGauge {
+        MemoryGauge {
+            used: AtomicU64::new(0),
+            limit,
+        }
+    }
+
+    /// Counts `bytes` more.
+    pub fn add(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` fewer.
+    pub fn sub(&self, bytes: u64) {
+        if bytes > 0 {
+            self.used.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes currently held.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether publishers should be held back until consumers drain the queues.
+    pub fn over_limit(&self) -> bool {
+        self.used() > self.limit
+    }
+}
+
+/// The broker's shared state: every vhost, and id allocation.
+#[derive(Debug)]
+pub struct Core {
+    vhosts: RwLock<HashMap<String, Arc<Vhost>>>,
+    memory: Arc<MemoryGauge>,
+    next_id: AtomicU64,
+}
+
+impl Core {
+    /// Creates the core with the default vhost `/`.
+    pub fn new(memory_high_watermark: u64) -> Arc<Core> {
+        let memory = Arc::new(MemoryGauge::new(memory_high_watermark));
+        let mut vhosts = HashMap::new();
+        vhosts.insert(
+            "/".to_string(),
+            Arc::new(Vhost::new("/".to_string(), memory.clone())),
+        );
+        Arc::new(Core {
+            vhosts: RwLock::new(vhosts),
+            memory,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Looks up a vhost.
+    pub fn vhost(&self, name: &str) -> Option<Arc<Vhost>> {
+        self.vhosts.read().get(name).cloned()
+    }
+
+    /// The memory gauge shared by all queues.
+    pub fn memory(&self) -> &Arc<MemoryGauge> {
+        &self.memory
+    }
+
+    /// A fresh connection identity.
+    pub fn next_connection_id(&self) -> ConnectionId {
+        ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A fresh consumer identity.
+    pub fn next_consumer_id(&self) -> ConsumerId {
+        ConsumerId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,428 @@
+//! Queues: ordered messages, their consumers, and the deliveries awaiting acknowledgement.
+//!
+//! A queue is single-owner state behind its own short critical section; nothing here waits
+//! while holding the lock. Consumers receive [`ConsumerEvent`]s on their connection's
+//! unbounded channel, bounded in practice by two credits per consumer: the prefetch count
+//! (unacknowledged deliveries) and a delivery window (deliveries not yet written to the socket,
+//! returned by the listener with [`Queue::grant_window`]). So a slow consumer holds at most
+//! a window of messages in flight and the rest waits here, where memory limits see it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::error::{CoreError, CoreResult};
+use super::message::Message;
+use super::table::Table;
+use super::MemoryGauge;
+
+/// Identifies one connection (of any protocol) for exclusivity and cleanup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId(pub u64);
+
+/// Identifies one consumer across the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConsumerId(pub u64);
+
+/// Deliveries a consumer may have handed to its connection but not yet written.
+pub const DELIVERY_WINDOW: u32 = 1024;
+
+/// What a queue tells a consumer's connection.
+#[derive(Debug)]
+pub enum ConsumerEvent {
+    /// A message for one of the connection's consumers.
+    Deliver(Delivery),
+    /// The consumer was cancelled by the broker (its queue was deleted).
+    Cancelled {
+        /// The cancelled consumer.
+        consumer: ConsumerId,
+    },
+}
+
+/// One message handed to a consumer.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The consumer it is for.
+    pub consumer: ConsumerId,
+    /// The queue it came from (to ack or requeue it).
+    pub queue: Arc<Queue>,
+    /// Its position in the queue, the handle for ack/requeue (unused for no-ack consumers).
+    pub seq: u64,
+    /// The message.
+    pub message: Arc<Message>,
+    /// Whether it was delivered before.
+    pub redelivered: bool,
+}
+
+/// Where a connection receives its consumers' events.
+pub type EventSink = UnboundedSender<ConsumerEvent>;
+
+/// What a listener asks for when it starts a consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Broker-wide identity, from [`super::Core::next_consumer_id`].
+    pub id: ConsumerId,
+    /// The client's name for it.
+    pub tag: String,
+    /// Deliveries count as acknowledged when sent.
+    pub no_ack: bool,
+    /// No other consumer may use the queue while this one exists.
+    pub exclusive: bool,
+    /// Maximum unacknowledged deliveries (0 = unlimited).
+    pub prefetch: u32,
+    /// The connection it belongs to.
+    pub owner: ConnectionId,
+    /// Where its deliveries go.
+    pub sink: EventSink,
+}
+
+/// A message taken with basic.get.
+#[derive(Debug)]
+pub struct GetResult {
+    /// Its position (the handle for ack/requeue).
+    pub seq: u64,
+    /// The message.
+    pub message: Arc<Message>,
+    /// Whether it was delivered before.
+    pub redelivered: bool,
+    /// Messages still ready after this one.
+    pub remaining: u32,
+}
+
+/// Counters describing a queue at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Messages waiting for a consumer.
+    pub ready: u32,
+    /// Messages delivered and not yet acknowledged.
+    pub unacked: u32,
+    /// Current consumers.
+    pub consumers: u32,
+}
+
+/// A queue.
+#[derive(Debug)]
+pub struct Queue {
+    /// Its name.
+    pub name: String,
+    /// Whether it survives a restart.
+    pub durable: bool,
+    /// The connection owning an exclusive queue.
+    pub exclusive_owner: Option<ConnectionId>,
+    /// Whether it is deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// Declare arguments.
+    pub arguments: Table,
+    memory: Arc<MemoryGauge>,
+    state: Mutex<QueueState>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    message: Arc<Message>,
+    redelivered: bool,
+}
+
+#[derive(Debug)]
+struct Unacked {
+    consumer: Option<ConsumerId>,
+    entry: Entry,
+}
+
+#[derive(Debug)]
+struct Consumer {
+    spec: ConsumerSpec,
+    unacked: u32,
+    window: u32,
+}
+
+impl Consumer {
+    fn has_credit(&self) -> bool {
+        self.window > 0
+            && (self.spec.no_ack || self.spec.prefetch == 0 || self.unacked < self.spec.prefetch)
+    }
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    ready: VecDeque<Entry>,
+    unacked: HashMap<u64, Unacked>,
+    consumers: Vec<Consumer>,
+    next_consumer: usize,
+    next_seq: u64,
+    deleted: bool,
+}
+
+/// What removing a consumer left behind.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerRemoved {
+    /// Whether the consumer was found.
+    pub found: bool,
+    /// Whether an auto-delete queue has now lost its last consumer and should go.
+    pub auto_delete_now: bool,
+}
+
+impl Queue {
+    /// Creates an empty queue.
+    pub fn new(
+        name: String,
+        durable: bool,
+        exclusive_owner: Option<ConnectionId>,
+        auto_delete: bool,
+        arguments: Table,
+        memory: Arc<MemoryGauge>,
+    ) -> Queue {
+        Queue {
+            name,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+            memory,
+            state: Mutex::new(QueueState::default()),
+        }
+    }
+
+    /// Whether the queue has been deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.state.lock().deleted
+    }
+
+    /// Ready, unacknowledged and consumer counts.
+    pub fn counts(&self) -> QueueCounts {
+        let state = self.state.lock();
+        QueueCounts {
+            ready: saturating_u32(state.ready.len()),
+            unacked: saturating_u32(state.unacked.len()),
+            consumers: saturating_u32(state.consumers.len()),
+        }
+    }
+
+    /// Appends a message and hands it to a consumer if one has credit.
+    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>) {
+        let size = message.memory_size();
+        let mut state = self.state.lock();
+        if state.deleted {
+            return;
+        }
+        self.memory.add(size);
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.ready.push_back(Entry {
+            seq,
+            message,
+            redelivered: false,
+        });
+        self.dispatch(&mut state);
+    }
+
+    /// Registers a consumer and starts delivering to it.
+    pub fn add_consumer(self: &Arc<Self>, spec: ConsumerSpec) -> CoreResult<()> {
+        let mut state = self.state.lock();
+        if state.deleted {
+            return Err(CoreError::NotFound(format!(
+                "NOT_FOUND - no queue '{}' in vhost '/'",
+                self.name
+            )));
+        }
+        let locked = state.consumers.iter().any(|c| c.spec.exclusive);
+        if locked || (spec.exclusive && !state.consumers.is_empty()) {
+            return Err(CoreError::AccessRefused(format!(
+                "ACCESS_REFUSED - queue '{}' in vhost '/' in exclusive use",
+                self.name
+            )));
+        }
+        state.consumers.push(Consumer {
+            spec,
+            unacked: 0,
+            window: DELIVERY_WINDOW,
+        });
+        self.dispatch(&mut state);
+        Ok(())
+    }
+
+    /// Removes a consumer. Its unacknowledged deliveries stay with its channel.
+    pub fn remove_consumer(&self, consumer: ConsumerId) -> ConsumerRemoved {
+        let mut state = self.state.lock();
+        let before = state.consumers.len();
+        state.consumers.retain(|c| c.spec.id != consumer);
+        let found = state.consumers.len() != before;
+        ConsumerRemoved {
+            found,
+            auto_delete_now: found
+                && self.auto_delete
+                && state.consumers.is_empty()
+                && !state.deleted,
+        }
+    }
+
+    /// Returns delivery credit: the listener wrote `count` of this consumer's deliveries.
+    pub fn grant_window(self: &Arc<Self>, consumer: ConsumerId, count: u32) {
+        let mut state = self.state.lock();
+        if let Some(c) = state.consumers.iter_mut().find(|c| c.spec.id == consumer) {
+            c.window = c.window.saturating_add(count).min(DELIVERY_WINDOW);
+            self.dispatch(&mut state);
+        }
+    }
+
+    /// Acknowledges deliveries: they leave the queue for good.
+    pub fn ack(self: &Arc<Self>, seqs: impl IntoIterator<Item = u64>) {
+        let mut state = self.state.lock();
+        let mut freed = 0;
+        for seq in seqs {
+            if let Some(unacked) = state.unacked.remove(&seq) {
+                freed += unacked.entry.message.memory_size();
+                release_credit(&mut state, unacked.consumer);
+            }
+        }
+        self.memory.sub(freed);
+        self.dispatch(&mut state);
+    }
+
+    /// Puts deliveries back at their original positions, marked redelivered.
+    pub fn requeue(self: &Arc<Self>, seqs: impl IntoIterator<Item = u64>) {
+        let mut state = self.state.lock();
+        for seq in seqs {
+            if let Some(unacked) = state.unacked.remove(&seq) {
+                release_credit(&mut state, unacked.consumer);
+                let mut entry = unacked.entry;
+                entry.redelivered = true;
+                let position = state.ready.partition_point(|e| e.seq < entry.seq);
+                state.ready.insert(position, entry);
+            }
+        }
+        self.dispatch(&mut state);
+    }
+
+    /// Takes the next ready message (basic.get). Without `no_ack` it stays unacknowledged.
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<GetResult> {
+        let mut state = self.state.lock();
+        let entry = state.ready.pop_front()?;
+        let result = GetResult {
+            seq: entry.seq,
+            message: entry.message.clone(),
+            redelivered: entry.redelivered,
+            remaining: saturating_u32(state.ready.len()),
+        };
+        if no_ack {
+            self.memory.sub(entry.message.memory_size());
+        } else {
+            state.unacked.insert(
+                entry.seq,
+                Unacked {
+                    consumer: None,
+                    entry,
+                },
+            );
+        }
+        Some(result)
+    }
+
+    /// Drops every ready message; returns how many.
+    pub fn purge(&self) -> u32 {
+        let mut state = self.state.lock();
+        let freed: u64 = state.ready.iter().map(|e| e.message.memory_size()).sum();
+        let count = state.ready.len();
+        state.ready.clear();
+        self.memory.sub(freed);
+        saturating_u32(count)
+    }
+
+    /// Marks the queue deleted, cancels its consumers and drops its messages. Returns the
+    /// number of ready messages it held.
+    pub(crate) fn delete(&self) -> u32 {
+        let mut state = self.state.lock();
+        if state.deleted {
+            return 0;
+        }
+        state.deleted = true;
+        for consumer in state.consumers.drain(..) {
+            // A closed connection no longer cares about its consumer.
+            let _ = consumer.spec.sink.send(ConsumerEvent::Cancelled {
+                consumer: consumer.spec.id,
+            });
+        }
+        let count = state.ready.len();
+        let mut freed: u64 = state.ready.drain(..).map(|e| e.message.memory_size()).sum();
+        freed += state
+            .unacked
+            .drain()
+            .map(|(_, u)| u.entry.message.memory_size())
+            .sum::<u64>();
+        self.memory.sub(freed);
+        saturating_u32(count)
+    }
+
+    /// Hands ready messages to consumers with credit, round-robin.
+    fn dispatch(self: &Arc<Self>, state: &mut QueueState) {
+        while !state.ready.is_empty() {
+            let Some(index) = pick_consumer(state) else {
+                return;
+            };
+            let Some(entry) = state.ready.pop_front() else {
+                return;
+            };
+            let consumer = &mut state.consumers[index];
+            let delivery = Delivery {
+                consumer: consumer.spec.id,
+                queue: self.clone(),
+                seq: entry.seq,
+                message: entry.message.clone(),
+                redelivered: entry.redelivered,
+            };
+            if consumer
+                .spec
+                .sink
+                .send(ConsumerEvent::Deliver(delivery))
+                .is_err()
+            {
+                // The connection is gone without cancelling: forget the consumer and keep
+                // the message for the others.
+                state.consumers.remove(index);
+                state.ready.push_front(entry);
+                continue;
+            }
+            consumer.window -= 1;
+            if consumer.spec.no_ack {
+                self.memory.sub(entry.message.memory_size());
+            } else {
+                consumer.unacked += 1;
+                let id = consumer.spec.id;
+                state.unacked.insert(
+                    entry.seq,
+                    Unacked {
+                        consumer: Some(id),
+                        entry,
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn pick_consumer(state: &mut QueueState) -> Option<usize> {
+    let count = state.consumers.len();
+    for offset in 0..count {
+        let index = (state.next_consumer + offset) % count;
+        if state.consumers[index].has_credit() {
+            state.next_consumer = index + 1;
+            return Some(index);
+        }
+    }
+    None
+}
+
+fn release_credit(state: &mut QueueState, consumer: Option<ConsumerId>) {
+    if let Some(id) = consumer {
+        if let Some(c) = state.consumers.iter_mut().find(|c| c.spec.id == id) {
+            c.unacked = c.unacked.saturating_sub(1);
+        }
+    }
+}
+
+fn saturating_u32(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}

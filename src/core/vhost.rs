@@ -1,0 +1,657 @@
+//! A virtual host: its exchanges and queues, and the operations clients perform on them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::error::{CoreError, CoreResult};
+use super::exchange::{Binding, Destination, Exchange, ExchangeKind, RouteTargets};
+use super::message::Message;
+use super::queue::{ConnectionId, ConsumerId, ConsumerSpec, Queue};
+use super::table::{Table, Value};
+use super::MemoryGauge;
+
+/// What a client asks for when declaring an exchange.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeDeclare {
+    /// The exchange name.
+    pub name: String,
+    /// Its type name ("direct", "fanout", "topic", "headers").
+    pub kind: String,
+    /// Only check that it exists.
+    pub passive: bool,
+    /// Survives restarts.
+    pub durable: bool,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Not publishable by clients.
+    pub internal: bool,
+    /// Extra arguments.
+    pub arguments: Table,
+}
+
+/// What a client asks for when declaring a queue.
+#[derive(Debug, Clone, Default)]
+pub struct QueueDeclare {
+    /// The queue name; empty for a server-named queue.
+    pub name: String,
+    /// Only check that it exists.
+    pub passive: bool,
+    /// Survives restarts.
+    pub durable: bool,
+    /// Owned by the declaring connection and deleted with it.
+    pub exclusive: bool,
+    /// Deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// Extra arguments (`x-message-ttl`, …).
+    pub arguments: Table,
+}
+
+/// The outcome of a queue declaration.
+#[derive(Debug, Clone)]
+pub struct QueueDeclared {
+    /// The queue (its name is the server-chosen one for server-named queues).
+    pub queue: Arc<Queue>,
+    /// Ready messages.
+    pub message_count: u32,
+    /// Consumers.
+    pub consumer_count: u32,
+}
+
+/// Queue arguments that must be equal when a queue is redeclared (as RabbitMQ checks).
+const EQUIVALENT_QUEUE_ARGUMENTS: &[&str] = &[
+    "x-message-ttl",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-priority",
+    "x-overflow",
+    "x-single-active-consumer",
+    "x-queue-type",
+];
+
+/// A virtual host.
+#[derive(Debug)]
+pub struct Vhost {
+    /// Its name.
+    pub name: String,
+    exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
+    queues: RwLock<HashMap<String, Arc<Queue>>>,
+    memory: Arc<MemoryGauge>,
+    server_named: AtomicU64,
+}
+
+impl Vhost {
+    /// Creates a vhost with the default exchange and the `amq.*` exchanges.
+    pub fn new(name: String, memory: Arc<MemoryGauge>) -> Vhost {
+        let vhost = Vhost {
+            name,
+            exchanges: RwLock::new(HashMap::new()),
+            queues: RwLock::new(HashMap::new()),
+            memory,
+            server_named: AtomicU64::new(rand::random::<u32>().into()),
+        };
+        let standard = [
+            ("", ExchangeKind::Direct),
+            ("amq.direct", ExchangeKind::Direct),
+            ("amq.fanout", ExchangeKind::Fanout),
+            ("amq.topic", ExchangeKind::Topic),
+            ("amq.headers", ExchangeKind::Headers),
+            ("amq.match", ExchangeKind::Headers),
+        ];
+        {
+            let mut exchanges = vhost.exchanges.write();
+            for (name, kind) in standard {
+                exchanges.insert(
+                    name.to_string(),
+                    Arc::new(Exchange::new(
+                        name.to_string(),
+                        kind,
+                        true,
+                        false,
+                        false,
+                        Table::default(),
+                    )),
+                );
+            }
+        }
+        vhost
+    }
+
+    fn no_exchange(&self, name: &str) -> CoreError {
+        CoreError::NotFound(format!(
+            "NOT_FOUND - no exchange '{name}' in vhost '{}'",
+            self.name
+        ))
+    }
+
+    fn no_queue(&self, name: &str) -> CoreError {
+        CoreError::NotFound(format!(
+            "NOT_FOUND - no queue '{name}' in vhost '{}'",
+            self.name
+        ))
+    }
+
+    /// Looks up an exchange.
+    pub fn exchange(&self, name: &str) -> CoreResult<Arc<Exchange>> {
+        self.exchanges
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.no_exchange(name))
+    }
+
+    /// Every exchange.
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.read().values().cloned().collect()
+    }
+
+    /// Every queue.
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().values().cloned().collect()
+    }
+
+    /// Looks up a queue the connection `owner` may use (405 for another's exclusive queue).
+    pub fn queue(&self, name: &str, owner: ConnectionId) -> CoreResult<Arc<Queue>> {
+        let queue = self
+            .queues
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.no_queue(name))?;
+        self.check_owner(&queue, owner)?;
+        Ok(queue)
+    }
+
+    fn check_owner(&self, queue: &Queue, owner: ConnectionId) -> CoreResult<()> {
+        match queue.exclusive_owner {
+            Some(holder) if holder != owner => Err(CoreError::ResourceLocked(format!(
+                "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+                queue.name, self.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Declares (or checks) an exchange.
+    pub fn declare_exchange(&self, declare: ExchangeDeclare) -> CoreResult<Arc<Exchange>> {
+        if declare.passive {
+            return self.exchange(&declare.name);
+        }
+        let kind = ExchangeKind::parse(&declare.kind).ok_or_else(|| {
+            CoreError::PreconditionFailed(format!(
+                "PRECONDITION_FAILED - invalid exchange type '{}'",
+                declare.kind
+            ))
+        })?;
+        if let Ok(existing) = self.exchange(&declare.name) {
+            self.check_exchange_equivalent(&existing, kind, &declare)?;
+            return Ok(existing);
+        }
+        if declare.name.starts_with("amq.") {
+            return Err(CoreError::AccessRefused(format!(
+                "ACCESS_REFUSED - exchange name '{}' contains reserved prefix 'amq.*'",
+                declare.name
+            )));
+        }
+        let mut exchanges = self.exchanges.write();
+        let exchange = exchanges
+            .entry(declare.name.clone())
+            .or_insert_with(|| {
+                Arc::new(Exchange::new(
+                    declare.name.clone(),
+                    kind,
+                    declare.durable,
+                    declare.auto_delete,
+                    declare.internal,
+                    declare.arguments.clone(),
+                ))
+            })
+            .clone();
+        Ok(exchange)
+    }
+
+    fn check_exchange_equivalent(
+        &self,
+        existing: &Exchange,
+        kind: ExchangeKind,
+        declare: &ExchangeDeclare,
+    ) -> CoreResult<()> {
+        let mismatch = |field: &str, received: String, current: String| {
+            Err(CoreError::PreconditionFailed(format!(
+                "PRECONDITION_FAILED - inequivalent arg '{field}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current}'",
+                existing.name, self.name
+            )))
+        };
+        if existing.kind != kind {
+            return mismatch(
+                "type",
+                kind.as_str().into(),
+                existing.kind.as_str().into(),
+            );
+        }
+        if existing.durable != declare.durable {
+            return mismatch(
+                "durable",
+                declare.durable.to_string(),
+                existing.durable.to_string(),
+            );
+        }
+        if existing.auto_delete != declare.auto_delete {
+            return mismatch(
+                "auto_delete",
+                declare.auto_delete.to_string(),
+                existing.auto_delete.to_string(),
+            );
+        }
+        if existing.internal != declare.internal {
+            return mismatch(
+                "internal",
+                declare.internal.to_string(),
+                existing.internal.to_string(),
+            );
+        }
+        let received = declare.arguments.get("alternate-exchange");
+        let current = existing.arguments.get("alternate-exchange");
+        if received != current {
+            return mismatch(
+                "alternate-exchange",
+                format!("{received:?}"),
+                format!("{current:?}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Deletes an exchange and every binding to or from it.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> CoreResult<()> {
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(CoreError::AccessRefused(format!(
+                "ACCESS_REFUSED - operation not permitted on exchange '{name}' in vhost '{}'",
+                self.name
+            )));
+        }
+        let exchange = {
+            let mut exchanges = self.exchanges.write();
+            let Some(exchange) = exchanges.get(name).cloned() else {
+                // Deleting a missing exchange succeeds, as RabbitMQ 3.x does.
+                return Ok(());
+            };
+            if if_unused && exchange.binding_count() > 0 {
+                return Err(CoreError::PreconditionFailed(format!(
+                    "PRECONDITION_FAILED - exchange '{name}' in vhost '{}' in use",
+                    self.name
+                )));
+            }
+            exchanges.remove(name);
+            exchange
+        };
+        exchange.mark_deleted();
+        let destination = Destination::Exchange(exchange);
+        for source in self.exchanges() {
+            source.unbind_destination(&destination);
+        }
+        Ok(())
+    }
+
+    /// Declares (or checks) a queue for the connection `owner`.
+    pub fn declare_queue(
+        &self,
+        declare: QueueDeclare,
+        owner: ConnectionId,
+    ) -> CoreResult<QueueDeclared> {
+        let declared = |queue: Arc<Queue>| {
+            let counts = queue.counts();
+            QueueDeclared {
+                queue,
+                message_count: counts.ready,
+                consumer_count: counts.consumers,
+            }
+        };
+        if declare.passive {
+            // A passive declare of an empty name refers to nothing (RabbitMQ answers 404).
+            return self.queue(&declare.name, owner).map(declared);
+        }
+        if declare.name.starts_with("amq.") {
+            return Err(CoreError::AccessRefused(format!(
+                "ACCESS_REFUSED - queue name '{}' contains reserved prefix 'amq.*'",
+                declare.name
+            )));
+        }
+        let name = if declare.name.is_empty() {
+            self.server_queue_name()
+        } else {
+            declare.name.clone()
+        };
+        let mut queues = self.queues.write();
+        if let Some(existing) = queues.get(&name) {
+            self.check_owner(existing, owner)?;
+            self.check_queue_equivalent(existing, &declare)?;
+            return Ok(declared(existing.clone()));
+        }
+        let queue = Arc::new(Queue::new(
+            name.clone(),
+            declare.durable,
+            declare.exclusive.then_some(owner),
+            declare.auto_delete,
+            declare.arguments,
+            self.memory.clone(),
+        ));
+        queues.insert(name, queue.clone());
+        drop(queues);
+        // Every queue is bound to the default exchange under its own name.
+        if let Ok(default) = self.exchange("") {
+            default.bind(Binding {
+                destination: Destination::Queue(queue.clone()),
+                routing_key: queue.name.clone(),
+                arguments: Table::default(),
+            });
+        }
+        Ok(declared(queue))
+    }
+
+    fn server_queue_name(&self) -> String {
+        let n = self.server_named.fetch_add(1, Ordering::Relaxed);
+        let salt: u64 = rand::random();
+        format!("amq.gen-{:016x}{:08x}", salt, n as u32)
+    }
+
+    fn check_queue_equivalent(&self, existing: &Queue, declare: &QueueDeclare) -> CoreResult<()> {
+        let mismatch = |field: &str, received: String, current: String| {
+            Err(CoreError::PreconditionFailed(format!(
+                "PRECONDITION_FAILED - inequivalent arg '{field}' for queue '{}' in vhost '{}': received '{received}' but current is '{current}'",
+                existing.name, self.name
+            )))
+        };
+        if existing.durable != declare.durable {
+            return mismatch(
+                "durable",
+                declare.durable.to_string(),
+                existing.durable.to_string(),
+            );
+        }
+        if existing.exclusive_owner.is_some() != declare.exclusive {
+            return mismatch(
+                "exclusive",
+                declare.exclusive.to_string(),
+                existing.exclusive_owner.is_some().to_string(),
+            );
+        }
+        if existing.auto_delete != declare.auto_delete {
+            return mismatch(
+                "auto_delete",
+                declare.auto_delete.to_string(),
+                existing.auto_delete.to_string(),
+            );
+        }
+        for key in EQUIVALENT_QUEUE_ARGUMENTS {
+            let received = declare.arguments.get(key);
+            let current = existing.arguments.get(key);
+            if !values_equivalent(received, current) {
+                return mismatch(key, describe(received), describe(current));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a queue, cancelling its consumers. Returns the number of messages it held.
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+        owner: ConnectionId,
+    ) -> CoreResult<u32> {
+        let queue = {
+            let mut queues = self.queues.write();
+            let Some(queue) = queues.get(name).cloned() else {
+                // Deleting a missing queue succeeds with 0 messages, as RabbitMQ does.
+                return Ok(0);
+            };
+            self.check_owner(&queue, owner)?;
+            let counts = queue.counts();
+            if if_unused && counts.consumers > 0 {
+                return Err(CoreError::PreconditionFailed(format!(
+                    "PRECONDITION_FAILED - queue '{name}' in vhost '{}' in use",
+                    self.name
+                )));
+            }
+            if if_empty && counts.ready > 0 {
+                return Err(CoreError::PreconditionFailed(format!(
+                    "PRECONDITION_FAILED - queue '{name}' in vhost '{}' is not empty",
+                    self.name
+                )));
+            }
+            queues.remove(name);
+            queue
+        };
+        Ok(self.forget_queue(queue))
+    }
+
+    fn forget_queue(&self, queue: Arc<Queue>) -> u32 {
+        let count = queue.delete();
+        let destination = Destination::Queue(queue);
+        for exchange in self.exchanges() {
+            let remaining = exchange.unbind_destination(&destination);
+            if remaining == 0 && exchange.auto_delete && !exchange.is_deleted() {
+                let _ = self.delete_exchange(&exchange.name, false);
+            }
+        }
+        count
+    }
+
+    /// Empties a queue; returns the number of messages dropped.
+    pub fn purge_queue(&self, name: &str, owner: ConnectionId) -> CoreResult<u32> {
+        Ok(self.queue(name, owner)?.purge())
+    }
+
+    /// Binds a queue to an exchange.
+    pub fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: Table,
+        owner: ConnectionId,
+    ) -> CoreResult<()> {
+        let queue = self.queue(queue, owner)?;
+        let source = self.bindable_source(exchange)?;
+        source.bind(Binding {
+            destination: Destination::Queue(queue),
+            routing_key: routing_key.to_string(),
+            arguments,
+        });
+        Ok(())
+    }
+
+    /// Removes a queue binding (a missing binding is not an error, as RabbitMQ).
+    pub fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: Table,
+        owner: ConnectionId,
+    ) -> CoreResult<()> {
+        let queue = self.queue(queue, owner)?;
+        let source = self.bindable_source(exchange)?;
+        source.unbind(&Binding {
+            destination: Destination::Queue(queue),
+            routing_key: routing_key.to_string(),
+            arguments,
+        });
+        self.auto_delete_exchange(&source);
+        Ok(())
+    }
+
+    /// Binds exchange `destination` to exchange `source`.
+    pub fn bind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: Table,
+    ) -> CoreResult<()> {
+        let destination = self.exchange(destination)?;
+        let source = self.bindable_source(source)?;
+        source.bind(Binding {
+            destination: Destination::Exchange(destination),
+            routing_key: routing_key.to_string(),
+            arguments,
+        });
+        Ok(())
+    }
+
+    /// Removes an exchange-to-exchange binding.
+    pub fn unbind_exchange(
+        &self,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+        arguments: Table,
+    ) -> CoreResult<()> {
+        let destination = self.exchange(destination)?;
+        let source = self.bindable_source(source)?;
+        source.unbind(&Binding {
+            destination: Destination::Exchange(destination),
+            routing_key: routing_key.to_string(),
+            arguments,
+        });
+        self.auto_delete_exchange(&source);
+        Ok(())
+    }
+
+    fn bindable_source(&self, name: &str) -> CoreResult<Arc<Exchange>> {
+        if name.is_empty() {
+            return Err(CoreError::AccessRefused(format!(
+                "ACCESS_REFUSED - operation not permitted on the default exchange in vhost '{}'",
+                self.name
+            )));
+        }
+        self.exchange(name)
+    }
+
+    fn auto_delete_exchange(&self, exchange: &Exchange) {
+        if exchange.auto_delete && exchange.binding_count() == 0 {
+            let _ = self.delete_exchange(&exchange.name, false);
+        }
+    }
+
+    /// Routes a message through `exchange` into `targets.queues` (cleared first). Fails with
+    /// 404 for a missing exchange and 403 for an internal one.
+    pub fn route(
+        &self,
+        exchange: &Exchange,
+        message: &Message,
+        targets: &mut RouteTargets,
+    ) -> CoreResult<()> {
+        targets.clear();
+        if exchange.internal {
+            return Err(CoreError::AccessRefused(format!(
+                "ACCESS_REFUSED - cannot publish to internal exchange '{}' in vhost '{}'",
+                exchange.name, self.name
+            )));
+        }
+        exchange.route(
+            &message.routing_key,
+            message.properties.headers.as_ref(),
+            targets,
+        );
+        if targets.queues.is_empty() {
+            self.route_alternate(exchange, message, targets, 0);
+        }
+        Ok(())
+    }
+
+    fn route_alternate(
+        &self,
+        exchange: &Exchange,
+        message: &Message,
+        targets: &mut RouteTargets,
+        depth: u8,
+    ) {
+        if depth > 8 {
+            return;
+        }
+        let Some(alternate) = exchange.arguments.get_str("alternate-exchange") else {
+            return;
+        };
+        let Ok(alternate) = self.exchange(alternate) else {
+            return;
+        };
+        alternate.route(
+            &message.routing_key,
+            message.properties.headers.as_ref(),
+            targets,
+        );
+        if targets.queues.is_empty() {
+            self.route_alternate(&alternate, message, targets, depth + 1);
+        }
+    }
+
+    /// Starts a consumer on a queue.
+    pub fn consume(&self, queue: &str, spec: ConsumerSpec) -> CoreResult<Arc<Queue>> {
+        let queue = self.queue(queue, spec.owner)?;
+        queue.add_consumer(spec)?;
+        Ok(queue)
+    }
+
+    /// Stops a consumer, deleting an auto-delete queue that lost its last consumer.
+    pub fn cancel(&self, queue: &Arc<Queue>, consumer: ConsumerId) {
+        let removed = queue.remove_consumer(consumer);
+        if removed.auto_delete_now {
+            let mut queues = self.queues.write();
+            let still_same = queues
+                .get(&queue.name)
+                .is_some_and(|q| Arc::ptr_eq(q, queue));
+            if still_same {
+                queues.remove(&queue.name);
+                drop(queues);
+                self.forget_queue(queue.clone());
+            }
+        }
+    }
+
+    /// Cleans up after a closed connection: deletes its exclusive queues.
+    pub fn connection_closed(&self, owner: ConnectionId) {
+        let owned: Vec<Arc<Queue>> = {
+            let mut queues = self.queues.write();
+            let names: Vec<String> = queues
+                .values()
+                .filter(|q| q.exclusive_owner == Some(owner))
+                .map(|q| q.name.clone())
+                .collect();
+            names.iter().filter_map(|n| queues.remove(n)).collect()
+        };
+        for queue in owned {
+            self.forget_queue(queue);
+        }
+    }
+}
+
+/// Integer arguments compare by value whatever their width (clients pick different types).
+fn values_equivalent(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x == y,
+        },
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn describe(value: Option<&Value>) -> String {
+    match value {
+        None => "none".into(),
+        Some(Value::String(s)) => String::from_utf8_lossy(s).into_owned(),
+        Some(v) => match v.as_i64() {
+            Some(i) => i.to_string(),
+            None => format!("{v:?}"),
+        },
+    }
+}

@@ -1,0 +1,22 @@
+//! warren: a message broker speaking AMQP 0-9-1 (and, later, MQTT) through one routing core.
+//!
+//! Module map and message flow:
+//! - [`core`]: protocol-neutral vhosts, exchanges, bindings, queues and consumers. Listeners hand
+//!   it [`core::Message`]s and receive [`core::ConsumerEvent`]s; it never sees a frame.
+//! - [`amqp`]: the AMQP 0-9-1 listener. One task per connection decodes frames with the
+//!   `warren-amqp` codec, translates methods into core calls and core deliveries into frames.
+//! - [`broker`]: wires the core and the listeners together and owns shutdown.
+//! - [`config`]: what the broker needs to start.
+//!
+//! A publish travels: socket → `warren_amqp::decode_frame` → `amqp::channel` assembles
+//! method + header + body → `core::Vhost::publish` routes through the exchange to queues →
+//! each queue hands the shared message to a consumer with credit → that consumer's
+//! connection task encodes `basic.deliver` and flushes once per burst.
+
+pub mod amqp;
+pub mod broker;
+pub mod config;
+pub mod core;
+
+pub use broker::{Broker, StartError};
+pub use config::Config;
