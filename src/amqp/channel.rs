@@ -119,8 +119,15 @@ impl Body {
 
 /// An acknowledgement held back by a transaction.
 enum AckOp {
-    Ack { tag: u64, multiple: bool },
-    Nack { tag: u64, multiple: bool, requeue: bool },
+    Ack {
+        tag: u64,
+        multiple: bool,
+    },
+    Nack {
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    },
 }
 
 #[derive(Default)]
@@ -271,7 +278,12 @@ impl Connection {
         }
     }
 
-    fn fail_channel(&mut self, channel: u16, exception: ChannelException, (class_id, method_id): (u16, u16)) {
+    fn fail_channel(
+        &mut self,
+        channel: u16,
+        exception: ChannelException,
+        (class_id, method_id): (u16, u16),
+    ) {
         tracing::info!(peer_connection = self.id.0, channel, code = exception.code, text = %exception.text, "channel error");
         self.release_channel(channel);
         if let Some(state) = self.channels.get_mut(&channel) {
@@ -340,13 +352,21 @@ impl Connection {
                     internal: declare.internal,
                     arguments: table_from_amqp(declare.arguments),
                 })?;
-                self.reply(channel, nowait, Method::ExchangeDeclareOk(m::ExchangeDeclareOk));
+                self.reply(
+                    channel,
+                    nowait,
+                    Method::ExchangeDeclareOk(m::ExchangeDeclareOk),
+                );
                 Ok(())
             }
             Method::ExchangeDelete(delete) => {
                 self.vhost
                     .delete_exchange(&delete.exchange, delete.if_unused)?;
-                self.reply(channel, delete.nowait, Method::ExchangeDeleteOk(m::ExchangeDeleteOk));
+                self.reply(
+                    channel,
+                    delete.nowait,
+                    Method::ExchangeDeleteOk(m::ExchangeDeleteOk),
+                );
                 Ok(())
             }
             Method::ExchangeBind(bind) => {
@@ -356,7 +376,11 @@ impl Connection {
                     &bind.routing_key,
                     table_from_amqp(bind.arguments),
                 )?;
-                self.reply(channel, bind.nowait, Method::ExchangeBindOk(m::ExchangeBindOk));
+                self.reply(
+                    channel,
+                    bind.nowait,
+                    Method::ExchangeBindOk(m::ExchangeBindOk),
+                );
                 Ok(())
             }
             Method::ExchangeUnbind(unbind) => {
@@ -366,7 +390,11 @@ impl Connection {
                     &unbind.routing_key,
                     table_from_amqp(unbind.arguments),
                 )?;
-                self.reply(channel, unbind.nowait, Method::ExchangeUnbindOk(m::ExchangeUnbindOk));
+                self.reply(
+                    channel,
+                    unbind.nowait,
+                    Method::ExchangeUnbindOk(m::ExchangeUnbindOk),
+                );
                 Ok(())
             }
             Method::QueueDeclare(declare) => {
@@ -452,7 +480,10 @@ impl Connection {
             }
             Method::BasicConsume(consume) => self.basic_consume(channel, consume),
             Method::BasicCancel(cancel) => {
-                let consumer = self.channel(channel)?.consumers.remove(&cancel.consumer_tag);
+                let consumer = self
+                    .channel(channel)?
+                    .consumers
+                    .remove(&cancel.consumer_tag);
                 if let Some(id) = consumer {
                     if let Some(route) = self.consumers.remove(&id) {
                         self.vhost.cancel(&route.queue, id);
@@ -518,7 +549,11 @@ impl Connection {
                     ));
                 }
                 state.confirm = true;
-                self.reply(channel, select.nowait, Method::ConfirmSelectOk(m::ConfirmSelectOk));
+                self.reply(
+                    channel,
+                    select.nowait,
+                    Method::ConfirmSelectOk(m::ConfirmSelectOk),
+                );
                 Ok(())
             }
             Method::TxSelect(_) => {
@@ -534,7 +569,10 @@ impl Connection {
                 Ok(())
             }
             Method::TxCommit(_) => {
-                let Some(transaction) = self.channel(channel)?.transaction.replace(Transaction::default())
+                let Some(transaction) = self
+                    .channel(channel)?
+                    .transaction
+                    .replace(Transaction::default())
                 else {
                     return Err(channel_error(
                         c::PRECONDITION_FAILED,
@@ -838,7 +876,12 @@ impl Connection {
 
     /// Routes a complete message, returns it if unroutable and mandatory, and records the
     /// publisher confirm.
-    fn route_message(&mut self, channel: u16, message: Message, mandatory: bool) -> Result<(), Failure> {
+    fn route_message(
+        &mut self,
+        channel: u16,
+        message: Message,
+        mandatory: bool,
+    ) -> Result<(), Failure> {
         let exchange = self.vhost.exchange(&message.exchange)?;
         let mut targets = std::mem::take(&mut self.targets);
         let routed = self.vhost.route(&exchange, &message, &mut targets);
@@ -939,7 +982,9 @@ impl Connection {
                 let tag = state.next_delivery_tag;
                 state.next_delivery_tag += 1;
                 if !route.no_ack {
-                    state.unacked.push(tag, delivery.queue.clone(), delivery.seq);
+                    state
+                        .unacked
+                        .push(tag, delivery.queue.clone(), delivery.seq);
                 }
                 let message = &delivery.message;
                 warren_amqp::method::encode_basic_deliver_frame(

@@ -739,10 +739,7 @@ fn server_properties() -> FieldTable {
     properties.insert("capabilities", FieldValue::FieldTable(capabilities));
     properties.insert("cluster_name", text("warren@localhost"));
     properties.insert("copyright", text("Copyright (c) the warren authors"));
-    properties.insert(
-        "information",
-        text("Licensed under the Apache License 2.0"),
-    );
+    properties.insert("information", text("Licensed under the Apache License 2.0"));
     properties.insert("platform", text("Rust"));
     properties.insert("product", text("warren"));
     properties.insert("version", text(env!("CARGO_PKG_VERSION")));

@@ -217,9 +217,10 @@ impl Exchange {
     fn forget_key(routing: &mut Routing, kind: ExchangeKind, binding: &Binding) {
         // Another binding may still lead to the same destination with the same key but other
         // arguments; only drop the index entry when none does.
-        let still_bound = routing.bindings.iter().any(|b| {
-            b.destination == binding.destination && b.routing_key == binding.routing_key
-        });
+        let still_bound = routing
+            .bindings
+            .iter()
+            .any(|b| b.destination == binding.destination && b.routing_key == binding.routing_key);
         if still_bound {
             return;
         }
@@ -272,10 +273,7 @@ impl Exchange {
                     destinations.iter().for_each(&mut visit);
                 }
             }
-            ExchangeKind::Fanout => routing
-                .bindings
-                .iter()
-                .for_each(|b| visit(&b.destination)),
+            ExchangeKind::Fanout => routing.bindings.iter().for_each(|b| visit(&b.destination)),
             ExchangeKind::Topic => routing.topic.for_each_match(routing_key, &mut visit),
             ExchangeKind::Headers => {
                 for binding in &routing.bindings {
@@ -314,9 +312,9 @@ pub fn headers_match(arguments: &Table, headers: Option<&Table>) -> bool {
         Some(actual) => matches!(expected, Value::Void) || actual == expected,
     };
     if any {
-        considered.any(|entry| hit(entry))
+        considered.any(hit)
     } else {
-        considered.all(|entry| hit(entry))
+        considered.all(hit)
     }
 }
 

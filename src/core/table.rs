@@ -56,7 +56,10 @@ pub enum Value {
 impl Table {
     /// The value stored under `key`, if any.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(name, _)| name == key).map(|(_, value)| value)
+        self.0
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value)
     }
 
     /// Whether the table has no entries.

@@ -133,7 +133,7 @@ fn match_node<D>(node: &Node<D>, words: &[&str], found: &mut impl FnMut(&D)) {
         }
     }
     let Some((first, rest)) = words.split_first() else {
-        node.destinations.iter().for_each(|d| found(d));
+        node.destinations.iter().for_each(found);
         return;
     };
     if let Some(child) = node.words.get(*first) {

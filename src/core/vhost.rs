@@ -228,11 +228,7 @@ impl Vhost {
             )))
         };
         if existing.kind != kind {
-            return mismatch(
-                "type",
-                kind.as_str().into(),
-                existing.kind.as_str().into(),
-            );
+            return mismatch("type", kind.as_str().into(), existing.kind.as_str().into());
         }
         if existing.durable != declare.durable {
             return mismatch(
