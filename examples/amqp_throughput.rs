@@ -1,6 +1,6 @@
 //! AMQP 0-9-1 throughput client: one producer and one consumer, each on its own TCP connection
 //! and its own OS thread (with a single-threaded tokio runtime), against any AMQP 0-9-1 broker
-//! (warren or RabbitMQ).
+//! (warren or `RabbitMQ`).
 //!
 //! The consumer declares a uniquely named, auto-delete queue and consumes it with
 //! `no_ack = true`; the producer publishes `--count` messages of `--size` bytes to the default
@@ -28,12 +28,13 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -47,6 +48,7 @@ use warren_amqp::method::{
     ConnectionStartOk, ConnectionTuneOk, Method, QueueDeclare, QueueDelete,
 };
 use warren_amqp::properties::{BasicProperties, ContentHeader};
+use warren_amqp::table::{FieldTable, FieldValue};
 
 /// The one channel both connections use.
 const CHANNEL: u16 = 1;
@@ -74,7 +76,7 @@ struct Args {
     /// Maximum number of unconfirmed publishes in flight with --confirm.
     #[arg(long, default_value_t = 1024)]
     window: u64,
-    /// Publish persistent messages (delivery_mode 2) to a durable queue.
+    /// Publish persistent messages (`delivery_mode` 2) to a durable queue.
     #[arg(long)]
     persistent: bool,
     /// Bytes of encoded publishes written per socket write.
@@ -247,7 +249,9 @@ fn print_report(args: &Args, p: &ProducerReport, c: &ConsumerReport) {
     );
     println!("publish : {publish_rate:>12.0} msg/s  ({publish_s:.3} s)");
     println!("consume : {consume_rate:>12.0} msg/s  (first->last {consume_s:.3} s)");
-    println!("overall : {overall_rate:>12.0} msg/s  (first publish -> last consumed {elapsed_s:.3} s)");
+    println!(
+        "overall : {overall_rate:>12.0} msg/s  (first publish -> last consumed {elapsed_s:.3} s)"
+    );
     println!(
         "client CPU: producer {producer_cpu_pct:.0}% of a core ({:.3} s, ~{producer_capacity:.0} msg/s if CPU-bound), \
          consumer {consumer_cpu_pct:.0}% ({:.3} s, ~{consumer_capacity:.0} msg/s if CPU-bound)",
@@ -292,7 +296,9 @@ fn json_escape(s: &str) -> String {
         match ch {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }
@@ -305,7 +311,11 @@ fn json_escape(s: &str) -> String {
 /// of `/proc/thread-self/stat` (assuming the usual 100 Hz clock tick); zero if neither exists.
 fn thread_cpu_time() -> Duration {
     if let Ok(s) = std::fs::read_to_string("/proc/thread-self/schedstat") {
-        if let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) {
+        if let Some(ns) = s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             if ns > 0 {
                 return Duration::from_nanos(ns);
             }
@@ -428,20 +438,31 @@ async fn open(args: &Args) -> Result<Conn> {
         .await
         .context("writing protocol header")?;
 
-    match reader.next_method().await.context("waiting for connection.start")? {
+    match reader
+        .next_method()
+        .await
+        .context("waiting for connection.start")?
+    {
         Method::ConnectionStart(_) => {}
         m => bail!("expected connection.start, got {m:?}"),
     }
     let response = format!("\0{}\0{}", args.user, args.password);
+    let mut client_properties = FieldTable::new();
+    client_properties.insert(
+        "product",
+        FieldValue::LongString(Bytes::from_static(b"warren amqp_throughput")),
+    );
     let start_ok = ConnectionStartOk {
+        client_properties,
         mechanism: "PLAIN".into(),
         response: response.into_bytes().into(),
         locale: "en_US".into(),
-        ..Default::default()
     };
     send(&mut writer, 0, &[Method::ConnectionStartOk(start_ok)]).await?;
 
-    let tune = match reader.next_method().await.context("waiting for connection.tune")? {
+    let tune = match reader.next_method().await.context(
+        "waiting for connection.tune (brokers drop the connection here on a failed login)",
+    )? {
         Method::ConnectionTune(t) => t,
         m => bail!("expected connection.tune, got {m:?}"),
     };
@@ -464,13 +485,17 @@ async fn open(args: &Args) -> Result<Conn> {
         ],
     )
     .await?;
-    // 0 means "no limit"; keep accepting at least what we accepted before tuning.
+    // 0 means "no limit" to the codec too; never accept less than before tuning.
     reader.frame_max = if frame_max == 0 {
-        u32::MAX
+        0
     } else {
         frame_max.max(PRE_TUNE_FRAME_MAX)
     };
-    match reader.next_method().await.context("waiting for connection.open-ok")? {
+    match reader
+        .next_method()
+        .await
+        .context("waiting for connection.open-ok")?
+    {
         Method::ConnectionOpenOk(_) => {}
         m => bail!("expected connection.open-ok, got {m:?}"),
     }
@@ -481,7 +506,11 @@ async fn open(args: &Args) -> Result<Conn> {
         &[Method::ChannelOpen(ChannelOpen::default())],
     )
     .await?;
-    match reader.next_method().await.context("waiting for channel.open-ok")? {
+    match reader
+        .next_method()
+        .await
+        .context("waiting for channel.open-ok")?
+    {
         Method::ChannelOpenOk(_) => {}
         m => bail!("expected channel.open-ok, got {m:?}"),
     }
@@ -502,8 +531,7 @@ async fn consume(args: &Args, queue_tx: oneshot::Sender<String>) -> Result<Consu
 
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_nanos());
     let queue = format!("amqp-throughput-{}-{nanos}", std::process::id());
     let declare = QueueDeclare {
         queue: queue.as_str().into(),
@@ -512,7 +540,11 @@ async fn consume(args: &Args, queue_tx: oneshot::Sender<String>) -> Result<Consu
         ..Default::default()
     };
     send(&mut writer, CHANNEL, &[Method::QueueDeclare(declare)]).await?;
-    match reader.next_method().await.context("waiting for queue.declare-ok")? {
+    match reader
+        .next_method()
+        .await
+        .context("waiting for queue.declare-ok")?
+    {
         Method::QueueDeclareOk(_) => {}
         m => bail!("expected queue.declare-ok, got {m:?}"),
     }
@@ -523,7 +555,11 @@ async fn consume(args: &Args, queue_tx: oneshot::Sender<String>) -> Result<Consu
         ..Default::default()
     };
     send(&mut writer, CHANNEL, &[Method::BasicConsume(consume)]).await?;
-    match reader.next_method().await.context("waiting for basic.consume-ok")? {
+    match reader
+        .next_method()
+        .await
+        .context("waiting for basic.consume-ok")?
+    {
         Method::BasicConsumeOk(_) => {}
         m => bail!("expected basic.consume-ok, got {m:?}"),
     }
@@ -540,9 +576,11 @@ async fn consume(args: &Args, queue_tx: oneshot::Sender<String>) -> Result<Consu
     let mut remaining: Option<u64> = None;
     let mut in_delivery = false;
     let last = loop {
-        let complete = match reader.next().await.with_context(|| {
-            format!("after {received} of {} messages", args.count)
-        })? {
+        let complete = match reader
+            .next()
+            .await
+            .with_context(|| format!("after {received} of {} messages", args.count))?
+        {
             Frame::Method { method, .. } => match check_close(method)? {
                 Method::BasicDeliver(_) => {
                     if in_delivery {
@@ -683,12 +721,13 @@ async fn produce(args: &Args, queue_rx: oneshot::Receiver<String>) -> Result<Pro
         frame_max,
     } = open(args).await?;
     if args.confirm {
-        let select = ConfirmSelect {
-            nowait: false,
-            ..Default::default()
-        };
+        let select = ConfirmSelect { nowait: false };
         send(&mut writer, CHANNEL, &[Method::ConfirmSelect(select)]).await?;
-        match reader.next_method().await.context("waiting for confirm.select-ok")? {
+        match reader
+            .next_method()
+            .await
+            .context("waiting for confirm.select-ok")?
+        {
             Method::ConfirmSelectOk(_) => {}
             m => bail!("expected confirm.select-ok, got {m:?}"),
         }
@@ -710,18 +749,14 @@ async fn produce(args: &Args, queue_rx: oneshot::Receiver<String>) -> Result<Pro
     };
     let mut tmp = BytesMut::new();
     frame::encode_header_frame(CHANNEL, &header, &mut tmp);
-    let raw_header = match frame::decode_frame(&mut tmp, u32::MAX)
+    let Some(Frame::Header {
+        raw: raw_header, ..
+    }) = frame::decode_frame(&mut tmp, 0)
         .map_err(|e| anyhow!("re-decoding our own content header: {e:?}"))?
-    {
-        Some(Frame::Header { raw, .. }) => raw,
-        _ => bail!("re-decoding our own content header gave no header frame"),
+    else {
+        bail!("re-decoding our own content header gave no header frame");
     };
     let body = vec![b'x'; args.size];
-    let body_frame_max = if frame_max == 0 {
-        PRE_TUNE_FRAME_MAX
-    } else {
-        frame_max
-    };
 
     let confirms = RefCell::new(Confirms::default());
     let progress = Notify::new();
@@ -730,65 +765,69 @@ async fn produce(args: &Args, queue_rx: oneshot::Receiver<String>) -> Result<Pro
     // Reads the producer connection: confirms, and any close the broker sends.
     let report = {
         let read_side = async {
-        loop {
-            match reader.next_method().await? {
-                Method::BasicAck(a) => {
-                    confirms.borrow_mut().ack(a.delivery_tag, a.multiple);
-                    progress.notify_one();
-                }
-                Method::BasicNack(n) => bail!("broker nacked publish {}", n.delivery_tag),
-                Method::BasicReturn(r) => {
-                    bail!("broker returned a publish: {} {}", r.reply_code, r.reply_text)
-                }
-                _ => {}
-            }
-        }
-    };
-
-    let write_side = async {
-        let cpu0 = thread_cpu_time();
-        let start = Instant::now();
-        let mut buf = BytesMut::with_capacity(args.batch_bytes + 64 * 1024);
-        let mut published = 0u64;
-        while published < args.count {
-            let mut allowed = args.count - published;
-            if args.confirm {
-                let outstanding = loop {
-                    let outstanding = published - confirms.borrow().confirmed;
-                    if outstanding < args.window {
-                        break outstanding;
+            loop {
+                match reader.next_method().await? {
+                    Method::BasicAck(a) => {
+                        confirms.borrow_mut().ack(a.delivery_tag, a.multiple);
+                        progress.notify_one();
                     }
+                    Method::BasicNack(n) => bail!("broker nacked publish {}", n.delivery_tag),
+                    Method::BasicReturn(r) => {
+                        bail!(
+                            "broker returned a publish: {} {}",
+                            r.reply_code,
+                            r.reply_text
+                        )
+                    }
+                    _ => {}
+                }
+            }
+        };
+
+        let write_side = async {
+            let cpu0 = thread_cpu_time();
+            let start = Instant::now();
+            let mut buf = BytesMut::with_capacity(args.batch_bytes + 64 * 1024);
+            let mut published = 0u64;
+            while published < args.count {
+                let mut allowed = args.count - published;
+                if args.confirm {
+                    let outstanding = loop {
+                        let outstanding = published - confirms.borrow().confirmed;
+                        if outstanding < args.window {
+                            break outstanding;
+                        }
+                        timeout(idle, progress.notified())
+                            .await
+                            .map_err(|_| anyhow!("no publisher confirm for {idle:?}"))?;
+                    };
+                    allowed = allowed.min(args.window - outstanding);
+                }
+                buf.clear();
+                let mut n = 0u64;
+                while n < allowed && (n == 0 || buf.len() < args.batch_bytes) {
+                    method::encode_basic_publish_frame(CHANNEL, "", &queue, false, false, &mut buf);
+                    frame::encode_raw_header_frame(CHANNEL, &raw_header, &mut buf);
+                    frame::encode_body_frames(CHANNEL, &body, frame_max, &mut buf);
+                    n += 1;
+                }
+                timeout(idle, writer.write_all(&buf))
+                    .await
+                    .map_err(|_| anyhow!("broker accepted no data for {idle:?}"))?
+                    .context("writing publishes")?;
+                published += n;
+            }
+            if args.confirm {
+                while confirms.borrow().confirmed < args.count {
                     timeout(idle, progress.notified())
                         .await
                         .map_err(|_| anyhow!("no publisher confirm for {idle:?}"))?;
-                };
-                allowed = allowed.min(args.window - outstanding);
+                }
             }
-            buf.clear();
-            let mut n = 0u64;
-            while n < allowed && (n == 0 || buf.len() < args.batch_bytes) {
-                method::encode_basic_publish_frame(CHANNEL, "", &queue, false, false, &mut buf);
-                frame::encode_raw_header_frame(CHANNEL, &raw_header, &mut buf);
-                frame::encode_body_frames(CHANNEL, &body, body_frame_max, &mut buf);
-                n += 1;
-            }
-            timeout(idle, writer.write_all(&buf))
-                .await
-                .map_err(|_| anyhow!("broker accepted no data for {idle:?}"))?
-                .context("writing publishes")?;
-            published += n;
-        }
-        if args.confirm {
-            while confirms.borrow().confirmed < args.count {
-                timeout(idle, progress.notified())
-                    .await
-                    .map_err(|_| anyhow!("no publisher confirm for {idle:?}"))?;
-            }
-        }
-        let done = Instant::now();
-        let cpu = thread_cpu_time().saturating_sub(cpu0);
-        Ok::<_, anyhow::Error>(ProducerReport { start, done, cpu })
-    };
+            let done = Instant::now();
+            let cpu = thread_cpu_time().saturating_sub(cpu0);
+            Ok::<_, anyhow::Error>(ProducerReport { start, done, cpu })
+        };
 
         tokio::select! {
             r = write_side => r?,

@@ -26,9 +26,12 @@ fn body(delivery: &lapin::message::Delivery) -> String {
 }
 
 async fn qos(ch: &Channel, prefetch: u16) {
-    within("basic.qos", ch.basic_qos(prefetch, BasicQosOptions::default()))
-        .await
-        .expect("basic.qos-ok");
+    within(
+        "basic.qos",
+        ch.basic_qos(prefetch, BasicQosOptions::default()),
+    )
+    .await
+    .expect("basic.qos-ok");
 }
 
 async fn ack(ch: &Channel, tag: u64) {
@@ -78,7 +81,11 @@ async fn round_robin_with_prefetch_one_gives_each_of_three_consumers_ten() {
             "round {round} delivers the head of the queue"
         );
         let (ready, consumer_count) = queue_counts(&publisher, &queue).await;
-        assert_eq!(ready, 30 - 3 * (round + 1), "prefetch 1 holds back the rest");
+        assert_eq!(
+            ready,
+            30 - 3 * (round + 1),
+            "prefetch 1 holds back the rest"
+        );
         assert_eq!(consumer_count, 3);
         for ((ch, _), tag) in consumers.iter().zip(tags) {
             ack(ch, tag).await;
@@ -86,7 +93,10 @@ async fn round_robin_with_prefetch_one_gives_each_of_three_consumers_ten() {
     }
     for (i, got) in received.iter().enumerate() {
         assert_eq!(got.len(), 10, "consumer {i} got {got:?}");
-        assert!(got.windows(2).all(|w| w[0] < w[1]), "in queue order: {got:?}");
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "in queue order: {got:?}"
+        );
     }
     close(conn).await;
     broker.shutdown().await;
@@ -177,7 +187,11 @@ async fn round_robin_without_prefetch_alternates_strictly() {
     for (i, (_, consumer)) in consumers.iter_mut().enumerate() {
         let mut got = Vec::new();
         for _ in 0..10 {
-            got.push(body(&next_delivery(consumer).await).parse::<usize>().unwrap());
+            got.push(
+                body(&next_delivery(consumer).await)
+                    .parse::<usize>()
+                    .unwrap(),
+            );
         }
         let want: Vec<usize> = (0..10).map(|k| 3 * k + i).collect();
         assert_eq!(got, want, "consumer {i}");
@@ -342,7 +356,11 @@ async fn basic_get_reports_the_remaining_count_and_get_empty() {
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let queue = exclusive_queue(&ch, "get").await;
-    assert_eq!(get_body(&ch, &queue).await, None, "get-empty on an empty queue");
+    assert_eq!(
+        get_body(&ch, &queue).await,
+        None,
+        "get-empty on an empty queue"
+    );
     publish_numbered(&ch, &queue, 3).await;
 
     let get_ch = channel(&conn).await;
@@ -612,14 +630,14 @@ async fn auto_delete_queue_disappears_after_its_last_consumer_cancels() {
                     FieldTable::default(),
                 )
                 .await;
-            if result.is_err() {
-                return result;
+            match result {
+                Err(error) => return error,
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     })
     .await;
-    assert_exception(gone, 404, "NOT_FOUND - no queue ");
+    assert_exception(Err::<(), _>(gone), 404, "NOT_FOUND - no queue ");
     close(conn).await;
     broker.shutdown().await;
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::raw::{self, Outcome, RawConnection, FRAME_METHOD, PROTOCOL_HEADER};
+use common::raw::{self, Close, Outcome, RawConnection, FRAME_METHOD, PROTOCOL_HEADER};
 use common::{assert_connection_works, close, connect, start_broker, TestBroker};
 
 /// Runs `bad` against the broker while a healthy connection is open, then checks the healthy
@@ -23,6 +23,19 @@ where
     bad(broker.amqp_addr()).await;
     assert_connection_works(&bystander).await;
     close(bystander).await;
+}
+
+/// Checks the reply text's `NAME - ` prefix and the class/method ids of a connection.close.
+fn assert_close(close: &Close, text_prefix: &str, class_method: (u16, u16)) {
+    assert!(
+        close.reply_text.starts_with(text_prefix),
+        "reply text of {close:?} should start with {text_prefix:?}"
+    );
+    assert_eq!(
+        (close.class_id, close.method_id),
+        class_method,
+        "class/method of {close:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,9 +72,11 @@ async fn garbage_after_the_handshake_is_a_frame_error() {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.send(b"this is not an AMQP frame at all, just some text\r\n")
             .await;
+        // RabbitMQ reads the text as a frame header (type 't', size "s is"):
+        // 501 "FRAME_ERROR - type 116, all octets = <<>>: {frame_too_large,1931503987,131064}",
+        // class 0, method 0.
         let close = conn.expect_connection_close(501).await;
-        eprintln!("garbage: {close:?}");
-        assert!(close.reply_text.starts_with("FRAME_ERROR"), "{close:?}");
+        assert_close(&close, "FRAME_ERROR - ", (0, 0));
     })
     .await;
     broker.shutdown().await;
@@ -75,9 +90,10 @@ async fn wrong_frame_end_octet_is_a_frame_error() {
         let mut bad = raw::channel_open(1);
         *bad.last_mut().unwrap() = 0x00;
         conn.send(&bad).await;
+        // RabbitMQ: 501 "FRAME_ERROR - type 1, all octets = <<0,20,0,10,0>>:
+        // {invalid_frame_end_marker,0}", class 0, method 0.
         let close = conn.expect_connection_close(501).await;
-        eprintln!("frame end: {close:?}");
-        assert!(close.reply_text.starts_with("FRAME_ERROR"), "{close:?}");
+        assert_close(&close, "FRAME_ERROR - ", (0, 0));
     })
     .await;
     broker.shutdown().await;
@@ -94,9 +110,11 @@ async fn frame_larger_than_frame_max_is_a_frame_error() {
         conn.send(&raw::basic_publish(1, "", "nowhere")).await;
         conn.send(&raw::content_header(1, body.len() as u64)).await;
         conn.send(&raw::content_body(1, &body)).await;
+        // frame_max counts the whole frame, so the largest payload is frame_max - 8. RabbitMQ:
+        // 501 "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,8192,4088}",
+        // class 0, method 0.
         let close = conn.expect_connection_close(501).await;
-        eprintln!("frame max: {close:?}");
-        assert!(close.reply_text.starts_with("FRAME_ERROR"), "{close:?}");
+        assert_close(&close, "FRAME_ERROR - ", (0, 0));
     })
     .await;
     broker.shutdown().await;
@@ -108,9 +126,11 @@ async fn method_on_an_unopened_channel_is_a_channel_error() {
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.send(&raw::queue_declare(5, "never-declared")).await;
+        // A connection exception, not a channel one. RabbitMQ:
+        // 504 "CHANNEL_ERROR - expected 'channel.open'", class 50, method 10 (the offending
+        // queue.declare).
         let close = conn.expect_connection_close(504).await;
-        eprintln!("unopened: {close:?}");
-        assert!(close.reply_text.starts_with("CHANNEL_ERROR"), "{close:?}");
+        assert_close(&close, "CHANNEL_ERROR - ", (50, 10));
     })
     .await;
     broker.shutdown().await;
@@ -124,8 +144,10 @@ async fn body_frame_without_publish_is_an_unexpected_frame() {
         conn.open_channel(1).await;
         conn.send(&raw::content_body(1, b"orphan body")).await;
         let close = conn.expect_connection_close(505).await;
-        eprintln!("orphan body: {close:?}");
-        assert!(close.reply_text.starts_with("UNEXPECTED_FRAME"), "{close:?}");
+        assert!(
+            close.reply_text.starts_with("UNEXPECTED_FRAME"),
+            "{close:?}"
+        );
     })
     .await;
     broker.shutdown().await;
@@ -139,8 +161,10 @@ async fn header_frame_without_publish_is_an_unexpected_frame() {
         conn.open_channel(1).await;
         conn.send(&raw::content_header(1, 5)).await;
         let close = conn.expect_connection_close(505).await;
-        eprintln!("orphan header: {close:?}");
-        assert!(close.reply_text.starts_with("UNEXPECTED_FRAME"), "{close:?}");
+        assert!(
+            close.reply_text.starts_with("UNEXPECTED_FRAME"),
+            "{close:?}"
+        );
     })
     .await;
     broker.shutdown().await;
@@ -158,8 +182,10 @@ async fn method_frame_in_the_middle_of_content_is_an_unexpected_frame() {
         // Five body bytes are still owed; a method now is out of order.
         conn.send(&raw::queue_declare(1, "")).await;
         let close = conn.expect_connection_close(505).await;
-        eprintln!("method mid content: {close:?}");
-        assert!(close.reply_text.starts_with("UNEXPECTED_FRAME"), "{close:?}");
+        assert!(
+            close.reply_text.starts_with("UNEXPECTED_FRAME"),
+            "{close:?}"
+        );
     })
     .await;
     broker.shutdown().await;

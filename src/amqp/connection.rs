@@ -183,6 +183,7 @@ impl Connection {
                 return format!("write failed: {error}");
             }
             if self.finished {
+                self.linger().await;
                 return "closed by client".into();
             }
             self.update_blocked();
@@ -422,6 +423,21 @@ impl Connection {
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
         let _ = self.stream.shutdown().await;
+    }
+
+    /// After close-ok, waits (briefly) for the client to close the socket first, as RabbitMQ
+    /// does: closing our side first can reset the connection before the client reads close-ok.
+    async fn linger(&mut self) {
+        let drain = async {
+            let mut scratch = [0u8; 4096];
+            loop {
+                match self.stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
     }
 
     fn cleanup(&mut self) {

@@ -66,6 +66,7 @@ impl TestBroker {
 }
 
 /// Starts the broker under test (see the module docs).
+#[allow(clippy::field_reassign_with_default)] // Config may grow fields; set only what tests need
 pub(crate) async fn start_broker() -> TestBroker {
     if let Ok(addr) = std::env::var(EXTERNAL_AMQP) {
         let addr = tokio::net::lookup_host(addr.as_str())

@@ -68,7 +68,11 @@ pub(crate) fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 8);
     out.push(kind);
     out.extend_from_slice(&channel.to_be_bytes());
-    out.extend_from_slice(&u32::try_from(payload.len()).expect("payload fits").to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(payload.len())
+            .expect("payload fits")
+            .to_be_bytes(),
+    );
     out.extend_from_slice(payload);
     out.push(FRAME_END);
     out
@@ -97,7 +101,8 @@ impl Args {
         self
     }
     pub(crate) fn shortstr(mut self, s: &str) -> Self {
-        self.0.push(u8::try_from(s.len()).expect("short string fits"));
+        self.0
+            .push(u8::try_from(s.len()).expect("short string fits"));
         self.0.extend_from_slice(s.as_bytes());
         self
     }
@@ -212,7 +217,11 @@ impl RawConnection {
         let mut conn = Self::connect(addr).await;
         conn.send(PROTOCOL_HEADER).await;
         let start = conn.read_frame().await.expect("connection.start");
-        assert_eq!(start.method_id(), Some((10, 10)), "expected connection.start");
+        assert_eq!(
+            start.method_id(),
+            Some((10, 10)),
+            "expected connection.start"
+        );
         let start_ok = Args::method(10, 11)
             .empty_table()
             .shortstr("PLAIN")
@@ -314,7 +323,9 @@ impl RawConnection {
                         .await;
                     return Outcome::ConnectionClose(close);
                 }
-                Some((20, 40)) => return Outcome::ChannelClose(frame.channel, parse_close(&frame.payload)),
+                Some((20, 40)) => {
+                    return Outcome::ChannelClose(frame.channel, parse_close(&frame.payload))
+                }
                 _ => continue,
             }
         }
