@@ -353,8 +353,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Next frame; errors on EOF, decode errors and `idle` without any bytes arriving.
     async fn next(&mut self) -> Result<Frame> {
         loop {
-            if let Some(f) = frame::decode_frame(&mut self.buf, self.frame_max)
-                .map_err(|e| anyhow!("frame decode error: {e:?}"))?
+            if let Some(f) =
+                frame::decode_frame(&mut self.buf, self.frame_max).context("frame decode error")?
             {
                 return Ok(f);
             }
@@ -751,8 +751,7 @@ async fn produce(args: &Args, queue_rx: oneshot::Receiver<String>) -> Result<Pro
     frame::encode_header_frame(CHANNEL, &header, &mut tmp);
     let Some(Frame::Header {
         raw: raw_header, ..
-    }) = frame::decode_frame(&mut tmp, 0)
-        .map_err(|e| anyhow!("re-decoding our own content header: {e:?}"))?
+    }) = frame::decode_frame(&mut tmp, 0).context("re-decoding our own content header")?
     else {
         bail!("re-decoding our own content header gave no header frame");
     };

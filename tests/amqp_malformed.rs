@@ -100,6 +100,47 @@ async fn wrong_frame_end_octet_is_a_frame_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_frame_type_is_a_frame_error() {
+    let broker = start_broker().await;
+    with_bystander(&broker, |addr| async move {
+        let mut conn = RawConnection::open(addr, 131_072).await;
+        conn.send(&raw::frame(9, 0, b"what")).await;
+        // RabbitMQ: 501 "FRAME_ERROR - type 9, all octets = <<\"what\">>: unknown_frame",
+        // class 0, method 0.
+        let close = conn.expect_connection_close(501).await;
+        assert_close(&close, "FRAME_ERROR - ", (0, 0));
+    })
+    .await;
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_on_a_nonzero_channel_closes_the_connection() {
+    let broker = start_broker().await;
+    with_bystander(&broker, |addr| async move {
+        let mut conn = RawConnection::open(addr, 131_072).await;
+        conn.open_channel(1).await;
+        conn.send(&raw::frame(raw::FRAME_HEARTBEAT, 1, b"")).await;
+        // AMQP 0-9-1 §4.2.7 says heartbeats carry channel 0 and asks for 501 FRAME_ERROR;
+        // RabbitMQ sends 505 "UNEXPECTED_FRAME - type 8, all octets = <<>>", class 0,
+        // method 0. Either is a connection exception; ignoring the frame is not.
+        match conn.read_close().await {
+            Outcome::ConnectionClose(close) => {
+                assert!(
+                    close.reply_code == 505 || close.reply_code == 501,
+                    "{close:?}"
+                );
+                assert_eq!((close.class_id, close.method_id), (0, 0), "{close:?}");
+                conn.read_to_end().await;
+            }
+            other => panic!("expected connection.close 505, got {other:?}"),
+        }
+    })
+    .await;
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_larger_than_frame_max_is_a_frame_error() {
     let broker = start_broker().await;
     with_bystander(&broker, |addr| async move {

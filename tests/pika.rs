@@ -26,7 +26,10 @@ async fn pika_client_works_against_the_broker() {
         Ok(output) if output.status.success() => {}
         Ok(output) => panic!(
             "pika is not installed for python3 ({}); run: pip install -r {}",
-            String::from_utf8_lossy(&output.stderr).trim(),
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("import failed"),
             requirements.display()
         ),
         Err(e) => panic!(

@@ -768,9 +768,9 @@ impl Connection {
         }
         if header.class_id != c::CLASS_BASIC {
             return Err(ConnectionException::new(
-                c::FRAME_ERROR,
+                c::UNEXPECTED_FRAME,
                 format!(
-                    "FRAME_ERROR - content header class {} does not match method class 60",
+                    "UNEXPECTED_FRAME - expected content header for class 60, got one for class {} instead",
                     header.class_id
                 ),
             ));
@@ -850,6 +850,20 @@ impl Connection {
         let Some(header) = pending.header else {
             return Ok(());
         };
+        if let Some(expiration) = &header.properties.expiration {
+            if expiration.parse::<u64>().is_err() {
+                let text = format!("PRECONDITION_FAILED - invalid expiration '{expiration}'");
+                self.fail_channel(
+                    channel,
+                    ChannelException {
+                        code: c::PRECONDITION_FAILED,
+                        text,
+                    },
+                    pending.class_method,
+                );
+                return Ok(());
+            }
+        }
         let message = Message {
             exchange: pending.exchange,
             routing_key: pending.routing_key,

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
@@ -54,6 +55,8 @@ pub struct Delivery {
     pub message: Arc<Message>,
     /// Whether it was delivered before.
     pub redelivered: bool,
+    /// When the message expires, if it has a TTL (MQTT 5 forwards the remaining lifetime).
+    pub expires_at: Option<Instant>,
 }
 
 /// Where a connection receives its consumers' events.
@@ -115,6 +118,8 @@ pub struct Queue {
     pub auto_delete: bool,
     /// Declare arguments.
     pub arguments: Table,
+    /// `x-message-ttl` in milliseconds, if set.
+    message_ttl: Option<u64>,
     memory: Arc<MemoryGauge>,
     state: Mutex<QueueState>,
 }
@@ -124,6 +129,8 @@ struct Entry {
     seq: u64,
     message: Arc<Message>,
     redelivered: bool,
+    /// When the message dies (per-message `expiration` or the queue's `x-message-ttl`).
+    expires_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -175,12 +182,17 @@ impl Queue {
         arguments: Table,
         memory: Arc<MemoryGauge>,
     ) -> Queue {
+        let message_ttl = arguments
+            .get("x-message-ttl")
+            .and_then(|v| v.as_i64())
+            .and_then(|ms| u64::try_from(ms).ok());
         Queue {
             name,
             durable,
             exclusive_owner,
             auto_delete,
             arguments,
+            message_ttl,
             memory,
             state: Mutex::new(QueueState::default()),
         }
@@ -211,10 +223,12 @@ impl Queue {
         self.memory.add(size);
         let seq = state.next_seq;
         state.next_seq += 1;
+        let expires_at = self.expiry_for(&message);
         state.ready.push_back(Entry {
             seq,
             message,
             redelivered: false,
+            expires_at,
         });
         self.dispatch(&mut state);
     }
@@ -300,6 +314,7 @@ impl Queue {
     /// Takes the next ready message (basic.get). Without `no_ack` it stays unacknowledged.
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<GetResult> {
         let mut state = self.state.lock();
+        self.drop_expired(&mut state);
         let entry = state.ready.pop_front()?;
         let result = GetResult {
             seq: entry.seq,
@@ -358,6 +373,10 @@ impl Queue {
 
     /// Hands ready messages to consumers with credit, round-robin.
     fn dispatch(self: &Arc<Self>, state: &mut QueueState) {
+        if state.consumers.is_empty() {
+            return;
+        }
+        self.drop_expired(state);
         while !state.ready.is_empty() {
             let Some(index) = pick_consumer(state) else {
                 return;
@@ -365,6 +384,10 @@ impl Queue {
             let Some(entry) = state.ready.pop_front() else {
                 return;
             };
+            if entry.expires_at.is_some_and(|at| at <= Instant::now()) {
+                self.memory.sub(entry.message.memory_size());
+                continue;
+            }
             let consumer = &mut state.consumers[index];
             let delivery = Delivery {
                 consumer: consumer.spec.id,
@@ -372,6 +395,7 @@ impl Queue {
                 seq: entry.seq,
                 message: entry.message.clone(),
                 redelivered: entry.redelivered,
+                expires_at: entry.expires_at,
             };
             if consumer
                 .spec
@@ -398,6 +422,39 @@ impl Queue {
                         entry,
                     },
                 );
+            }
+        }
+    }
+}
+
+impl Queue {
+    /// The deadline of a message entering this queue: the earlier of its own `expiration`
+    /// (milliseconds) and the queue's `x-message-ttl`, as RabbitMQ applies them.
+    fn expiry_for(&self, message: &Message) -> Option<Instant> {
+        let per_message = message
+            .properties
+            .expiration
+            .as_deref()
+            .and_then(|ms| ms.parse::<u64>().ok());
+        let ttl = match (per_message, self.message_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }?;
+        Some(Instant::now() + Duration::from_millis(ttl))
+    }
+
+    /// Drops expired messages from the head of the queue (RabbitMQ expires at the head only).
+    fn drop_expired(&self, state: &mut QueueState) {
+        let mut now = None;
+        while let Some(front) = state.ready.front() {
+            let Some(at) = front.expires_at else {
+                return;
+            };
+            if at > *now.get_or_insert_with(Instant::now) {
+                return;
+            }
+            if let Some(entry) = state.ready.pop_front() {
+                self.memory.sub(entry.message.memory_size());
             }
         }
     }
@@ -526,6 +583,18 @@ mod tests {
         assert_eq!(q.counts().ready, 10);
         q.grant_window(ConsumerId(1), 5);
         assert_eq!(deliveries(&mut events).len(), 5);
+    }
+
+    #[test]
+    fn expired_messages_are_dropped_at_the_head() {
+        let q = queue();
+        let mut short = (*message("short")).clone();
+        short.properties.expiration = Some("0".into());
+        q.enqueue(Arc::new(short));
+        q.enqueue(message("kept"));
+        let got = q.get(true).unwrap();
+        assert_eq!(&got.message.body[..], b"kept");
+        assert!(q.get(true).is_none());
     }
 
     #[test]
