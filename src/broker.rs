@@ -36,6 +36,7 @@ pub enum StartError {
 /// A running broker: its bound addresses and the handles that stop it.
 pub struct Broker {
     amqp_addr: SocketAddr,
+    mqtt_addr: SocketAddr,
     core: Arc<Core>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -52,30 +53,29 @@ impl Broker {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
 
-        let address = SocketAddr::new(config.bind, config.amqp_port);
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| StartError::Bind {
-                listener: "AMQP",
-                address,
-                source,
-            })?;
-        let amqp_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            listener: "AMQP",
-            address,
-            source,
-        })?;
+        let amqp = bind("AMQP", SocketAddr::new(config.bind, config.amqp_port)).await?;
+        let mqtt = bind("MQTT", SocketAddr::new(config.bind, config.mqtt_port)).await?;
+        let (amqp_listener, amqp_addr) = amqp;
+        let (mqtt_listener, mqtt_addr) = mqtt;
         tracing::info!(address = %amqp_addr, "AMQP 0-9-1 listener started");
-        let settings = crate::amqp::Settings::from_config(&config);
+        tracing::info!(address = %mqtt_addr, "MQTT 3.1.1/5.0 listener started");
         tasks.spawn(crate::amqp::accept_loop(
-            listener,
+            amqp_listener,
             core.clone(),
-            settings,
+            crate::amqp::Settings::from_config(&config),
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+        tasks.spawn(crate::mqtt::accept_loop(
+            mqtt_listener,
+            core.clone(),
+            crate::mqtt::Settings::from_config(&config),
             shutdown.clone(),
             tasks.clone(),
         ));
         Ok(Broker {
             amqp_addr,
+            mqtt_addr,
             core,
             shutdown,
             tasks,
@@ -85,6 +85,11 @@ impl Broker {
     /// The bound AMQP address (with the real port when 0 was asked for).
     pub fn amqp_addr(&self) -> SocketAddr {
         self.amqp_addr
+    }
+
+    /// The bound MQTT address.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.mqtt_addr
     }
 
     /// The routing core, for in-process inspection (tests, management).
@@ -99,4 +104,24 @@ impl Broker {
         self.tasks.close();
         self.tasks.wait().await;
     }
+}
+
+/// Binds one listener, naming it in the error.
+async fn bind(
+    listener: &'static str,
+    address: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let socket = TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind {
+            listener,
+            address,
+            source,
+        })?;
+    let local = socket.local_addr().map_err(|source| StartError::Bind {
+        listener,
+        address,
+        source,
+    })?;
+    Ok((socket, local))
 }

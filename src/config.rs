@@ -13,6 +13,12 @@ pub struct Config {
     pub bind: IpAddr,
     /// AMQP 0-9-1 listener port; 0 picks an ephemeral port.
     pub amqp_port: u16,
+    /// MQTT listener port; 0 picks an ephemeral port.
+    pub mqtt_port: u16,
+    /// Exchange MQTT topics map onto (RabbitMQ's `mqtt.exchange`).
+    pub mqtt_exchange: String,
+    /// Largest MQTT packet accepted from a client, in bytes.
+    pub mqtt_max_packet_size: u32,
     /// Directory for durable state.
     pub data_dir: PathBuf,
     /// Heartbeat interval (seconds) proposed in connection.tune; 0 disables heartbeats.
@@ -31,6 +37,9 @@ impl Default for Config {
         Config {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             amqp_port: 5672,
+            mqtt_port: 1883,
+            mqtt_exchange: "amq.topic".to_string(),
+            mqtt_max_packet_size: 16 * 1024 * 1024,
             data_dir: PathBuf::from("./data"),
             heartbeat_secs: 60,
             frame_max: 131_072,

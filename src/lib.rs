@@ -14,9 +14,11 @@
 //! connection task encodes `basic.deliver` and flushes once per burst.
 
 pub mod amqp;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod core;
+pub mod mqtt;
 
 pub use broker::{Broker, StartError};
 pub use config::Config;

@@ -17,7 +17,7 @@ use super::translate::{
 use super::MAX_MESSAGE_SIZE;
 use crate::core::{
     ConsumerEvent, ConsumerId, ConsumerSpec, CoreError, ExchangeDeclare, Message, Properties,
-    Queue, QueueDeclare, WireCache,
+    Queue, QueueDeclare, Routed, WireCache,
 };
 
 /// A consumer as its connection knows it.
@@ -257,15 +257,17 @@ impl Connection {
             }
             return Ok(());
         }
-        if state.publish.is_some() {
-            return Err(ConnectionException::new(
-                c::UNEXPECTED_FRAME,
-                format!(
-                    "UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead ({})",
-                    method.name()
-                ),
-            )
-            .on(&method));
+        if let Some(pending) = &state.publish {
+            let text = if pending.header.is_some() {
+                "UNEXPECTED_FRAME - expected content body, got non content body frame instead"
+            } else {
+                "UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead"
+            };
+            let (class_id, method_id) = pending.class_method;
+            let mut exception = ConnectionException::new(c::UNEXPECTED_FRAME, text);
+            exception.class_id = class_id;
+            exception.method_id = method_id;
+            return Err(exception);
         }
         let class_method = (method.class_id(), method.method_id());
         match self.dispatch_channel_method(channel, method) {
@@ -312,10 +314,11 @@ impl Connection {
     fn dispatch_channel_method(&mut self, channel: u16, method: Method) -> Result<(), Failure> {
         let owner = self.id;
         match method {
-            Method::ChannelOpen(_) => Err(ConnectionException::new(
+            Method::ChannelOpen(open) => Err(ConnectionException::new(
                 c::CHANNEL_ERROR,
                 format!("CHANNEL_ERROR - second 'channel.open' seen on channel {channel}"),
             )
+            .on(&Method::ChannelOpen(open))
             .into()),
             Method::ChannelClose(_) => {
                 self.release_channel(channel);
@@ -767,13 +770,18 @@ impl Connection {
             ));
         }
         if header.class_id != c::CLASS_BASIC {
-            return Err(ConnectionException::new(
+            let (class_id, method_id) = pending.class_method;
+            return Err(ConnectionException {
+                class_id,
+                method_id,
+                ..ConnectionException::new(
                 c::UNEXPECTED_FRAME,
                 format!(
                     "UNEXPECTED_FRAME - expected content header for class 60, got one for class {} instead",
                     header.class_id
                 ),
-            ));
+                )
+            });
         }
         let body_size = header.body_size;
         pending.header = Some(PendingHeader {
@@ -898,13 +906,9 @@ impl Connection {
     ) -> Result<(), Failure> {
         let exchange = self.vhost.exchange(&message.exchange)?;
         let mut targets = std::mem::take(&mut self.targets);
-        let routed = self.vhost.route(&exchange, &message, &mut targets);
-        if let Err(error) = routed {
-            self.targets = targets;
-            return Err(error.into());
-        }
-        let unroutable = targets.queues.is_empty();
-        if unroutable {
+        let routed = self.vhost.publish(&exchange, message, &mut targets);
+        self.targets = targets;
+        if let Routed::Unroutable(message) = routed? {
             if mandatory {
                 self.send_method(
                     channel,
@@ -917,13 +921,7 @@ impl Connection {
                 );
                 self.encode_content(channel, &message);
             }
-        } else {
-            let message = Arc::new(message);
-            for queue in targets.queues.drain(..) {
-                queue.enqueue(message.clone());
-            }
         }
-        self.targets = targets;
         let state = self.channel(channel)?;
         if state.confirm {
             state.published_seq += 1;

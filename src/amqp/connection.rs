@@ -19,6 +19,7 @@ use warren_amqp::method::{
     ConnectionTune, ConnectionUnblocked, Method,
 };
 use warren_amqp::table::{FieldTable, FieldValue};
+use warren_amqp::DecodeError;
 
 use super::channel::{Channel, ConsumerRoute};
 use super::Settings;
@@ -247,14 +248,28 @@ impl Connection {
     /// Decodes and handles every complete frame in the read buffer.
     fn process_input(&mut self) -> Result<(), ConnectionException> {
         loop {
+            let ids = method_ids(&self.read_buf);
             let frame = match frame::decode_frame(&mut self.read_buf, self.frame_max) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(error) => {
-                    return Err(ConnectionException::new(
+                    let mut exception = ConnectionException::new(
                         error.reply_code(),
                         format!("{} - {error}", c::reply_text(error.reply_code())),
-                    ))
+                    );
+                    // Name the method whose arguments failed to decode, as RabbitMQ does
+                    // (framing errors name none).
+                    let framing = matches!(
+                        error,
+                        DecodeError::BadFrameEnd(_)
+                            | DecodeError::FrameTooLarge { .. }
+                            | DecodeError::UnknownFrameType(_)
+                    );
+                    if let (Some((class_id, method_id)), false) = (ids, framing) {
+                        exception.class_id = class_id;
+                        exception.method_id = method_id;
+                    }
+                    return Err(exception);
                 }
             };
             self.handle_frame(frame)?;
@@ -272,7 +287,11 @@ impl Connection {
 
     fn handle_frame(&mut self, frame: Frame) -> Result<(), ConnectionException> {
         match frame {
-            Frame::Heartbeat { .. } => Ok(()),
+            Frame::Heartbeat { channel: 0 } => Ok(()),
+            Frame::Heartbeat { .. } => Err(ConnectionException::new(
+                c::UNEXPECTED_FRAME,
+                "UNEXPECTED_FRAME - type 8 (heartbeat) on a non-zero channel",
+            )),
             Frame::Method { channel: 0, method } => self.handle_connection_method(method),
             Frame::Method { channel, method } => self.handle_channel_method(channel, method),
             Frame::Header {
@@ -306,9 +325,9 @@ impl Connection {
                 Ok(())
             }
             other => Err(ConnectionException::new(
-                c::COMMAND_INVALID,
+                c::CHANNEL_ERROR,
                 format!(
-                    "COMMAND_INVALID - unexpected method {} on channel 0",
+                    "CHANNEL_ERROR - unexpected method in connection state running ({})",
                     other.name()
                 ),
             )
@@ -659,6 +678,18 @@ async fn handshake(
     })
 }
 
+/// Class and method ids of the method frame at the front of `buffer`, read before decoding
+/// so an argument error can name its method.
+fn method_ids(buffer: &[u8]) -> Option<(u16, u16)> {
+    match buffer.get(..11) {
+        Some([kind, _, _, _, _, _, _, c1, c2, m1, m2]) if *kind == c::FRAME_METHOD => Some((
+            u16::from_be_bytes([*c1, *c2]),
+            u16::from_be_bytes([*m1, *m2]),
+        )),
+        _ => None,
+    }
+}
+
 fn negotiate(client: u32, server: u32) -> u32 {
     if client == 0 {
         server
@@ -678,7 +709,7 @@ fn unexpected(method: &Method, expected: &str) -> ConnectionException {
     .on(method)
 }
 
-/// Checks PLAIN or AMQPLAIN credentials; only guest/guest exists until users are added.
+/// Checks PLAIN or AMQPLAIN credentials against the user store.
 fn authenticate(mechanism: &str, response: &Bytes) -> Result<String, ConnectionException> {
     let credentials = match mechanism {
         "PLAIN" => {
@@ -716,7 +747,7 @@ fn authenticate(mechanism: &str, response: &Bytes) -> Result<String, ConnectionE
         }
     };
     match credentials {
-        Some((user, password)) if user == "guest" && password == b"guest" => Ok(user),
+        Some((user, password)) if crate::auth::check_password(&user, &password) => Ok(user),
         _ => Err(ConnectionException::new(
             c::ACCESS_REFUSED,
             format!("ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),

@@ -16,6 +16,12 @@ struct Args {
     /// AMQP 0-9-1 port (0 = ephemeral).
     #[arg(long, default_value_t = 5672, env = "WARREN_AMQP_PORT")]
     amqp_port: u16,
+    /// MQTT 3.1.1/5.0 port (0 = ephemeral).
+    #[arg(long, default_value_t = 1883, env = "WARREN_MQTT_PORT")]
+    mqtt_port: u16,
+    /// Exchange MQTT topics map onto.
+    #[arg(long, default_value = "amq.topic")]
+    mqtt_exchange: String,
     /// Directory for durable state.
     #[arg(long, default_value = "./data", env = "WARREN_DATA_DIR")]
     data_dir: PathBuf,
@@ -43,6 +49,8 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config {
         bind: args.bind,
         amqp_port: args.amqp_port,
+        mqtt_port: args.mqtt_port,
+        mqtt_exchange: args.mqtt_exchange,
         data_dir: args.data_dir,
         heartbeat_secs: args.heartbeat,
         frame_max: args.frame_max,

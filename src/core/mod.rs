@@ -24,7 +24,7 @@ pub use queue::{
     ConnectionId, ConsumerEvent, ConsumerId, ConsumerSpec, Delivery, EventSink, GetResult, Queue,
 };
 pub use table::{Table, Value};
-pub use vhost::{ExchangeDeclare, QueueDeclare, QueueDeclared, Vhost};
+pub use vhost::{ExchangeDeclare, QueueDeclare, QueueDeclared, Routed, Vhost};
 
 /// Bytes of message data held by all queues, against the memory high watermark.
 #[derive(Debug)]

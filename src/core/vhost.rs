@@ -60,6 +60,15 @@ pub struct QueueDeclared {
     pub consumer_count: u32,
 }
 
+/// What became of a published message.
+#[derive(Debug)]
+pub enum Routed {
+    /// Enqueued on this many queues.
+    Queued(usize),
+    /// No queue matched; the message is handed back.
+    Unroutable(Box<Message>),
+}
+
 /// Queue arguments that must be equal when a queue is redeclared (as RabbitMQ checks).
 const EQUIVALENT_QUEUE_ARGUMENTS: &[&str] = &[
     "x-message-ttl",
@@ -587,6 +596,26 @@ impl Vhost {
         if targets.queues.is_empty() {
             self.route_alternate(&alternate, message, targets, depth + 1);
         }
+    }
+
+    /// Routes a message through `exchange` and enqueues it (shared, not copied) on every
+    /// queue it reaches. An unroutable message is handed back (for mandatory returns).
+    pub fn publish(
+        &self,
+        exchange: &Exchange,
+        message: Message,
+        targets: &mut RouteTargets,
+    ) -> CoreResult<Routed> {
+        self.route(exchange, &message, targets)?;
+        if targets.queues.is_empty() {
+            return Ok(Routed::Unroutable(Box::new(message)));
+        }
+        let count = targets.queues.len();
+        let message = Arc::new(message);
+        for queue in targets.queues.drain(..) {
+            queue.enqueue(message.clone());
+        }
+        Ok(Routed::Queued(count))
     }
 
     /// Starts a consumer on a queue.

@@ -80,6 +80,7 @@ pub(crate) async fn start_broker() -> TestBroker {
     let mut config = warren::Config::default();
     config.bind = "127.0.0.1".parse().expect("loopback address");
     config.amqp_port = 0;
+    config.mqtt_port = 0;
     config.data_dir = dir.path().to_path_buf();
     let broker = within("broker start", warren::Broker::start(config))
         .await

@@ -1,0 +1,153 @@
+//! MQTT sessions: what outlives a connection (subscriptions, QoS 2 handshakes in progress)
+//! and the registry that hands a session to exactly one connection at a time, taking it
+//! over from an older connection with the same client id [MQTT-3.1.4-3].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use warren_mqtt::QoS;
+
+use crate::core::ConnectionId;
+
+/// One subscription of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Subscription {
+    /// The filter without any `$share/group/` prefix.
+    pub(crate) filter: String,
+    /// The granted QoS.
+    pub(crate) qos: QoS,
+    /// The MQTT 5 subscription identifier.
+    pub(crate) identifier: Option<u32>,
+    /// The shared-subscription group, if any.
+    pub(crate) group: Option<String>,
+}
+
+/// The state of a session between connections.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SessionState {
+    /// Subscriptions by their full filter as the client wrote it.
+    pub(crate) subscriptions: BTreeMap<String, Subscription>,
+    /// Outbound QoS 2 deliveries whose PUBREC arrived and PUBCOMP did not: PUBREL is resent
+    /// on reconnect [MQTT-4.4.0-1].
+    pub(crate) pending_pubrel: BTreeSet<u16>,
+    /// Inbound QoS 2 packet ids whose PUBREL has not arrived: a resent PUBLISH with one of
+    /// these ids is not routed again.
+    pub(crate) incoming_qos2: BTreeSet<u16>,
+    /// How long the session outlives its connection (None = forever).
+    pub(crate) expiry: Option<Duration>,
+}
+
+struct Slot {
+    active: Option<(ConnectionId, CancellationToken)>,
+    stored: Option<SessionState>,
+    /// Bumped at every claim, so delayed actions (expiry, will delay) can tell whether the
+    /// session was resumed meanwhile.
+    generation: u64,
+}
+
+/// What claiming a session yields.
+pub(crate) struct Claim {
+    /// The stored state, if a session existed.
+    pub(crate) state: Option<SessionState>,
+    /// Identifies this claim for [`Sessions::is_current`].
+    pub(crate) generation: u64,
+}
+
+/// Every MQTT session, by (vhost, client id).
+#[derive(Default)]
+pub(crate) struct Sessions {
+    slots: Mutex<HashMap<(String, String), Slot>>,
+}
+
+impl Sessions {
+    /// Takes the session for `connection`, disconnecting the connection that holds it (by
+    /// cancelling its token) and waiting until it has handed the session back.
+    pub(crate) async fn claim(
+        &self,
+        vhost: &str,
+        client_id: &str,
+        connection: ConnectionId,
+        kick: CancellationToken,
+    ) -> Claim {
+        let key = (vhost.to_string(), client_id.to_string());
+        // Bounded wait: a holder that does not let go within this time is overruled.
+        for _ in 0..500 {
+            {
+                let mut slots = self.slots.lock();
+                let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
+                    active: None,
+                    stored: None,
+                    generation: 0,
+                });
+                match &slot.active {
+                    Some((_, holder)) => holder.cancel(),
+                    None => return take(slot, connection, kick),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut slots = self.slots.lock();
+        let slot = slots.entry(key).or_insert_with(|| Slot {
+            active: None,
+            stored: None,
+            generation: 0,
+        });
+        take(slot, connection, kick)
+    }
+
+    /// Hands the session back when `connection` ends; `state` None ends the session.
+    pub(crate) fn release(
+        &self,
+        vhost: &str,
+        client_id: &str,
+        connection: ConnectionId,
+        state: Option<SessionState>,
+    ) {
+        let key = (vhost.to_string(), client_id.to_string());
+        let mut slots = self.slots.lock();
+        let Some(slot) = slots.get_mut(&key) else {
+            return;
+        };
+        if !matches!(&slot.active, Some((holder, _)) if *holder == connection) {
+            return;
+        }
+        slot.active = None;
+        slot.stored = state;
+        if slot.stored.is_none() {
+            slots.remove(&key);
+        }
+    }
+
+    /// Whether the session is still unclaimed since `generation` (for expiry and will delay).
+    pub(crate) fn is_dormant(&self, vhost: &str, client_id: &str, generation: u64) -> bool {
+        let key = (vhost.to_string(), client_id.to_string());
+        self.slots
+            .lock()
+            .get(&key)
+            .is_some_and(|slot| slot.active.is_none() && slot.generation == generation)
+    }
+
+    /// Ends a dormant session (expiry); returns whether it was still dormant at `generation`.
+    pub(crate) fn expire(&self, vhost: &str, client_id: &str, generation: u64) -> bool {
+        let key = (vhost.to_string(), client_id.to_string());
+        let mut slots = self.slots.lock();
+        let dormant = slots
+            .get(&key)
+            .is_some_and(|slot| slot.active.is_none() && slot.generation == generation);
+        if dormant {
+            slots.remove(&key);
+        }
+        dormant
+    }
+}
+
+fn take(slot: &mut Slot, connection: ConnectionId, kick: CancellationToken) -> Claim {
+    slot.generation += 1;
+    slot.active = Some((connection, kick));
+    Claim {
+        state: slot.stored.take(),
+        generation: slot.generation,
+    }
+}

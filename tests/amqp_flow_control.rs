@@ -1,0 +1,154 @@
+//! Flow control: a publisher faster than its consumers is blocked (connection.blocked) once
+//! queued data passes the memory high watermark, and unblocked when consumers drain it, so
+//! broker memory stays bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{unique, within};
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+const WATERMARK: u64 = 1024 * 1024;
+const BODY: usize = 4096;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_publisher_is_blocked_at_the_watermark_and_released_when_drained() {
+    let dir = tempfile::tempdir().expect("temporary data directory");
+    let config = warren::Config {
+        bind: "127.0.0.1".parse().expect("loopback"),
+        amqp_port: 0,
+        mqtt_port: 0,
+        data_dir: dir.path().to_path_buf(),
+        memory_high_watermark: WATERMARK,
+        ..warren::Config::default()
+    };
+    let broker = within("broker start", warren::Broker::start(config))
+        .await
+        .expect("broker starts");
+    let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr());
+
+    let publisher = within(
+        "publisher connect",
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("publisher connects");
+    let channel = within("channel", publisher.create_channel())
+        .await
+        .expect("channel");
+    let queue = unique("flow");
+    within(
+        "queue.declare",
+        channel.queue_declare(
+            &queue,
+            QueueDeclareOptions {
+                auto_delete: false,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("queue declared");
+
+    // Publish well past the watermark (8x) from a task: once the broker stops reading, the
+    // publishes stall, which is the point.
+    let body = vec![7u8; BODY];
+    let publish_channel = channel.clone();
+    let publish_queue = queue.clone();
+    let total = 8 * WATERMARK as usize / BODY;
+    let publishing = tokio::spawn(async move {
+        for _ in 0..total {
+            if publish_channel
+                .basic_publish(
+                    "",
+                    &publish_queue,
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default(),
+                )
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+
+    let mut blocked = false;
+    for _ in 0..200 {
+        if publisher.status().blocked() {
+            blocked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(blocked, "the publisher was never sent connection.blocked");
+
+    // Memory is bounded: what the broker accepted stays near the watermark (one read burst
+    // of slack), far below what the client tried to send.
+    let observer = within(
+        "observer connect",
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("observer connects");
+    let observe = within("channel", observer.create_channel())
+        .await
+        .expect("channel");
+    let depth = within(
+        "passive declare",
+        observe.queue_declare(
+            &queue,
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("queue exists")
+    .message_count() as usize;
+    assert!(
+        depth * BODY <= 2 * WATERMARK as usize,
+        "{depth} messages of {BODY} bytes queued with a {WATERMARK}-byte watermark"
+    );
+    assert!(depth < total, "the publisher was not held back");
+
+    // A consumer drains the queue; the publisher is unblocked and finishes.
+    let mut consumer = within(
+        "basic.consume",
+        observe.basic_consume(
+            &queue,
+            "drain",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("consumer");
+    let mut received = 0;
+    while received < total {
+        let next = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .expect("deliveries keep flowing after the publisher is released");
+        match next {
+            Some(Ok(_)) => received += 1,
+            other => panic!("consumer ended early: {other:?}"),
+        }
+    }
+    within("publisher task", publishing)
+        .await
+        .expect("publisher task");
+    assert!(!publisher.status().blocked(), "publisher still blocked");
+    assert_eq!(received, total, "every message published arrives");
+    broker.shutdown().await;
+}
