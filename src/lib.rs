@@ -19,6 +19,7 @@ pub mod broker;
 pub mod config;
 pub mod core;
 pub mod mqtt;
+mod net;
 
 pub use broker::{Broker, StartError};
 pub use config::Config;

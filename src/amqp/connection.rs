@@ -31,8 +31,6 @@ use crate::core::{
 const READ_CHUNK: usize = 64 * 1024;
 /// Consumer events handled per wake-up before flushing, so one busy queue cannot starve reads.
 const EVENT_BATCH: usize = 512;
-/// Output size above which the loop flushes before reading more input.
-const FLUSH_THRESHOLD: usize = 256 * 1024;
 
 /// Why the connection must end with connection.close.
 #[derive(Debug)]
@@ -188,9 +186,6 @@ impl Connection {
                 return "closed by client".into();
             }
             self.update_blocked();
-            if self.read_buf.capacity() - self.read_buf.len() < 4096 {
-                self.read_buf.reserve(READ_CHUNK);
-            }
             let can_read = !self.blocked;
             tokio::select! {
                 biased;
@@ -202,10 +197,12 @@ impl Connection {
                     self.close_with(exception).await;
                     return "broker shutdown".into();
                 }
-                read = self.stream.read_buf(&mut self.read_buf), if can_read => {
+                ready = self.stream.readable(), if can_read => {
+                    let read = ready.and_then(|()| crate::net::read_ready(&self.stream, &mut self.read_buf, READ_CHUNK));
                     match read {
-                        Ok(0) => return "client closed the socket".into(),
-                        Ok(_) => {
+                        Ok(None) => {}
+                        Ok(Some(0)) => return "client closed the socket".into(),
+                        Ok(Some(_)) => {
                             self.last_read = Instant::now();
                             if let Err(exception) = self.process_input() {
                                 let reason = format!("{} {}", exception.code, exception.text);
@@ -278,8 +275,8 @@ impl Connection {
             }
         }
         self.send_due_confirms();
-        // Reclaim the buffer between bursts so an idle connection holds no read memory.
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 4 * READ_CHUNK {
+        // Release the buffer between bursts so an idle connection holds no read memory.
+        if self.read_buf.is_empty() {
             self.read_buf = BytesMut::new();
         }
         Ok(())
@@ -374,11 +371,8 @@ impl Connection {
         }
         self.stream.write_all(&self.out).await?;
         self.last_write = Instant::now();
-        if self.out.capacity() > 4 * FLUSH_THRESHOLD {
-            self.out = BytesMut::new();
-        } else {
-            self.out.clear();
-        }
+        // Nor write memory.
+        self.out = BytesMut::new();
         for (queue, consumer, count) in self.window_grants.drain(..) {
             queue.grant_window(consumer, count);
         }

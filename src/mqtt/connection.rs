@@ -54,6 +54,15 @@ struct Outbound {
     source: Option<(Arc<Queue>, u64)>,
 }
 
+/// Topic aliases (MQTT 5) of one connection.
+#[derive(Default)]
+struct Aliases {
+    /// Set by the client: alias → topic.
+    inbound: HashMap<u16, String>,
+    /// Chosen by the broker: topic → alias.
+    outbound: HashMap<String, u16>,
+}
+
 /// Where a consumer of this connection reads from.
 struct ConsumerSource {
     queue: Arc<Queue>,
@@ -78,7 +87,8 @@ struct MqttConnection {
     persistent: bool,
     generation: u64,
     kick: CancellationToken,
-    will: Option<Will>,
+    /// Boxed: most of the struct's size otherwise, and absent for many clients.
+    will: Option<Box<Will>>,
     consumers: HashMap<ConsumerId, ConsumerSource>,
     events: Option<(EventSink, mpsc::UnboundedReceiver<ConsumerEvent>)>,
     outbound: HashMap<u16, Outbound>,
@@ -87,8 +97,8 @@ struct MqttConnection {
     client_receive_maximum: u16,
     /// QoS 1/2 publishes from the client not yet completed (PUBACK/PUBCOMP not sent).
     inbound_inflight: usize,
-    inbound_aliases: HashMap<u16, String>,
-    outbound_aliases: HashMap<String, u16>,
+    /// Topic aliases in both directions, allocated on first use.
+    aliases: Option<Box<Aliases>>,
     client_topic_alias_maximum: u16,
     window_grants: Vec<(Arc<Queue>, ConsumerId, u32)>,
     targets: RouteTargets,
@@ -100,37 +110,50 @@ struct MqttConnection {
 
 /// Serves one accepted socket until it closes.
 pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    // The handshake and the teardown run as boxed futures, so the task's size while a
+    // connection idles is only the run loop's.
+    let Some(mut connection) = Box::pin(open(stream, peer, shared)).await else {
+        return;
+    };
+    let closing = connection.run().await;
+    Box::pin(connection.finish(closing)).await;
+}
+
+/// Reads and answers CONNECT; None when the connection was refused or went away.
+async fn open(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Option<Box<MqttConnection>> {
     let _ = stream.set_nodelay(true);
-    let mut stream = stream;
     let mut read_buf = BytesMut::new();
     let mut codec = Codec::new(shared.settings.max_packet_size as usize);
     let timeout = shared.settings.connect_timeout;
     let first = tokio::select! {
         first = tokio::time::timeout(timeout, read_connect(&mut stream, &mut read_buf, &mut codec)) => first,
-        _ = shared.shutdown.cancelled() => return,
+        _ = shared.shutdown.cancelled() => return None,
     };
     let connect = match first {
         Ok(Ok(connect)) => connect,
         Ok(Err(ConnectFailure::Quiet(reason))) => {
             tracing::info!(%peer, reason, "MQTT connection closed before CONNECT");
-            return;
+            return None;
         }
         Ok(Err(ConnectFailure::Refuse(version, reason, log))) => {
             tracing::warn!(%peer, reason = log, "MQTT CONNECT refused");
             refuse(&mut stream, version, reason).await;
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!(%peer, "MQTT client sent no CONNECT in time");
-            return;
+            return None;
         }
     };
-    let Some(mut connection) = accept_connect(stream, peer, read_buf, codec, connect, shared).await
-    else {
-        return;
-    };
-    let closing = connection.run().await;
-    connection.finish(closing).await;
+    if read_buf.is_empty() {
+        // The CONNECT's buffer is not kept for an idle connection.
+        read_buf = BytesMut::new();
+    }
+    accept_connect(stream, peer, read_buf, codec, connect, shared).await
 }
 
 enum ConnectFailure {
@@ -198,7 +221,7 @@ async fn accept_connect(
     mut codec: Codec,
     connect: Connect,
     shared: Arc<Shared>,
-) -> Option<MqttConnection> {
+) -> Option<Box<MqttConnection>> {
     let version = connect.protocol;
     // Authentication: anonymous clients act as the default user, as RabbitMQ allows.
     let (vhost_name, user) = match &connect.username {
@@ -243,7 +266,7 @@ async fn accept_connect(
     };
 
     let id = shared.core.next_connection_id();
-    let kick = CancellationToken::new();
+    let kick = shared.shutdown.child_token();
     let claim = shared
         .sessions
         .claim(&vhost.name, &client_id, id, kick.clone())
@@ -301,7 +324,7 @@ async fn accept_connect(
         .receive_maximum
         .unwrap_or(u16::MAX)
         .clamp(1, settings.max_inflight);
-    let mut connection = MqttConnection {
+    let mut connection = Box::new(MqttConnection {
         id,
         peer,
         stream,
@@ -317,22 +340,21 @@ async fn accept_connect(
         persistent,
         generation: claim.generation,
         kick,
-        will: connect.will,
+        will: connect.will.map(Box::new),
         consumers: HashMap::new(),
         events: None,
         outbound: HashMap::new(),
         next_packet_id: 1,
         client_receive_maximum,
         inbound_inflight: 0,
-        inbound_aliases: HashMap::new(),
-        outbound_aliases: HashMap::new(),
+        aliases: None,
         client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
         window_grants: Vec::new(),
         targets: RouteTargets::default(),
         finished: false,
         send_will: true,
         shared,
-    };
+    });
     connection.resume_session();
     Some(connection)
 }
@@ -403,26 +425,32 @@ impl MqttConnection {
                 return Closing::new(rc::SUCCESS, "client disconnected");
             }
             let blocked = self.shared.core.memory().over_limit();
-            if self.read_buf.capacity() - self.read_buf.len() < 1024 {
-                self.read_buf.reserve(READ_CHUNK);
-            }
-            let deadline = self
+            let keep_alive_deadline = self
                 .keep_alive
-                .map(|ka| self.last_read + ka + ka / 2)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+                .map(|ka| self.last_read + ka + ka / 2);
+            // One timer serves both the keepalive and, while blocked, the memory re-check.
+            let deadline = match (keep_alive_deadline, blocked) {
+                (Some(at), false) => at,
+                (Some(at), true) => at.min(Instant::now() + Duration::from_millis(50)),
+                (None, false) => Instant::now() + Duration::from_secs(86_400),
+                (None, true) => Instant::now() + Duration::from_millis(50),
+            };
             let events = self.events.as_mut().map(|(_, rx)| rx);
             tokio::select! {
                 biased;
-                _ = self.shared.shutdown.cancelled() => {
-                    return Closing::new(rc::SERVER_SHUTTING_DOWN, "broker shutdown");
-                }
                 _ = self.kick.cancelled() => {
+                    // The kick token is a child of the shutdown token: one wait covers both.
+                    if self.shared.shutdown.is_cancelled() {
+                        return Closing::new(rc::SERVER_SHUTTING_DOWN, "broker shutdown");
+                    }
                     return Closing::new(rc::SESSION_TAKEN_OVER, "session taken over by another connection");
                 }
-                read = self.stream.read_buf(&mut self.read_buf), if !blocked => {
+                ready = self.stream.readable(), if !blocked => {
+                    let read = ready.and_then(|()| crate::net::read_ready(&self.stream, &mut self.read_buf, READ_CHUNK));
                     match read {
-                        Ok(0) => return Closing::new(rc::UNSPECIFIED_ERROR, "client closed the socket"),
-                        Ok(_) => {
+                        Ok(None) => {}
+                        Ok(Some(0)) => return Closing::new(rc::UNSPECIFIED_ERROR, "client closed the socket"),
+                        Ok(Some(_)) => {
                             self.last_read = Instant::now();
                             if let Err(closing) = self.process_input() {
                                 return closing;
@@ -443,9 +471,11 @@ impl MqttConnection {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    return Closing::new(rc::KEEP_ALIVE_TIMEOUT, "keepalive timeout");
+                    // [MQTT-3.1.2-24]: 1.5 times the keepalive without a packet.
+                    if keep_alive_deadline.is_some_and(|at| at <= Instant::now()) {
+                        return Closing::new(rc::KEEP_ALIVE_TIMEOUT, "keepalive timeout");
+                    }
                 }
-                _ = tokio::time::sleep(Duration::from_millis(50)), if blocked => {}
             }
         }
     }
@@ -570,7 +600,7 @@ impl MqttConnection {
                 ));
             }
             if publish.topic.is_empty() {
-                match self.inbound_aliases.get(&alias) {
+                match self.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
                     Some(topic) => publish.topic = topic.clone(),
                     None => {
                         return Err(Closing::new(
@@ -580,7 +610,10 @@ impl MqttConnection {
                     }
                 }
             } else {
-                self.inbound_aliases.insert(alias, publish.topic.clone());
+                self.aliases
+                    .get_or_insert_with(Box::default)
+                    .inbound
+                    .insert(alias, publish.topic.clone());
             }
         }
         if !warren_mqtt::topic::valid_topic_name(&publish.topic) {
@@ -1005,16 +1038,17 @@ impl MqttConnection {
         };
         let mut topic_out = topic.to_string();
         if self.v5() && self.client_topic_alias_maximum > 0 {
-            match self.outbound_aliases.get(topic) {
+            let aliases = self.aliases.get_or_insert_with(Box::default);
+            match aliases.outbound.get(topic) {
                 Some(alias) => {
                     properties.topic_alias = Some(*alias);
                     topic_out.clear();
                 }
                 None => {
-                    let next = self.outbound_aliases.len() + 1;
+                    let next = aliases.outbound.len() + 1;
                     if let Ok(alias) = u16::try_from(next) {
                         if alias <= self.client_topic_alias_maximum {
-                            self.outbound_aliases.insert(topic.to_string(), alias);
+                            aliases.outbound.insert(topic.to_string(), alias);
                             properties.topic_alias = Some(alias);
                         }
                     }
@@ -1072,7 +1106,7 @@ impl MqttConnection {
 
     /// Ends the connection: tells a v5 client why, returns unacknowledged deliveries to
     /// their queues, publishes the will if due, and hands the session back.
-    async fn finish(mut self, closing: Closing) {
+    async fn finish(mut self: Box<Self>, closing: Closing) {
         if self.v5() && closing.reason != rc::SUCCESS && closing.reason != rc::UNSPECIFIED_ERROR {
             self.send(Packet::Disconnect(Disconnect {
                 reason: closing.reason,
@@ -1177,7 +1211,7 @@ async fn recv_event(
     }
 }
 
-fn publish_will(shared: &Shared, vhost: &Vhost, will: Will) {
+fn publish_will(shared: &Shared, vhost: &Vhost, will: Box<Will>) {
     let message = message_from_publish(
         &shared.settings.exchange,
         &will.topic,
