@@ -20,6 +20,16 @@
 //! cargo run --release --example amqp_throughput -- --confirm --persistent --size 1024
 //! ```
 //!
+//! `scripts/throughput.sh` runs it against a freshly started warren and against RabbitMQ and
+//! prints medians side by side.
+//!
+//! Rates: `publish_rate` is `count` over the time from the first publish written to the last
+//! one written (with `--confirm`: to the last one confirmed); without confirms that is how fast
+//! the broker took the bytes off the socket, so it can exceed the consume rate.
+//! `consume_rate` spans the consumer's first to last message; `overall_rate` and `elapsed_s`
+//! span the first publish to the last message consumed; `first_msg_s` is the delay from the
+//! first publish to the first message consumed.
+//!
 //! Output: a few human-readable lines, then one JSON line:
 //! `{"broker_addr":..., "count":..., "size":..., "publish_rate":..., "consume_rate":...,
 //! "elapsed_s":..., ...}`. Any error — a `connection.close` or `channel.close` from the broker,
@@ -223,6 +233,8 @@ fn print_report(args: &Args, p: &ProducerReport, c: &ConsumerReport) {
     let publish_s = p.done.duration_since(p.start).as_secs_f64();
     let consume_s = c.last.duration_since(c.first).as_secs_f64();
     let elapsed_s = c.last.duration_since(p.start).as_secs_f64();
+    // Delay from the first publish to the first delivery (0 if, oddly, it came first).
+    let first_msg_s = c.first.saturating_duration_since(p.start).as_secs_f64();
     let publish_rate = rate(n, publish_s);
     // n messages span n - 1 inter-arrival gaps between the first and the last.
     let consume_rate = if args.count > 1 {
@@ -248,7 +260,9 @@ fn print_report(args: &Args, p: &ProducerReport, c: &ConsumerReport) {
         args.addr, args.count, args.size
     );
     println!("publish : {publish_rate:>12.0} msg/s  ({publish_s:.3} s)");
-    println!("consume : {consume_rate:>12.0} msg/s  (first->last {consume_s:.3} s)");
+    println!(
+        "consume : {consume_rate:>12.0} msg/s  (first->last {consume_s:.3} s; first after {first_msg_s:.3} s)"
+    );
     println!(
         "overall : {overall_rate:>12.0} msg/s  (first publish -> last consumed {elapsed_s:.3} s)"
     );
@@ -261,7 +275,7 @@ fn print_report(args: &Args, p: &ProducerReport, c: &ConsumerReport) {
     println!(
         "{{\"broker_addr\":\"{}\",\"count\":{},\"size\":{},\"confirm\":{},\"persistent\":{},\
          \"publish_rate\":{publish_rate:.1},\"consume_rate\":{consume_rate:.1},\
-         \"overall_rate\":{overall_rate:.1},\"elapsed_s\":{elapsed_s:.4},\
+         \"overall_rate\":{overall_rate:.1},\"elapsed_s\":{elapsed_s:.4},\"first_msg_s\":{first_msg_s:.4},\
          \"bytes_consumed\":{},\"producer_cpu_pct\":{producer_cpu_pct:.1},\
          \"consumer_cpu_pct\":{consumer_cpu_pct:.1}}}",
         json_escape(&args.addr),
@@ -836,4 +850,31 @@ async fn produce(args: &Args, queue_rx: oneshot::Receiver<String>) -> Result<Pro
     // Best-effort close so the broker doesn't log an abrupt disconnect.
     let _ = close_connection(&mut reader, &mut writer).await;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{json_escape, Confirms};
+
+    #[test]
+    fn confirms_count_single_multiple_and_out_of_order_acks() {
+        let mut c = Confirms::default();
+        c.ack(2, false);
+        c.ack(4, false);
+        assert_eq!((c.confirmed, c.watermark), (2, 0));
+        c.ack(3, true); // confirms 1 and 3; 2 was already counted
+        assert_eq!((c.confirmed, c.watermark), (4, 4));
+        c.ack(4, false); // duplicate
+        c.ack(6, false);
+        c.ack(5, false);
+        assert_eq!((c.confirmed, c.watermark), (6, 6));
+        c.ack(10, true);
+        assert_eq!((c.confirmed, c.watermark), (10, 10));
+        assert!(c.above.is_empty());
+    }
+
+    #[test]
+    fn json_escape_quotes_backslashes_and_controls() {
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    }
 }

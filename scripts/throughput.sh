@@ -16,6 +16,10 @@
 # Starts warren on a free loopback port with a temporary data dir, runs the client RUNS times
 # against it and against RabbitMQ, and prints medians and the warren/RabbitMQ ratio. It stops
 # only the warren process it started (by PID). Exit status is non-zero if any run failed.
+# Columns: publish = producer rate (without --confirm: how fast the broker took the bytes off
+# the socket), consume = consumer's first->last message, overall = first publish -> last
+# message consumed; prod_cpu%/cons_cpu% = the client's own CPU use (share of one core), to
+# show it is not the bottleneck.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,6 +77,7 @@ fi
 
 WARREN_PID=""
 TMP="$(mktemp -d -t warren-throughput.XXXXXX)"
+# shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
     if [[ -n "$WARREN_PID" ]] && kill -0 "$WARREN_PID" 2>/dev/null; then
         kill "$WARREN_PID" 2>/dev/null || true
@@ -86,6 +91,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 FAILED=0
 declare -A RESULTS # broker -> space-separated JSON files
@@ -124,7 +130,15 @@ if [[ -x "$WARREN_BIN" ]]; then
     PORT="$(free_port)" || { log "no free port found"; exit 1; }
     log "starting $WARREN_BIN on 127.0.0.1:$PORT (data dir $TMP/data)"
     mkdir -p "$TMP/data"
-    "$WARREN_BIN" --bind 127.0.0.1 --amqp-port "$PORT" --data-dir "$TMP/data" >"$TMP/warren.log" 2>&1 &
+    # Other listeners (e.g. --mqtt-port) get free ports too, so a broker already running on
+    # their default ports doesn't stop this one from starting.
+    OTHER_PORTS=()
+    for opt in $("$WARREN_BIN" --help 2>/dev/null | grep -oE -- '--[a-z0-9-]+-port' | sort -u); do
+        [[ "$opt" == "--amqp-port" ]] && continue
+        OTHER_PORTS+=("$opt" "$(free_port)")
+    done
+    "$WARREN_BIN" --bind 127.0.0.1 --amqp-port "$PORT" --data-dir "$TMP/data" "${OTHER_PORTS[@]}" \
+        >"$TMP/warren.log" 2>&1 &
     WARREN_PID=$!
     for _ in $(seq 1 100); do
         reachable "127.0.0.1:$PORT" && break

@@ -881,6 +881,7 @@ impl Connection {
                 format: HEADER_CACHE_FORMAT,
                 bytes: header.raw,
             }),
+            origin: Some(self.id),
         };
         if let Some(transaction) = state.transaction.as_mut() {
             transaction.publishes.push((message, pending.mandatory));

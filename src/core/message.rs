@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::queue::ConnectionId;
 use super::table::Table;
 
 /// The standard message properties (the fourteen AMQP basic properties; MQTT maps onto them).
@@ -60,6 +61,8 @@ pub struct Message {
     pub body: Bytes,
     /// The properties' original encoding, if the publishing listener supplied one.
     pub wire_cache: Option<WireCache>,
+    /// The connection that published it, for "no local" subscriptions.
+    pub origin: Option<ConnectionId>,
 }
 
 impl Message {

@@ -508,6 +508,7 @@ mod tests {
             properties: Default::default(),
             body: Bytes::from_static(body.as_bytes()),
             wire_cache: None,
+            origin: None,
         })
     }
 

@@ -425,9 +425,7 @@ impl MqttConnection {
                 return Closing::new(rc::SUCCESS, "client disconnected");
             }
             let blocked = self.shared.core.memory().over_limit();
-            let keep_alive_deadline = self
-                .keep_alive
-                .map(|ka| self.last_read + ka + ka / 2);
+            let keep_alive_deadline = self.keep_alive.map(|ka| self.last_read + ka + ka / 2);
             // One timer serves both the keepalive and, while blocked, the memory re-check.
             let deadline = match (keep_alive_deadline, blocked) {
                 (Some(at), false) => at,
@@ -640,13 +638,14 @@ impl MqttConnection {
             }));
             return Ok(());
         }
-        let message = message_from_publish(
+        let mut message = message_from_publish(
             &self.shared.settings.exchange,
             &publish.topic,
             publish.qos,
             publish.payload.clone(),
             &publish.properties,
         );
+        message.origin = Some(self.id);
         if publish.retain {
             self.retain(&publish.topic, publish.qos, &message);
         }
@@ -800,6 +799,7 @@ impl MqttConnection {
             let subscription = Subscription {
                 filter: filter.clone(),
                 qos: request.qos,
+                no_local: request.no_local,
                 identifier: subscribe.subscription_identifier,
                 group: group.clone(),
             };
@@ -965,7 +965,12 @@ impl MqttConnection {
         // identifiers; none matching (e.g. `#` versus a `$SYS` topic) means it is not for us.
         let mut granted: Option<QoS> = None;
         let mut identifiers = Vec::new();
+        let own = delivery.message.origin == Some(self.id);
         for (full, subscription) in &self.session.subscriptions {
+            if own && subscription.no_local {
+                // [MQTT-3.8.3-3]: not sent back to the connection that published it.
+                continue;
+            }
             let relevant = match (&source.shared, &subscription.group) {
                 (None, None) => true,
                 (Some(shared), Some(_)) => shared == full,

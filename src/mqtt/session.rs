@@ -18,6 +18,8 @@ pub(crate) struct Subscription {
     pub(crate) filter: String,
     /// The granted QoS.
     pub(crate) qos: QoS,
+    /// MQTT 5 "no local": messages this client publishes are not sent back to it.
+    pub(crate) no_local: bool,
     /// The MQTT 5 subscription identifier.
     pub(crate) identifier: Option<u32>,
     /// The shared-subscription group, if any.

@@ -63,9 +63,10 @@ pub(crate) fn message_from_publish(
         }
     }
     if let Some(response_topic) = &properties.response_topic {
+        // Stored in AMQP form, as RabbitMQ does, so AMQP clients can publish replies to it.
         headers.insert(
             REPLY_TO_TOPIC_HEADER,
-            Value::String(Bytes::from(response_topic.clone())),
+            Value::String(Bytes::from(topic_to_routing_key(response_topic))),
         );
     }
     if let Some(indicator) = properties.payload_format_indicator {
@@ -86,6 +87,7 @@ pub(crate) fn message_from_publish(
         },
         body: payload,
         wire_cache: None,
+        origin: None,
     }
 }
 
@@ -130,7 +132,9 @@ pub(crate) fn publish_properties(
         for (key, value) in headers.iter() {
             match key.as_str() {
                 QOS_HEADER => {}
-                REPLY_TO_TOPIC_HEADER => out.response_topic = value_text(value),
+                REPLY_TO_TOPIC_HEADER => {
+                    out.response_topic = value_text(value).map(|key| routing_key_to_topic(&key))
+                }
                 CORRELATION_HEADER => {
                     if let Value::ByteArray(bytes) | Value::String(bytes) = value {
                         out.correlation_data = Some(bytes.clone());

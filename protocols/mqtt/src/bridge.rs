@@ -140,7 +140,9 @@ pub(crate) fn subscribe_v4(frame: Frame) -> Result<Subscribe, DecodeError> {
     }
     let s = v4::Subscribe::read(frame.fixed_header(), frame.bytes).map_err(map_err)?;
     if s.filters.is_empty() {
-        return Err(DecodeError::ProtocolError("SUBSCRIBE with no topic filters"));
+        return Err(DecodeError::ProtocolError(
+            "SUBSCRIBE with no topic filters",
+        ));
     }
     let mut filters = Vec::with_capacity(s.filters.len());
     for f in s.filters {
@@ -202,6 +204,12 @@ pub(crate) fn connack_v4(frame: Frame) -> Result<ConnAck, DecodeError> {
         return Err(DecodeError::Malformed("reserved CONNACK flag bits set"));
     }
     let c = v4::ConnAck::read(frame.fixed_header(), frame.bytes).map_err(map_err)?;
+    if c.session_present && c.code != v4::ConnectReturnCode::Success {
+        // [MQTT-3.2.2-4]
+        return Err(DecodeError::ProtocolError(
+            "session present on a refused CONNACK",
+        ));
+    }
     Ok(ConnAck {
         session_present: c.session_present,
         reason: reason::connack_v5_from_v4(c.code as u8),
@@ -235,11 +243,13 @@ pub(crate) fn unsuback_v4(frame: Frame) -> Result<UnsubAck, DecodeError> {
 
 // ---------------------------------------------------------------- encode
 
+/// mqttbytes' writers fail only for packet id 0 and a remaining length over the maximum;
+/// both are checked before calling them, so this is a backstop.
 fn enc(r: Result<usize, mqttbytes::Error>) -> Result<(), EncodeError> {
     match r {
         Ok(_) => Ok(()),
         Err(mqttbytes::Error::PacketIdZero) => Err(EncodeError::PacketIdZero),
-        Err(_) => Err(EncodeError::RemainingLengthTooLarge(0)),
+        Err(_) => Err(EncodeError::InvalidField("remaining length over 268435455")),
     }
 }
 
@@ -286,7 +296,11 @@ pub(crate) fn connack_v4_write(c: &ConnAck, out: &mut BytesMut) -> Result<(), En
 }
 
 /// PUBACK, PUBREC, PUBREL or PUBCOMP (3.1.1 has no reason codes or properties).
-pub(crate) fn ack_v4_write(kind: u8, packet_id: u16, out: &mut BytesMut) -> Result<(), EncodeError> {
+pub(crate) fn ack_v4_write(
+    kind: u8,
+    packet_id: u16,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let pkid = id(packet_id)?;
     enc(match kind {
         4 => v4::PubAck::new(pkid).write(out),
@@ -447,11 +461,12 @@ pub(crate) fn suback_v5_write(s: &SubAck, out: &mut BytesMut) -> Result<(), Enco
 
 pub(crate) fn disconnect_v5_write(d: &Disconnect, out: &mut BytesMut) -> Result<(), EncodeError> {
     props::props_len(d)?;
-    let reason_code =
-        v5::DisconnectReasonCode::try_from(d.reason).map_err(|_| EncodeError::InvalidReasonCode {
+    let reason_code = v5::DisconnectReasonCode::try_from(d.reason).map_err(|_| {
+        EncodeError::InvalidReasonCode {
             code: d.reason,
             packet: "DISCONNECT",
-        })?;
+        }
+    })?;
     let properties = if d.session_expiry_interval.is_none()
         && d.reason_string.is_none()
         && d.user_properties.is_empty()

@@ -15,9 +15,7 @@ use bytes::BytesMut;
 
 use crate::bridge::{self, Frame};
 use crate::error::{DecodeError, EncodeError};
-use crate::packet::{
-    AckProperties, Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel,
-};
+use crate::packet::{AckProperties, Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel};
 use crate::read;
 use crate::reason;
 use crate::write;
@@ -196,7 +194,8 @@ impl Codec {
                     return Err(DecodeError::Malformed("QoS 3")); // [MQTT-3.3.1-4]
                 }
                 if flags & 0x06 == 0 && flags & 0x08 != 0 {
-                    return Err(DecodeError::Malformed("DUP set on a QoS 0 PUBLISH")); // [MQTT-3.3.1-2]
+                    return Err(DecodeError::Malformed("DUP set on a QoS 0 PUBLISH"));
+                    // [MQTT-3.3.1-2]
                 }
                 return Ok(());
             }
@@ -244,7 +243,9 @@ impl Codec {
             (PINGREQ | PINGRESP, _) | (DISCONNECT, false) => {
                 // mqttbytes accepts these with a body; the spec says remaining length 0.
                 if !body.is_empty() {
-                    return Err(DecodeError::Malformed("non-empty PINGREQ/PINGRESP/DISCONNECT"));
+                    return Err(DecodeError::Malformed(
+                        "non-empty PINGREQ/PINGRESP/DISCONNECT",
+                    ));
                 }
                 match kind {
                     PINGREQ => Packet::PingReq,
@@ -323,8 +324,7 @@ fn ack_packet(kind: u8, packet_id: u16, reason: u8, properties: AckProperties) -
 /// (MQTT 5.0 §3.1.2.11.4: the server MUST NOT send them if that exceeds the maximum).
 fn strip_optional(packet: &Packet) -> Option<Packet> {
     fn strip(p: &AckProperties) -> Option<AckProperties> {
-        (p.reason_string.is_some() || !p.user_properties.is_empty())
-            .then(AckProperties::default)
+        (p.reason_string.is_some() || !p.user_properties.is_empty()).then(AckProperties::default)
     }
     Some(match packet {
         Packet::PubAck(a) => Packet::PubAck(PubAck {

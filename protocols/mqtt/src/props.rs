@@ -267,7 +267,9 @@ fn read_one(p: &mut Reader, id: u8, props: &mut Props) -> Result<(), DecodeError
             let topic = p.string(TRUNCATED)?;
             // [MQTT-3.3.2-14]: a Response Topic is a topic name, without wildcards.
             if !crate::topic::valid_topic_name(&topic) {
-                return Err(DecodeError::ProtocolError("response topic is not a topic name"));
+                return Err(DecodeError::ProtocolError(
+                    "response topic is not a topic name",
+                ));
             }
             props.response_topic = Some(topic)
         }
@@ -280,9 +282,7 @@ fn read_one(p: &mut Reader, id: u8, props: &mut Props) -> Result<(), DecodeError
             props.subscription_identifiers.push(id)
         }
         SESSION_EXPIRY_INTERVAL => props.session_expiry_interval = Some(p.u32(TRUNCATED)?),
-        ASSIGNED_CLIENT_IDENTIFIER => {
-            props.assigned_client_identifier = Some(p.string(TRUNCATED)?)
-        }
+        ASSIGNED_CLIENT_IDENTIFIER => props.assigned_client_identifier = Some(p.string(TRUNCATED)?),
         SERVER_KEEP_ALIVE => props.server_keep_alive = Some(p.u16(TRUNCATED)?),
         AUTHENTICATION_METHOD => props.authentication_method = Some(p.string(TRUNCATED)?),
         AUTHENTICATION_DATA => props.authentication_data = Some(p.binary(TRUNCATED)?),
@@ -324,9 +324,8 @@ fn read_one(p: &mut Reader, id: u8, props: &mut Props) -> Result<(), DecodeError
             )?)
         }
         RETAIN_AVAILABLE => {
-            props.retain_available = Some(
-                zero_or_one(p.u8(TRUNCATED)?, "retain available other than 0 or 1")? == 1,
-            )
+            props.retain_available =
+                Some(zero_or_one(p.u8(TRUNCATED)?, "retain available other than 0 or 1")? == 1)
         }
         USER_PROPERTY => {
             let key = p.string(TRUNCATED)?;
@@ -341,9 +340,8 @@ fn read_one(p: &mut Reader, id: u8, props: &mut Props) -> Result<(), DecodeError
             props.maximum_packet_size = Some(v)
         }
         WILDCARD_SUBSCRIPTION_AVAILABLE => {
-            props.wildcard_subscription_available = Some(
-                zero_or_one(p.u8(TRUNCATED)?, "wildcard available other than 0 or 1")? == 1,
-            )
+            props.wildcard_subscription_available =
+                Some(zero_or_one(p.u8(TRUNCATED)?, "wildcard available other than 0 or 1")? == 1)
         }
         SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
             props.subscription_identifiers_available = Some(
@@ -354,9 +352,8 @@ fn read_one(p: &mut Reader, id: u8, props: &mut Props) -> Result<(), DecodeError
             )
         }
         SHARED_SUBSCRIPTION_AVAILABLE => {
-            props.shared_subscription_available = Some(
-                zero_or_one(p.u8(TRUNCATED)?, "shared available other than 0 or 1")? == 1,
-            )
+            props.shared_subscription_available =
+                Some(zero_or_one(p.u8(TRUNCATED)?, "shared available other than 0 or 1")? == 1)
         }
         _ => return Err(DecodeError::UnknownProperty(id)),
     }

@@ -47,12 +47,16 @@ pub(crate) fn connect(
     let username_flag = flags & 0x80 != 0;
     if !will_flag && (will_qos != 0 || will_retain) {
         // [MQTT-3.1.2-11, -13, -15]
-        return Err(DecodeError::Malformed("will QoS or retain set without will flag"));
+        return Err(DecodeError::Malformed(
+            "will QoS or retain set without will flag",
+        ));
     }
     let will_qos = QoS::from_u8(will_qos).ok_or(DecodeError::Malformed("will QoS 3"))?; // [MQTT-3.1.2-14]
     if !v5 && password_flag && !username_flag {
         // [MQTT-3.1.2-22]
-        return Err(DecodeError::Malformed("password flag without user name flag"));
+        return Err(DecodeError::Malformed(
+            "password flag without user name flag",
+        ));
     }
     let keep_alive = r.u16("keep alive")?;
     let properties = if v5 {
@@ -194,16 +198,25 @@ pub(crate) fn subscribe_v5(body: Bytes) -> Result<Subscribe, DecodeError> {
         if retain_handling == 3 {
             return Err(DecodeError::ProtocolError("retain handling 3"));
         }
+        let no_local = options & 0x04 != 0;
+        if no_local && filter.starts_with("$share/") {
+            // [MQTT-3.8.3-4]
+            return Err(DecodeError::ProtocolError(
+                "No Local on a shared subscription",
+            ));
+        }
         filters.push(SubscribeFilter {
             filter,
             qos,
-            no_local: options & 0x04 != 0,
+            no_local,
             retain_as_published: options & 0x08 != 0,
             retain_handling,
         });
     }
     if filters.is_empty() {
-        return Err(DecodeError::ProtocolError("SUBSCRIBE with no topic filters"));
+        return Err(DecodeError::ProtocolError(
+            "SUBSCRIBE with no topic filters",
+        ));
     }
     Ok(Subscribe {
         packet_id,
@@ -298,6 +311,12 @@ pub(crate) fn connack_v5(body: Bytes) -> Result<ConnAck, DecodeError> {
     if !reason::valid_connack(code) {
         return Err(DecodeError::ProtocolError("invalid CONNACK reason code"));
     }
+    if flags & 0x01 != 0 && code >= 0x80 {
+        // [MQTT-3.2.2-6]
+        return Err(DecodeError::ProtocolError(
+            "session present on a refused CONNACK",
+        ));
+    }
     let properties = props::read(&mut r, &props::CONNACK)?.into_connack();
     r.finish("bytes after the CONNACK properties")?;
     Ok(ConnAck {
@@ -308,7 +327,10 @@ pub(crate) fn connack_v5(body: Bytes) -> Result<ConnAck, DecodeError> {
 }
 
 /// v5 SUBACK or UNSUBACK (client side): packet id, properties, one reason per filter.
-fn reasons_ack(body: Bytes, valid: fn(u8) -> bool) -> Result<(u16, Vec<u8>, AckProperties), DecodeError> {
+fn reasons_ack(
+    body: Bytes,
+    valid: fn(u8) -> bool,
+) -> Result<(u16, Vec<u8>, AckProperties), DecodeError> {
     let mut r = Reader::new(body);
     let id = r.u16("packet identifier")?;
     if id == 0 {
@@ -324,7 +346,9 @@ fn reasons_ack(body: Bytes, valid: fn(u8) -> bool) -> Result<(u16, Vec<u8>, AckP
         reasons.push(code);
     }
     if reasons.is_empty() {
-        return Err(DecodeError::ProtocolError("acknowledgement without reason codes"));
+        return Err(DecodeError::ProtocolError(
+            "acknowledgement without reason codes",
+        ));
     }
     Ok((id, reasons, props))
 }

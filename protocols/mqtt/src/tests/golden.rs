@@ -292,8 +292,14 @@ fn server_acks_both_versions() {
         reasons: vec![1, 2, reason::NOT_AUTHORIZED],
         ..Default::default()
     });
-    assert_eq!(encode(ProtocolVersion::V311, &suback), hex("9005000101 0280"));
-    assert_eq!(encode(ProtocolVersion::V5, &suback), hex("900600010001 0287"));
+    assert_eq!(
+        encode(ProtocolVersion::V311, &suback),
+        hex("9005000101 0280")
+    );
+    assert_eq!(
+        encode(ProtocolVersion::V5, &suback),
+        hex("900600010001 0287")
+    );
     let unsuback = Packet::UnsubAck(UnsubAck {
         packet_id: 5,
         reasons: vec![reason::NO_SUBSCRIPTION_EXISTED],

@@ -199,7 +199,11 @@ fn server_packets_from_a_client_are_refused() {
 #[test]
 fn client_codec_refuses_client_packets() {
     let mut client = Codec::new_client(ProtocolVersion::V5, MAX);
-    for bytes in [connect_bytes(ProtocolVersion::V5), hex("c000"), hex("a2050001000000")] {
+    for bytes in [
+        connect_bytes(ProtocolVersion::V5),
+        hex("c000"),
+        hex("a2050001000000"),
+    ] {
         assert!(matches!(
             decode_one(&mut client, &bytes),
             Err(DecodeError::ProtocolError(_))
@@ -342,6 +346,38 @@ fn encode_errors_append_nothing() {
             EncodeError::NotInVersion("AUTH"),
         ),
         (
+            ProtocolVersion::V311,
+            Packet::Connect(Connect {
+                password: Some(bytes::Bytes::from_static(b"p")),
+                ..Default::default()
+            }),
+            EncodeError::InvalidField("password without user name in MQTT 3.1.1"),
+        ),
+        (
+            ProtocolVersion::V5,
+            Packet::Subscribe(Subscribe {
+                packet_id: 1,
+                filters: vec![SubscribeFilter {
+                    filter: "a".into(),
+                    retain_handling: 3,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            EncodeError::InvalidField("retain handling 3"),
+        ),
+        (
+            ProtocolVersion::V5,
+            Packet::ConnAck(ConnAck {
+                reason: reason::GRANTED_QOS_1,
+                ..Default::default()
+            }),
+            EncodeError::InvalidReasonCode {
+                code: 1,
+                packet: "CONNACK",
+            },
+        ),
+        (
             ProtocolVersion::V5,
             Packet::Publish(Publish {
                 topic: "t".into(),
@@ -380,12 +416,57 @@ fn reason_code_mapping() {
         connack_v4_from_v5(BAD_USER_NAME_OR_PASSWORD),
         CONNACK_V4_BAD_USER_NAME_OR_PASSWORD
     );
-    assert_eq!(connack_v4_from_v5(NOT_AUTHORIZED), CONNACK_V4_NOT_AUTHORIZED);
+    assert_eq!(
+        connack_v4_from_v5(NOT_AUTHORIZED),
+        CONNACK_V4_NOT_AUTHORIZED
+    );
     assert_eq!(connack_v4_from_v5(BANNED), CONNACK_V4_NOT_AUTHORIZED);
-    for other in [SERVER_UNAVAILABLE, SERVER_BUSY, MALFORMED_PACKET, QUOTA_EXCEEDED] {
+    for other in [
+        SERVER_UNAVAILABLE,
+        SERVER_BUSY,
+        MALFORMED_PACKET,
+        QUOTA_EXCEEDED,
+    ] {
         assert_eq!(connack_v4_from_v5(other), CONNACK_V4_SERVER_UNAVAILABLE);
     }
     for code in 0..=5 {
         assert_eq!(connack_v4_from_v5(connack_v5_from_v4(code)), code);
     }
+}
+
+#[test]
+fn v5_subscribe_rules() {
+    // No Local on a shared subscription [MQTT-3.8.3-4].
+    let shared = hex("8210 0001 00 000a 2473686172652f672f61 04");
+    assert_eq!(
+        decode_after_connect(ProtocolVersion::V5, &shared).unwrap_err(),
+        DecodeError::ProtocolError("No Local on a shared subscription")
+    );
+    // Retain Handling 3.
+    assert_eq!(
+        decode_after_connect(ProtocolVersion::V5, &hex("8207 0001 00 0001 61 30")).unwrap_err(),
+        DecodeError::ProtocolError("retain handling 3")
+    );
+    // Invalid filters are the broker's call (SUBACK 0x8F per filter), not a decode error.
+    let Packet::Subscribe(s) =
+        decode_after_connect(ProtocolVersion::V5, &hex("8208 0001 00 0002 612b 00")).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(s.filters[0].filter, "a+");
+    assert!(!crate::topic::valid_topic_filter(&s.filters[0].filter));
+}
+
+#[test]
+fn client_codec_refuses_session_present_on_refusal() {
+    let mut client = Codec::new_client(ProtocolVersion::V311, MAX);
+    assert!(matches!(
+        decode_one(&mut client, &hex("20020105")),
+        Err(DecodeError::ProtocolError(_))
+    ));
+    let mut client = Codec::new_client(ProtocolVersion::V5, MAX);
+    assert!(matches!(
+        decode_one(&mut client, &hex("2003018700")),
+        Err(DecodeError::ProtocolError(_))
+    ));
 }

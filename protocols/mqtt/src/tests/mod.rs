@@ -5,6 +5,7 @@
 mod deviations;
 mod golden;
 mod limits;
+mod perf;
 mod roundtrip;
 mod topics;
 

@@ -9,8 +9,16 @@ fn matching_table() {
         ("sport/tennis/player1", "sport/tennis/player1", true),
         ("sport/tennis/player1", "sport/tennis/player2", false),
         ("sport/tennis/player1/#", "sport/tennis/player1", true),
-        ("sport/tennis/player1/#", "sport/tennis/player1/ranking", true),
-        ("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true),
+        (
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/ranking",
+            true,
+        ),
+        (
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/score/wimbledon",
+            true,
+        ),
         ("sport/#", "sport", true),
         ("#", "sport/tennis", true),
         ("#", "/", true),
@@ -47,11 +55,30 @@ fn matching_table() {
 
 #[test]
 fn filter_validation() {
-    for ok in ["#", "+", "a/#", "+/+", "/", "a/+/b", "sport/tennis/#", "$SYS/#", "+/"] {
+    for ok in [
+        "#",
+        "+",
+        "a/#",
+        "+/+",
+        "/",
+        "a/+/b",
+        "sport/tennis/#",
+        "$SYS/#",
+        "+/",
+    ] {
         assert!(valid_topic_filter(ok), "{ok}");
     }
     for bad in [
-        "", "a#", "a/#/b", "#/a", "a+", "a/b+/c", "+a", "a\0b", "sport/tennis#", "##",
+        "",
+        "a#",
+        "a/#/b",
+        "#/a",
+        "a+",
+        "a/b+/c",
+        "+a",
+        "a\0b",
+        "sport/tennis#",
+        "##",
     ] {
         assert!(!valid_topic_filter(bad), "{bad:?}");
     }
@@ -94,15 +121,15 @@ fn shared_subscriptions() {
         })
     );
     for bad in [
-        "$share//a",     // empty group
-        "$share/g",      // no filter
-        "$share/g/",     // empty filter
-        "$share/g+/a",   // wildcard in group
-        "$share/#/a",    // wildcard in group
-        "$share/g/a#",   // invalid filter
-        "sensors/+",     // not shared
-        "$SHARE/g/a",    // case matters
-        "$shared/g/a",   // not the prefix
+        "$share//a",   // empty group
+        "$share/g",    // no filter
+        "$share/g/",   // empty filter
+        "$share/g+/a", // wildcard in group
+        "$share/#/a",  // wildcard in group
+        "$share/g/a#", // invalid filter
+        "sensors/+",   // not shared
+        "$SHARE/g/a",  // case matters
+        "$shared/g/a", // not the prefix
     ] {
         assert_eq!(parse_shared(bad), None, "{bad}");
     }
