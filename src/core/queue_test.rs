@@ -1,0 +1,143 @@
+//! Unit tests of queue dispatch, acknowledgement, expiry and deletion.
+use super::*;
+use bytes::Bytes;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+fn queue() -> Arc<Queue> {
+    Arc::new(Queue::new(
+        "q".into(),
+        false,
+        None,
+        false,
+        Table::default(),
+        Arc::new(MemoryGauge::new(u64::MAX)),
+    ))
+}
+
+fn message(body: &'static str) -> Arc<Message> {
+    Arc::new(Message {
+        exchange: String::new(),
+        routing_key: "q".into(),
+        properties: Default::default(),
+        body: Bytes::from_static(body.as_bytes()),
+        wire_cache: None,
+        origin: None,
+    })
+}
+
+fn consumer(
+    id: u64,
+    prefetch: u32,
+    no_ack: bool,
+) -> (ConsumerSpec, UnboundedReceiver<ConsumerEvent>) {
+    let (sink, events) = unbounded_channel();
+    let spec = ConsumerSpec {
+        id: ConsumerId(id),
+        tag: format!("c{id}"),
+        no_ack,
+        exclusive: false,
+        prefetch,
+        owner: ConnectionId(1),
+        sink,
+    };
+    (spec, events)
+}
+
+fn deliveries(events: &mut UnboundedReceiver<ConsumerEvent>) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    while let Ok(ConsumerEvent::Deliver(d)) = events.try_recv() {
+        out.push(d);
+    }
+    out
+}
+
+#[test]
+fn round_robin_respects_prefetch() {
+    let q = queue();
+    let (a, mut a_events) = consumer(1, 1, false);
+    let (b, mut b_events) = consumer(2, 1, false);
+    q.add_consumer(a).unwrap();
+    q.add_consumer(b).unwrap();
+    for body in ["1", "2", "3"] {
+        q.enqueue(message(body));
+    }
+    let a1 = deliveries(&mut a_events);
+    let b1 = deliveries(&mut b_events);
+    assert_eq!((a1.len(), b1.len()), (1, 1));
+    assert_eq!(q.counts().ready, 1);
+    q.ack([a1[0].seq]);
+    let a2 = deliveries(&mut a_events);
+    assert_eq!(&a2[0].message.body[..], b"3");
+}
+
+#[test]
+fn requeue_restores_order_and_marks_redelivered() {
+    let q = queue();
+    for body in ["1", "2", "3"] {
+        q.enqueue(message(body));
+    }
+    let first = q.get(false).unwrap();
+    let second = q.get(false).unwrap();
+    q.requeue([second.seq, first.seq]);
+    let again = q.get(true).unwrap();
+    assert_eq!(&again.message.body[..], b"1");
+    assert!(again.redelivered);
+    assert_eq!(again.remaining, 2);
+}
+
+#[test]
+fn delivery_window_limits_no_ack_consumers() {
+    let q = queue();
+    let (spec, mut events) = consumer(1, 0, true);
+    q.add_consumer(spec).unwrap();
+    for _ in 0..(DELIVERY_WINDOW + 10) {
+        q.enqueue(message("x"));
+    }
+    assert_eq!(deliveries(&mut events).len(), DELIVERY_WINDOW as usize);
+    assert_eq!(q.counts().ready, 10);
+    q.grant_window(ConsumerId(1), 5);
+    assert_eq!(deliveries(&mut events).len(), 5);
+}
+
+#[test]
+fn expired_messages_are_dropped_at_the_head() {
+    let q = queue();
+    let mut short = (*message("short")).clone();
+    short.properties.expiration = Some("0".into());
+    q.enqueue(Arc::new(short));
+    q.enqueue(message("kept"));
+    let got = q.get(true).unwrap();
+    assert_eq!(&got.message.body[..], b"kept");
+    assert!(q.get(true).is_none());
+}
+
+#[test]
+fn delete_cancels_consumers_and_frees_memory() {
+    let gauge = Arc::new(MemoryGauge::new(u64::MAX));
+    let q = Arc::new(Queue::new(
+        "q".into(),
+        false,
+        None,
+        false,
+        Table::default(),
+        gauge.clone(),
+    ));
+    let (spec, mut events) = consumer(7, 1, false);
+    q.add_consumer(spec).unwrap();
+    q.enqueue(message("a"));
+    q.enqueue(message("b"));
+    assert!(gauge.used() > 0);
+    assert_eq!(q.delete(), 1);
+    assert_eq!(gauge.used(), 0);
+    let mut cancelled = false;
+    while let Ok(event) = events.try_recv() {
+        cancelled |= matches!(
+            event,
+            ConsumerEvent::Cancelled {
+                consumer: ConsumerId(7)
+            }
+        );
+    }
+    assert!(cancelled, "the consumer must be told its queue is gone");
+    assert!(q.is_deleted());
+}
