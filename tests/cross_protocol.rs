@@ -103,14 +103,14 @@ fn header_text(headers: &FieldTable, key: &str) -> Option<String> {
 /// an AMQP consumer of a queue bound with `sensors.*.temp` receives the exact payload on
 /// routing key `sensors.kitchen.temp`, persistent, with the user properties as headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mqtt_publish_reaches_amqp_queue_bound_with_topic_pattern() {
+async fn mqtt_v5_publish_reaches_amqp_queue_with_user_properties_as_headers() {
     let broker = mqtt_support::start().await;
     let (connection, channel) = amqp_channel(&broker).await;
     let mut consumer = bound_consumer(&channel, "sensors.*.temp").await;
-    let tag = unique_id("cross-a");
+    let tag = unique_id("cross-a5");
     let payload = [b"\x00\xff".as_slice(), format!("21.5 {tag}").as_bytes()].concat();
 
-    let mut device = Client5::connect(broker.mqtt_addr(), &unique_id("cross-a-dev")).await;
+    let mut device = Client5::connect(broker.mqtt_addr(), &unique_id("cross-a5-dev")).await;
     let properties = p5::PublishProperties {
         user_properties: vec![
             ("site".to_string(), "home".to_string()),
@@ -148,66 +148,71 @@ async fn mqtt_publish_reaches_amqp_queue_bound_with_topic_pattern() {
         Some("kitchen-1")
     );
 
-    // And a 3.1.1 device at QoS 0 ⇒ delivery_mode 1.
-    let mut old_device = Client3::connect(broker.mqtt_addr(), &unique_id("cross-a-dev3")).await;
-    old_device
-        .publish(
-            "sensors/garage/temp",
-            rumqttc::QoS::AtMostOnce,
-            false,
-            format!("3.0 {tag}"),
-        )
-        .await;
-    let delivery = next_tagged(&mut consumer, &tag).await;
-    assert_eq!(text(&delivery.data), format!("3.0 {tag}"));
-    assert_eq!(delivery.routing_key.as_str(), "sensors.garage.temp");
-    assert_eq!(
-        *delivery.properties.delivery_mode(),
-        Some(1),
-        "QoS 0 ⇒ delivery_mode 1"
-    );
-
     device.disconnect().await;
-    old_device.disconnect().await;
     within("AMQP connection close", connection.close(200, "bye"))
         .await
         .expect("connection.close-ok");
     broker.shutdown().await;
 }
 
-/// (b) An AMQP publish to `amq.topic` with routing key `cmd.device42` reaches MQTT subscribers
-/// of `cmd/device42` and of `cmd/+`, on topic `cmd/device42`, with the exact payload; a
-/// persistent AMQP message to a QoS 1 subscription arrives at QoS 1.
+/// (a) over MQTT 3.1.1: QoS 1 ⇒ persistent (delivery_mode 2), QoS 0 ⇒ delivery_mode 1; exact
+/// payload bytes; routing key with `/` → `.`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn amqp_publish_reaches_mqtt_subscribers() {
+async fn mqtt_v311_publish_reaches_amqp_queue_bound_with_topic_pattern() {
     let broker = mqtt_support::start().await;
-    let mut exact = Client3::connect(broker.mqtt_addr(), &unique_id("cross-b-exact")).await;
-    exact
-        .subscribe("cmd/device42", rumqttc::QoS::AtLeastOnce)
-        .await;
-    let mut wildcard = Client3::connect(broker.mqtt_addr(), &unique_id("cross-b-wild")).await;
-    wildcard.subscribe("cmd/+", rumqttc::QoS::AtLeastOnce).await;
-    let mut v5 = Client5::connect(broker.mqtt_addr(), &unique_id("cross-b-v5")).await;
-    v5.subscribe("cmd/+", QoS5::AtLeastOnce).await;
-
     let (connection, channel) = amqp_channel(&broker).await;
+    let mut consumer = bound_consumer(&channel, "sensors.*.temp").await;
+    let tag = unique_id("cross-a3");
+    let mut device = Client3::connect(broker.mqtt_addr(), &unique_id("cross-a3-dev")).await;
+    for (qos, delivery_mode, room) in [
+        (rumqttc::QoS::AtLeastOnce, 2, "kitchen"),
+        (rumqttc::QoS::AtMostOnce, 1, "garage"),
+    ] {
+        let payload = [b"\x00\xff".as_slice(), format!("{room} {tag}").as_bytes()].concat();
+        device
+            .publish(&format!("sensors/{room}/temp"), qos, false, payload.clone())
+            .await;
+        let delivery = next_tagged(&mut consumer, &tag).await;
+        assert_eq!(delivery.data, payload, "payload bytes pass unchanged");
+        assert_eq!(delivery.exchange.as_str(), "amq.topic");
+        assert_eq!(
+            delivery.routing_key.as_str(),
+            format!("sensors.{room}.temp")
+        );
+        assert_eq!(
+            *delivery.properties.delivery_mode(),
+            Some(delivery_mode),
+            "{qos:?} ⇒ delivery_mode {delivery_mode}"
+        );
+    }
+    device.disconnect().await;
+    within("AMQP connection close", connection.close(200, "bye"))
+        .await
+        .expect("connection.close-ok");
+    broker.shutdown().await;
+}
+
+/// Publishes `payload` (persistent, with `headers`) to `amq.topic` and waits for the confirm.
+async fn amqp_publish(
+    broker: &TestBroker,
+    routing_key: &str,
+    payload: &[u8],
+    headers: FieldTable,
+) -> Connection {
+    let (connection, channel) = amqp_channel(broker).await;
     within(
         "confirm.select",
         channel.confirm_select(ConfirmSelectOptions::default()),
     )
     .await
     .expect("confirm.select-ok");
-    let tag = unique_id("cross-b");
-    let payload = [b"\x01\x02reboot ".as_slice(), tag.as_bytes()].concat();
-    let mut headers = FieldTable::default();
-    headers.insert("origin".into(), AMQPValue::LongString("ops-console".into()));
     let confirm = within(
         "basic.publish",
         channel.basic_publish(
             "amq.topic",
-            "cmd.device42",
+            routing_key,
             BasicPublishOptions::default(),
-            &payload,
+            payload,
             BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_headers(headers),
@@ -219,6 +224,25 @@ async fn amqp_publish_reaches_mqtt_subscribers() {
         .await
         .expect("publisher confirm arrives");
     assert!(confirmation.is_ack(), "publish not acked: {confirmation:?}");
+    connection
+}
+
+/// (b) An AMQP publish to `amq.topic` with routing key `cmd.device42` reaches MQTT 3.1.1
+/// subscribers of `cmd/device42` and of `cmd/+`, on topic `cmd/device42`, with the exact
+/// payload; a persistent AMQP message to a QoS 1 subscription arrives at QoS 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_publish_reaches_mqtt_subscribers() {
+    let broker = mqtt_support::start().await;
+    let mut exact = Client3::connect(broker.mqtt_addr(), &unique_id("cross-b-exact")).await;
+    exact
+        .subscribe("cmd/device42", rumqttc::QoS::AtLeastOnce)
+        .await;
+    let mut wildcard = Client3::connect(broker.mqtt_addr(), &unique_id("cross-b-wild")).await;
+    wildcard.subscribe("cmd/+", rumqttc::QoS::AtLeastOnce).await;
+
+    let tag = unique_id("cross-b");
+    let payload = [b"\x01\x02reboot ".as_slice(), tag.as_bytes()].concat();
+    let connection = amqp_publish(&broker, "cmd.device42", &payload, FieldTable::default()).await;
 
     for (name, client) in [("cmd/device42", &mut exact), ("cmd/+", &mut wildcard)] {
         let publish = loop {
@@ -235,6 +259,25 @@ async fn amqp_publish_reaches_mqtt_subscribers() {
         );
         assert_eq!(publish.qos, rumqttc::QoS::AtLeastOnce, "QoS seen by {name}");
     }
+    exact.disconnect().await;
+    wildcard.disconnect().await;
+    within("AMQP connection close", connection.close(200, "bye"))
+        .await
+        .expect("connection.close-ok");
+    broker.shutdown().await;
+}
+
+/// (b) for MQTT 5: the AMQP message's headers arrive as user properties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_headers_reach_mqtt_v5_subscriber_as_user_properties() {
+    let broker = mqtt_support::start().await;
+    let mut v5 = Client5::connect(broker.mqtt_addr(), &unique_id("cross-b5")).await;
+    v5.subscribe("cmd/+", QoS5::AtLeastOnce).await;
+    let tag = unique_id("cross-b5");
+    let payload = [b"\x01\x02reboot ".as_slice(), tag.as_bytes()].concat();
+    let mut headers = FieldTable::default();
+    headers.insert("origin".into(), AMQPValue::LongString("ops-console".into()));
+    let connection = amqp_publish(&broker, "cmd.device42", &payload, headers).await;
     let publish = loop {
         let publish = v5.recv().await;
         if text(&publish.payload).contains(&tag) {
@@ -243,6 +286,7 @@ async fn amqp_publish_reaches_mqtt_subscribers() {
     };
     assert_eq!(text(&publish.topic), "cmd/device42");
     assert_eq!(publish.payload.as_ref(), payload.as_slice());
+    assert_eq!(publish.qos, QoS5::AtLeastOnce);
     let user_properties = publish
         .properties
         .map(|p| p.user_properties)
@@ -251,9 +295,6 @@ async fn amqp_publish_reaches_mqtt_subscribers() {
         user_properties.contains(&("origin".to_string(), "ops-console".to_string())),
         "AMQP headers arrive as MQTT 5 user properties: {user_properties:?}"
     );
-
-    exact.disconnect().await;
-    wildcard.disconnect().await;
     v5.disconnect().await;
     within("AMQP connection close", connection.close(200, "bye"))
         .await

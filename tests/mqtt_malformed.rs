@@ -65,7 +65,16 @@ async fn assert_rejected(
     let connect = Connect::new(version, &unique_id("malformed"));
     let (mut client, _) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
     client.send(bad).await;
-    let packets = client.until_closed().await;
+    let packets = client
+        .try_until_closed(mqtt_support::STEP)
+        .await
+        .unwrap_or_else(|sent| {
+            panic!(
+                "{case} ({version:?}): the connection is still open after {:?}; the broker sent {:?}",
+                mqtt_support::STEP,
+                summary(&sent)
+            )
+        });
     let expected = match version {
         Version::V311 => vec![],
         Version::V5 => vec![(raw::DISCONNECT, Some(v5_reason))],

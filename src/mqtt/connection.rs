@@ -54,6 +54,21 @@ struct Outbound {
     source: Option<(Arc<Queue>, u64)>,
 }
 
+/// What a consuming connection keeps about its deliveries.
+#[derive(Default)]
+struct Delivering {
+    consumers: HashMap<ConsumerId, ConsumerSource>,
+    events: Option<(EventSink, mpsc::UnboundedReceiver<ConsumerEvent>)>,
+    outbound: HashMap<u16, Outbound>,
+    /// Delivery window to hand back to queues once the current output is written.
+    window_grants: Vec<(Arc<Queue>, ConsumerId, u32)>,
+}
+
+/// The delivery state, allocated on first use.
+fn active(delivering: &mut Option<Box<Delivering>>) -> &mut Delivering {
+    delivering.get_or_insert_with(Box::default)
+}
+
 /// Topic aliases (MQTT 5) of one connection.
 #[derive(Default)]
 struct Aliases {
@@ -89,9 +104,9 @@ struct MqttConnection {
     kick: CancellationToken,
     /// Boxed: most of the struct's size otherwise, and absent for many clients.
     will: Option<Box<Will>>,
-    consumers: HashMap<ConsumerId, ConsumerSource>,
-    events: Option<(EventSink, mpsc::UnboundedReceiver<ConsumerEvent>)>,
-    outbound: HashMap<u16, Outbound>,
+    /// Consumers, deliveries in flight and their channel; allocated once the connection
+    /// first consumes, so a connection that only publishes or idles does not pay for them.
+    delivering: Option<Box<Delivering>>,
     next_packet_id: u16,
     /// Client's Receive Maximum: QoS 1/2 deliveries in flight towards it.
     client_receive_maximum: u16,
@@ -100,8 +115,8 @@ struct MqttConnection {
     /// Topic aliases in both directions, allocated on first use.
     aliases: Option<Box<Aliases>>,
     client_topic_alias_maximum: u16,
-    window_grants: Vec<(Arc<Queue>, ConsumerId, u32)>,
-    targets: RouteTargets,
+    /// Routing scratch space, allocated on the first publish.
+    targets: Option<Box<RouteTargets>>,
     /// A DISCONNECT arrived: the loop ends after flushing.
     finished: bool,
     /// Whether the will is to be published when the connection ends.
@@ -341,16 +356,13 @@ async fn accept_connect(
         generation: claim.generation,
         kick,
         will: connect.will.map(Box::new),
-        consumers: HashMap::new(),
-        events: None,
-        outbound: HashMap::new(),
+        delivering: None,
         next_packet_id: 1,
         client_receive_maximum,
         inbound_inflight: 0,
         aliases: None,
         client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
-        window_grants: Vec::new(),
-        targets: RouteTargets::default(),
+        targets: None,
         finished: false,
         send_will: true,
         shared,
@@ -406,11 +418,12 @@ impl MqttConnection {
     }
 
     fn sink(&mut self) -> EventSink {
-        match &self.events {
+        let delivering = active(&mut self.delivering);
+        match &delivering.events {
             Some((sink, _)) => sink.clone(),
             None => {
                 let (sink, events) = mpsc::unbounded_channel();
-                self.events = Some((sink.clone(), events));
+                delivering.events = Some((sink.clone(), events));
                 sink
             }
         }
@@ -433,7 +446,11 @@ impl MqttConnection {
                 (None, false) => Instant::now() + Duration::from_secs(86_400),
                 (None, true) => Instant::now() + Duration::from_millis(50),
             };
-            let events = self.events.as_mut().map(|(_, rx)| rx);
+            let events = self
+                .delivering
+                .as_mut()
+                .and_then(|d| d.events.as_mut())
+                .map(|(_, rx)| rx);
             tokio::select! {
                 biased;
                 _ = self.kick.cancelled() => {
@@ -461,7 +478,12 @@ impl MqttConnection {
                     if let Some(event) = event {
                         self.handle_event(event);
                         for _ in 1..EVENT_BATCH {
-                            match self.events.as_mut().map(|(_, rx)| rx.try_recv()) {
+                            let next = self
+                                .delivering
+                                .as_mut()
+                                .and_then(|d| d.events.as_mut())
+                                .map(|(_, rx)| rx.try_recv());
+                            match next {
                                 Some(Ok(event)) => self.handle_event(event),
                                 _ => break,
                             }
@@ -505,7 +527,8 @@ impl MqttConnection {
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish),
             Packet::PubAck(ack) => {
-                if let Some(outbound) = self.outbound.remove(&ack.packet_id) {
+                if let Some(outbound) = active(&mut self.delivering).outbound.remove(&ack.packet_id)
+                {
                     if let Some((queue, seq)) = outbound.source {
                         queue.ack([seq]);
                     }
@@ -513,7 +536,7 @@ impl MqttConnection {
                 Ok(())
             }
             Packet::PubRec(rec) => {
-                let reason = match self.outbound.remove(&rec.packet_id) {
+                let reason = match active(&mut self.delivering).outbound.remove(&rec.packet_id) {
                     Some(outbound) => {
                         // Delivered: the core forgets it; the packet id stays taken until PUBCOMP.
                         if let Some((queue, seq)) = outbound.source {
@@ -684,7 +707,8 @@ impl MqttConnection {
 
     /// Routes a message through the MQTT exchange into the core.
     fn route(&mut self, message: Message) {
-        publish_to_core(&self.shared, &self.vhost, message, &mut self.targets);
+        let targets = self.targets.get_or_insert_with(Box::default);
+        publish_to_core(&self.shared, &self.vhost, message, targets);
     }
 
     fn ensure_session_queue(&mut self) -> Result<Arc<Queue>, crate::core::CoreError> {
@@ -700,7 +724,7 @@ impl MqttConnection {
             self.id,
         )?;
         let queue = declared.queue;
-        let consuming = self
+        let consuming = active(&mut self.delivering)
             .consumers
             .values()
             .any(|source| source.shared.is_none());
@@ -725,7 +749,7 @@ impl MqttConnection {
             owner: self.id,
             sink: self.sink(),
         };
-        self.consumers.insert(
+        active(&mut self.delivering).consumers.insert(
             id,
             ConsumerSource {
                 queue: queue.clone(),
@@ -733,7 +757,7 @@ impl MqttConnection {
             },
         );
         if let Err(error) = self.vhost.consume(&queue.name, spec) {
-            self.consumers.remove(&id);
+            active(&mut self.delivering).consumers.remove(&id);
             return Err(error);
         }
         Ok(())
@@ -762,7 +786,7 @@ impl MqttConnection {
             Table::default(),
             self.id,
         )?;
-        let already = self
+        let already = active(&mut self.delivering)
             .consumers
             .values()
             .any(|source| source.shared.as_deref() == Some(full));
@@ -884,13 +908,13 @@ impl MqttConnection {
             let key = topic_to_routing_key(&subscription.filter);
             match subscription.group {
                 Some(_) => {
-                    let found = self
+                    let found = active(&mut self.delivering)
                         .consumers
                         .iter()
                         .find(|(_, source)| source.shared.as_deref() == Some(full.as_str()))
                         .map(|(id, _)| *id);
                     if let Some(id) = found {
-                        if let Some(source) = self.consumers.remove(&id) {
+                        if let Some(source) = active(&mut self.delivering).consumers.remove(&id) {
                             self.requeue_outbound_of(&source.queue);
                             self.vhost.cancel(&source.queue, id);
                         }
@@ -925,7 +949,7 @@ impl MqttConnection {
     }
 
     fn requeue_outbound_of(&mut self, queue: &Arc<Queue>) {
-        let ids: Vec<u16> = self
+        let ids: Vec<u16> = active(&mut self.delivering)
             .outbound
             .iter()
             .filter(|(_, o)| {
@@ -939,7 +963,7 @@ impl MqttConnection {
             if let Some(Outbound {
                 source: Some((queue, seq)),
                 ..
-            }) = self.outbound.remove(&id)
+            }) = active(&mut self.delivering).outbound.remove(&id)
             {
                 queue.requeue([seq]);
             }
@@ -950,13 +974,16 @@ impl MqttConnection {
         match event {
             ConsumerEvent::Deliver(delivery) => self.handle_delivery(delivery),
             ConsumerEvent::Cancelled { consumer } => {
-                self.consumers.remove(&consumer);
+                active(&mut self.delivering).consumers.remove(&consumer);
             }
         }
     }
 
     fn handle_delivery(&mut self, delivery: Delivery) {
-        let Some(source) = self.consumers.get(&delivery.consumer) else {
+        let Some(source) = active(&mut self.delivering)
+            .consumers
+            .get(&delivery.consumer)
+        else {
             delivery.queue.requeue([delivery.seq]);
             return;
         };
@@ -1002,11 +1029,13 @@ impl MqttConnection {
     }
 
     fn note_delivery(&mut self, delivery: &Delivery) {
-        match self.window_grants.last_mut() {
+        match active(&mut self.delivering).window_grants.last_mut() {
             Some((_, last, count)) if *last == delivery.consumer => *count += 1,
-            _ => self
-                .window_grants
-                .push((delivery.queue.clone(), delivery.consumer, 1)),
+            _ => active(&mut self.delivering).window_grants.push((
+                delivery.queue.clone(),
+                delivery.consumer,
+                1,
+            )),
         }
     }
 
@@ -1082,7 +1111,9 @@ impl MqttConnection {
                 queue.ack([seq]);
             }
         } else {
-            self.outbound.insert(packet_id, Outbound { source });
+            active(&mut self.delivering)
+                .outbound
+                .insert(packet_id, Outbound { source });
         }
     }
 
@@ -1090,7 +1121,9 @@ impl MqttConnection {
         for _ in 0..u16::MAX {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !self.outbound.contains_key(&id) && !self.session.pending_pubrel.contains(&id) {
+            if !active(&mut self.delivering).outbound.contains_key(&id)
+                && !self.session.pending_pubrel.contains(&id)
+            {
                 return Some(id);
             }
         }
@@ -1103,8 +1136,10 @@ impl MqttConnection {
             // Idle connections keep no write buffer either.
             self.out = BytesMut::new();
         }
-        for (queue, consumer, count) in self.window_grants.drain(..) {
-            queue.grant_window(consumer, count);
+        if let Some(delivering) = self.delivering.as_mut() {
+            for (queue, consumer, count) in delivering.window_grants.drain(..) {
+                queue.grant_window(consumer, count);
+            }
         }
         Ok(())
     }
@@ -1122,15 +1157,15 @@ impl MqttConnection {
         let _ = self.stream.shutdown().await;
         tracing::info!(peer = %self.peer, client_id = %self.client_id, connection = self.id.0, reason = %closing.log, "connection closed");
 
-        for (id, source) in self.consumers.drain() {
+        for (id, source) in active(&mut self.delivering).consumers.drain() {
             self.vhost.cancel(&source.queue, id);
         }
-        for (_, outbound) in self.outbound.drain() {
+        for (_, outbound) in active(&mut self.delivering).outbound.drain() {
             if let Some((queue, seq)) = outbound.source {
                 queue.requeue([seq]);
             }
         }
-        if let Some((_, mut events)) = self.events.take() {
+        if let Some((_, mut events)) = self.delivering.as_mut().and_then(|d| d.events.take()) {
             events.close();
             while let Ok(event) = events.try_recv() {
                 if let ConsumerEvent::Deliver(delivery) = event {

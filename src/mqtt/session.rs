@@ -43,7 +43,8 @@ pub(crate) struct SessionState {
 
 struct Slot {
     active: Option<(ConnectionId, CancellationToken)>,
-    stored: Option<SessionState>,
+    /// Boxed: the registry holds one slot per connected client.
+    stored: Option<Box<SessionState>>,
     /// Bumped at every claim, so delayed actions (expiry, will delay) can tell whether the
     /// session was resumed meanwhile.
     generation: u64,
@@ -116,7 +117,7 @@ impl Sessions {
             return;
         }
         slot.active = None;
-        slot.stored = state;
+        slot.stored = state.map(Box::new);
         if slot.stored.is_none() {
             slots.remove(&key);
         }
@@ -149,7 +150,7 @@ fn take(slot: &mut Slot, connection: ConnectionId, kick: CancellationToken) -> C
     slot.generation += 1;
     slot.active = Some((connection, kick));
     Claim {
-        state: slot.stored.take(),
+        state: slot.stored.take().map(|state| *state),
         generation: slot.generation,
     }
 }

@@ -438,6 +438,28 @@ impl RawClient {
         .await
     }
 
+    /// Reads until the broker closes the connection: `Ok(packets)` if it did within `limit`,
+    /// `Err(packets so far)` if the connection is still open then.
+    pub(crate) async fn try_until_closed(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Vec<Packet>, Vec<Packet>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut packets = Vec::new();
+        loop {
+            if let Some(packet) = self.take_buffered() {
+                packets.push(packet);
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => return Err(packets),
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(packets),
+                Ok(Ok(n)) => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     /// [`RawClient::until_closed_within`] with the default step limit.
     pub(crate) async fn until_closed(&mut self) -> Vec<Packet> {
         self.until_closed_within(super::STEP).await

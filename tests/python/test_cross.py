@@ -28,6 +28,7 @@ from test_paho import (  # noqa: I001 - sibling script
     STEP,
     V311,
     V5,
+    VERSION_NAMES,
     Conn,
     parse_addr,
     publish_properties,
@@ -162,19 +163,17 @@ def check_mqtt_v5_properties_reach_amqp(amqp_addr, mqtt_addr):
 # --- (b) AMQP -> MQTT ----------------------------------------------------------------------------
 
 
-def check_amqp_publish_reaches_mqtt_subscribers(amqp_addr, mqtt_addr):
-    """pika publishes to amq.topic with key cmd.device42: paho subscribers of cmd/device42 and
-    cmd/+ (3.1.1 and 5.0) receive it on topic cmd/device42 with the exact payload; the 5.0
-    subscriber sees headers as user properties and content type / correlation id mapped."""
+def amqp_to_mqtt(amqp_addr, mqtt_addr, version):
+    """pika publishes to amq.topic with key cmd.device42: paho subscribers (of `version`) of
+    cmd/device42 and cmd/+ receive it on topic cmd/device42 with the exact payload at QoS 1; a
+    5.0 subscriber sees headers as user properties and the other properties mapped."""
     tag = uuid.uuid4().hex
-    subscribers = [
-        ("exact v3.1.1", Conn(mqtt_addr, V311), "cmd/device42"),
-        ("wildcard v3.1.1", Conn(mqtt_addr, V311), "cmd/+"),
-        ("exact v5", Conn(mqtt_addr, V5), "cmd/device42"),
-        ("wildcard v5", Conn(mqtt_addr, V5), "cmd/+"),
-    ]
+    subscribers = []
     connection = amqp_connect(amqp_addr)
     try:
+        for name, topic_filter in (("exact", "cmd/device42"), ("wildcard", "cmd/+")):
+            subscribers.append(("%s %s" % (name, VERSION_NAMES[version]),
+                                Conn(mqtt_addr, version), topic_filter))
         for _, conn, topic_filter in subscribers:
             granted = conn.subscribe(topic_filter, 1)
             assert granted == [1], granted
@@ -230,6 +229,14 @@ def check_amqp_publish_reaches_mqtt_subscribers(amqp_addr, mqtt_addr):
         connection.close()
 
 
+def check_amqp_publish_reaches_mqtt_v311_subscribers(amqp_addr, mqtt_addr):
+    amqp_to_mqtt(amqp_addr, mqtt_addr, V311)
+
+
+def check_amqp_publish_reaches_mqtt_v5_subscribers(amqp_addr, mqtt_addr):
+    amqp_to_mqtt(amqp_addr, mqtt_addr, V5)
+
+
 # --- (c) bulk MQTT QoS 1 -> AMQP manual ack --------------------------------------------------------
 
 
@@ -282,7 +289,8 @@ def check_bulk_mqtt_qos1_to_amqp_manual_ack(amqp_addr, mqtt_addr):
 CHECKS = [
     check_mqtt_v311_publish_reaches_amqp_binding,
     check_mqtt_v5_properties_reach_amqp,
-    check_amqp_publish_reaches_mqtt_subscribers,
+    check_amqp_publish_reaches_mqtt_v311_subscribers,
+    check_amqp_publish_reaches_mqtt_v5_subscribers,
     check_bulk_mqtt_qos1_to_amqp_manual_ack,
 ]
 
