@@ -23,6 +23,9 @@ pub enum StartError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The message store could not be opened or recovered.
+    #[error("cannot open the message store: {0}")]
+    Store(crate::store::StoreError),
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -35,6 +38,7 @@ pub enum StartError {
 
 /// A running broker: its bound addresses and the handles that stop it.
 pub struct Broker {
+    store: Arc<crate::store::Store>,
     amqp_addr: SocketAddr,
     mqtt_addr: SocketAddr,
     core: Arc<Core>,
@@ -49,7 +53,10 @@ impl Broker {
             path: config.data_dir.clone(),
             source,
         })?;
-        let core = Core::new(config.memory_high_watermark);
+        let (store, recovered) =
+            crate::store::Store::open(&config.data_dir).map_err(StartError::Store)?;
+        let core = Core::new(config.memory_high_watermark, Some(store.clone()));
+        core.restore(&store, recovered);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
 
@@ -74,6 +81,7 @@ impl Broker {
             tasks.clone(),
         ));
         Ok(Broker {
+            store,
             amqp_addr,
             mqtt_addr,
             core,
@@ -103,6 +111,9 @@ impl Broker {
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        // Last: everything the connections handed to the store reaches the disk.
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
 }
 

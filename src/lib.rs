@@ -20,6 +20,7 @@ pub mod config;
 pub mod core;
 pub mod mqtt;
 mod net;
+pub mod store;
 
 pub use broker::{Broker, StartError};
 pub use config::Config;

@@ -209,7 +209,16 @@ pub(super) struct Channel {
     confirmed_seq: u64,
     /// Whether the channel is in the connection's list of confirms to send this burst.
     confirm_scheduled: bool,
+    /// Publishes (sequence, store ticket) whose confirm waits for the store's fsync.
+    awaiting_sync: VecDeque<(u64, crate::store::Ticket)>,
     transaction: Option<Transaction>,
+}
+
+impl Channel {
+    /// Whether confirms on this channel wait for the store.
+    pub(super) fn awaits_sync(&self) -> bool {
+        !self.awaiting_sync.is_empty()
+    }
 }
 
 impl Connection {
@@ -909,7 +918,15 @@ impl Connection {
         let mut targets = std::mem::take(&mut self.targets);
         let routed = self.vhost.publish(&exchange, message, &mut targets);
         self.targets = targets;
-        if let Routed::Unroutable(message) = routed? {
+        let mut ticket = 0;
+        let routed = routed?;
+        if let Routed::Queued {
+            ticket: Some(t), ..
+        } = routed
+        {
+            ticket = t;
+        }
+        if let Routed::Unroutable(message) = routed {
             if mandatory {
                 self.send_method(
                     channel,
@@ -926,12 +943,47 @@ impl Connection {
         let state = self.channel(channel)?;
         if state.confirm {
             state.published_seq += 1;
-            if !state.confirm_scheduled {
+            if ticket != 0 || !state.awaiting_sync.is_empty() {
+                // Confirmed only once the store has the message on disk, in order.
+                state.awaiting_sync.push_back((state.published_seq, ticket));
+            } else if !state.confirm_scheduled {
                 state.confirm_scheduled = true;
                 self.confirms_due.push(channel);
             }
         }
         Ok(())
+    }
+
+    /// Confirms publishes whose store ticket is now on disk (one `basic.ack multiple` per
+    /// channel).
+    pub(super) fn release_synced_confirms(&mut self, synced: crate::store::Ticket) {
+        let mut acks = Vec::new();
+        for (channel, state) in self.channels.iter_mut() {
+            let mut upto = None;
+            while let Some(&(seq, ticket)) = state.awaiting_sync.front() {
+                if ticket > synced {
+                    break;
+                }
+                state.awaiting_sync.pop_front();
+                upto = Some(seq);
+            }
+            if let Some(tag) = upto {
+                if !state.closing {
+                    let multiple = tag > state.confirmed_seq + 1;
+                    state.confirmed_seq = tag;
+                    acks.push((*channel, tag, multiple));
+                }
+            }
+        }
+        for (channel, delivery_tag, multiple) in acks {
+            self.send_method(
+                channel,
+                &Method::BasicAck(m::BasicAck {
+                    delivery_tag,
+                    multiple,
+                }),
+            );
+        }
     }
 
     /// Sends one `basic.ack multiple` per channel for everything confirmed in this burst.
@@ -942,7 +994,10 @@ impl Connection {
                 continue;
             };
             state.confirm_scheduled = false;
-            if state.closing || state.published_seq == state.confirmed_seq {
+            if state.closing
+                || state.published_seq == state.confirmed_seq
+                || !state.awaiting_sync.is_empty()
+            {
                 continue;
             }
             let multiple = state.published_seq > state.confirmed_seq + 1;

@@ -96,6 +96,8 @@ pub(super) struct Connection {
     pub(super) targets: RouteTargets,
     /// Set once connection.close was exchanged; the loop ends after the next flush.
     finished: bool,
+    /// How far the store has synced, for confirms of persistent messages.
+    synced: Option<tokio::sync::watch::Receiver<crate::store::Ticket>>,
 }
 
 /// Serves one accepted socket until it closes.
@@ -160,6 +162,7 @@ pub(super) async fn serve(
         last_write: now,
         targets: RouteTargets::default(),
         finished: false,
+        synced: None,
     };
     let reason = connection.run(&shutdown).await;
     connection.cleanup();
@@ -187,6 +190,20 @@ impl Connection {
             }
             self.update_blocked();
             let can_read = !self.blocked;
+            let waiting_for_sync = self.channels.values().any(|c| c.awaits_sync());
+            if waiting_for_sync && self.synced.is_none() {
+                self.synced = self.core.store().map(|store| store.synced());
+            }
+            if waiting_for_sync {
+                if let Some(synced) = self.synced.as_mut() {
+                    let ticket = *synced.borrow_and_update();
+                    self.release_synced_confirms(ticket);
+                    if !self.out.is_empty() {
+                        continue;
+                    }
+                }
+            }
+            let synced = self.synced.as_mut().filter(|_| waiting_for_sync);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
@@ -225,6 +242,7 @@ impl Connection {
                         }
                     }
                 }
+                _ = wait_synced(synced) => {}
                 _ = ticker.tick() => {
                     if !heartbeat.is_zero() {
                         let now = Instant::now();
@@ -466,6 +484,18 @@ impl Connection {
             }
         }
         self.vhost.connection_closed(self.id);
+    }
+}
+
+/// Resolves when the store's synced ticket moves; never without a store to wait for.
+async fn wait_synced(synced: Option<&mut tokio::sync::watch::Receiver<crate::store::Ticket>>) {
+    match synced {
+        Some(synced) => {
+            if synced.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -3,6 +3,7 @@
 //! Listeners translate their protocol into calls on [`Vhost`] and receive deliveries as
 //! [`ConsumerEvent`]s. Nothing here knows AMQP or MQTT.
 
+pub mod definitions;
 pub mod error;
 pub mod exchange;
 pub mod message;
@@ -16,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+
+use crate::store::{Recovered, Store};
 
 pub use error::{CoreError, CoreResult};
 pub use exchange::{Exchange, ExchangeKind, RouteTargets};
@@ -71,27 +74,34 @@ pub struct Core {
     vhosts: RwLock<HashMap<String, Arc<Vhost>>>,
     memory: Arc<MemoryGauge>,
     next_id: AtomicU64,
+    store: Option<Arc<Store>>,
 }
 
 impl Core {
-    /// Creates the core with the default vhost `/`.
-    pub fn new(memory_high_watermark: u64) -> Arc<Core> {
+    /// Creates the core with the default vhost `/`, persisting durable state in `store`.
+    pub fn new(memory_high_watermark: u64, store: Option<Arc<Store>>) -> Arc<Core> {
         let memory = Arc::new(MemoryGauge::new(memory_high_watermark));
         let mut vhosts = HashMap::new();
         vhosts.insert(
             "/".to_string(),
-            Arc::new(Vhost::new("/".to_string(), memory.clone())),
+            Arc::new(Vhost::new("/".to_string(), memory.clone(), store.clone())),
         );
         Arc::new(Core {
             vhosts: RwLock::new(vhosts),
             memory,
             next_id: AtomicU64::new(1),
+            store,
         })
     }
 
     /// Looks up a vhost.
     pub fn vhost(&self, name: &str) -> Option<Arc<Vhost>> {
         self.vhosts.read().get(name).cloned()
+    }
+
+    /// The message store, if the broker persists anything.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
     }
 
     /// The memory gauge shared by all queues.
@@ -102,6 +112,37 @@ impl Core {
     /// A fresh connection identity.
     pub fn next_connection_id(&self) -> ConnectionId {
         ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Brings back what an earlier run left in `store`: the durable topology, then the
+    /// messages of each durable queue. Messages whose queue no longer exists are released.
+    pub fn restore(&self, store: &Store, recovered: Recovered) {
+        if let Some(bytes) = store.load_document(vhost::DEFINITIONS_DOCUMENT) {
+            match serde_json::from_slice::<definitions::Definitions>(&bytes) {
+                Ok(definitions) => {
+                    for vhost in self.vhosts.read().values() {
+                        vhost.restore_definitions(&definitions);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "definitions document unreadable; topology not restored")
+                }
+            }
+        }
+        for (key, messages) in recovered.queues {
+            let queue = key.split_once('\u{0}').and_then(|(vhost, name)| {
+                self.vhost(vhost)
+                    .and_then(|v| v.queue(name, ConnectionId(0)).ok())
+            });
+            match queue {
+                Some(queue) if queue.store_key() == Some(key.as_str()) => queue.restore(messages),
+                _ => {
+                    for message in messages {
+                        store.record_ack(&key, message.msg_id);
+                    }
+                }
+            }
+        }
     }
 
     /// A fresh consumer identity.

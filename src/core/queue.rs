@@ -18,6 +18,7 @@ use super::error::{CoreError, CoreResult};
 use super::message::Message;
 use super::table::Table;
 use super::MemoryGauge;
+use crate::store::Store;
 
 /// Identifies one connection (of any protocol) for exclusivity and cleanup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,6 +122,8 @@ pub struct Queue {
     /// `x-message-ttl` in milliseconds, if set.
     message_ttl: Option<u64>,
     memory: Arc<MemoryGauge>,
+    /// Where a durable queue records acks and deliveries, with its record key.
+    store: Option<(Arc<Store>, String)>,
     state: Mutex<QueueState>,
 }
 
@@ -131,6 +134,8 @@ struct Entry {
     redelivered: bool,
     /// When the message dies (per-message `expiration` or the queue's `x-message-ttl`).
     expires_at: Option<Instant>,
+    /// The message's id in the store, if it is persisted for this queue.
+    persisted: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -181,6 +186,7 @@ impl Queue {
         auto_delete: bool,
         arguments: Table,
         memory: Arc<MemoryGauge>,
+        store: Option<(Arc<Store>, String)>,
     ) -> Queue {
         let message_ttl = arguments
             .get("x-message-ttl")
@@ -194,6 +200,7 @@ impl Queue {
             arguments,
             message_ttl,
             memory,
+            store,
             state: Mutex::new(QueueState::default()),
         }
     }
@@ -213,11 +220,15 @@ impl Queue {
         }
     }
 
-    /// Appends a message and hands it to a consumer if one has credit.
-    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>) {
+    /// Appends a message and hands it to a consumer if one has credit. `persisted` is its
+    /// store id when it was written to disk for this queue.
+    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>, persisted: Option<u64>) {
         let size = message.memory_size();
         let mut state = self.state.lock();
         if state.deleted {
+            if let Some(msg_id) = persisted {
+                self.record_ack(msg_id);
+            }
             return;
         }
         self.memory.add(size);
@@ -229,8 +240,57 @@ impl Queue {
             message,
             redelivered: false,
             expires_at,
+            persisted,
         });
         self.dispatch(&mut state);
+    }
+
+    /// Whether this queue keeps persistent messages on disk (and under which key).
+    pub fn store_key(&self) -> Option<&str> {
+        self.store.as_ref().map(|(_, key)| key.as_str())
+    }
+
+    /// Puts messages recovered from the store back, in order; delivered ones are marked
+    /// redelivered.
+    pub fn restore(self: &Arc<Self>, messages: Vec<crate::store::RecoveredMessage>) {
+        let mut state = self.state.lock();
+        for recovered in messages {
+            self.memory.add(recovered.message.memory_size());
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            let expires_at = self.expiry_for(&recovered.message);
+            state.ready.push_back(Entry {
+                seq,
+                message: recovered.message,
+                redelivered: recovered.delivered,
+                expires_at,
+                persisted: Some(recovered.msg_id),
+            });
+        }
+        self.dispatch(&mut state);
+    }
+
+    fn record_ack(&self, msg_id: u64) {
+        if let Some((store, key)) = &self.store {
+            store.record_ack(key, msg_id);
+        }
+    }
+
+    /// Forgets an entry for good: memory accounting and, if persisted, an ack record.
+    fn release(&self, entry: &Entry) {
+        self.memory.sub(entry.message.memory_size());
+        if let Some(msg_id) = entry.persisted {
+            self.record_ack(msg_id);
+        }
+    }
+
+    /// Notes a first delivery in the store, so a restart marks the message redelivered.
+    fn note_delivered(&self, entry: &Entry) {
+        if let (Some(msg_id), false) = (entry.persisted, entry.redelivered) {
+            if let Some((store, key)) = &self.store {
+                store.record_delivery(key, msg_id);
+            }
+        }
     }
 
     /// Registers a consumer and starts delivering to it.
@@ -285,14 +345,12 @@ impl Queue {
     /// Acknowledges deliveries: they leave the queue for good.
     pub fn ack(self: &Arc<Self>, seqs: impl IntoIterator<Item = u64>) {
         let mut state = self.state.lock();
-        let mut freed = 0;
         for seq in seqs {
             if let Some(unacked) = state.unacked.remove(&seq) {
-                freed += unacked.entry.message.memory_size();
+                self.release(&unacked.entry);
                 release_credit(&mut state, unacked.consumer);
             }
         }
-        self.memory.sub(freed);
         self.dispatch(&mut state);
     }
 
@@ -323,8 +381,9 @@ impl Queue {
             remaining: saturating_u32(state.ready.len()),
         };
         if no_ack {
-            self.memory.sub(entry.message.memory_size());
+            self.release(&entry);
         } else {
+            self.note_delivered(&entry);
             state.unacked.insert(
                 entry.seq,
                 Unacked {
@@ -339,10 +398,10 @@ impl Queue {
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
         let mut state = self.state.lock();
-        let freed: u64 = state.ready.iter().map(|e| e.message.memory_size()).sum();
         let count = state.ready.len();
-        state.ready.clear();
-        self.memory.sub(freed);
+        for entry in state.ready.drain(..) {
+            self.release(&entry);
+        }
         saturating_u32(count)
     }
 
@@ -361,13 +420,12 @@ impl Queue {
             });
         }
         let count = state.ready.len();
-        let mut freed: u64 = state.ready.drain(..).map(|e| e.message.memory_size()).sum();
-        freed += state
-            .unacked
-            .drain()
-            .map(|(_, u)| u.entry.message.memory_size())
-            .sum::<u64>();
-        self.memory.sub(freed);
+        for entry in state.ready.drain(..) {
+            self.release(&entry);
+        }
+        for (_, unacked) in state.unacked.drain() {
+            self.release(&unacked.entry);
+        }
         saturating_u32(count)
     }
 
@@ -385,7 +443,7 @@ impl Queue {
                 return;
             };
             if entry.expires_at.is_some_and(|at| at <= Instant::now()) {
-                self.memory.sub(entry.message.memory_size());
+                self.release(&entry);
                 continue;
             }
             let consumer = &mut state.consumers[index];
@@ -411,8 +469,9 @@ impl Queue {
             }
             consumer.window -= 1;
             if consumer.spec.no_ack {
-                self.memory.sub(entry.message.memory_size());
+                self.release(&entry);
             } else {
+                self.note_delivered(&entry);
                 consumer.unacked += 1;
                 let id = consumer.spec.id;
                 state.unacked.insert(
@@ -454,7 +513,7 @@ impl Queue {
                 return;
             }
             if let Some(entry) = state.ready.pop_front() {
-                self.memory.sub(entry.message.memory_size());
+                self.release(&entry);
             }
         }
     }

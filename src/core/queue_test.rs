@@ -11,6 +11,7 @@ fn queue() -> Arc<Queue> {
         false,
         Table::default(),
         Arc::new(MemoryGauge::new(u64::MAX)),
+        None,
     ))
 }
 
@@ -59,7 +60,7 @@ fn round_robin_respects_prefetch() {
     q.add_consumer(a).unwrap();
     q.add_consumer(b).unwrap();
     for body in ["1", "2", "3"] {
-        q.enqueue(message(body));
+        q.enqueue(message(body), None);
     }
     let a1 = deliveries(&mut a_events);
     let b1 = deliveries(&mut b_events);
@@ -74,7 +75,7 @@ fn round_robin_respects_prefetch() {
 fn requeue_restores_order_and_marks_redelivered() {
     let q = queue();
     for body in ["1", "2", "3"] {
-        q.enqueue(message(body));
+        q.enqueue(message(body), None);
     }
     let first = q.get(false).unwrap();
     let second = q.get(false).unwrap();
@@ -91,7 +92,7 @@ fn delivery_window_limits_no_ack_consumers() {
     let (spec, mut events) = consumer(1, 0, true);
     q.add_consumer(spec).unwrap();
     for _ in 0..(DELIVERY_WINDOW + 10) {
-        q.enqueue(message("x"));
+        q.enqueue(message("x"), None);
     }
     assert_eq!(deliveries(&mut events).len(), DELIVERY_WINDOW as usize);
     assert_eq!(q.counts().ready, 10);
@@ -104,8 +105,8 @@ fn expired_messages_are_dropped_at_the_head() {
     let q = queue();
     let mut short = (*message("short")).clone();
     short.properties.expiration = Some("0".into());
-    q.enqueue(Arc::new(short));
-    q.enqueue(message("kept"));
+    q.enqueue(Arc::new(short), None);
+    q.enqueue(message("kept"), None);
     let got = q.get(true).unwrap();
     assert_eq!(&got.message.body[..], b"kept");
     assert!(q.get(true).is_none());
@@ -121,11 +122,12 @@ fn delete_cancels_consumers_and_frees_memory() {
         false,
         Table::default(),
         gauge.clone(),
+        None,
     ));
     let (spec, mut events) = consumer(7, 1, false);
     q.add_consumer(spec).unwrap();
-    q.enqueue(message("a"));
-    q.enqueue(message("b"));
+    q.enqueue(message("a"), None);
+    q.enqueue(message("b"), None);
     assert!(gauge.used() > 0);
     assert_eq!(q.delete(), 1);
     assert_eq!(gauge.used(), 0);

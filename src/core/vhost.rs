@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::definitions::{
+    table_from_json, table_to_json, BindingDefinition, Definitions, ExchangeDefinition,
+    QueueDefinition,
+};
 use super::error::{CoreError, CoreResult};
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind, RouteTargets};
 use super::message::Message;
 use super::queue::{ConnectionId, ConsumerId, ConsumerSpec, Queue};
 use super::table::{Table, Value};
 use super::MemoryGauge;
+use crate::store::{queue_key, Store, Ticket};
 
 /// What a client asks for when declaring an exchange.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +69,12 @@ pub struct QueueDeclared {
 #[derive(Debug)]
 pub enum Routed {
     /// Enqueued on this many queues.
-    Queued(usize),
+    Queued {
+        /// How many queues.
+        count: usize,
+        /// The store ticket to wait for before confirming, if it was persisted.
+        ticket: Option<Ticket>,
+    },
     /// No queue matched; the message is handed back.
     Unroutable(Box<Message>),
 }
@@ -92,17 +102,21 @@ pub struct Vhost {
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     memory: Arc<MemoryGauge>,
     server_named: AtomicU64,
+    store: Option<Arc<Store>>,
+    definitions_lock: parking_lot::Mutex<()>,
 }
 
 impl Vhost {
     /// Creates a vhost with the default exchange and the `amq.*` exchanges.
-    pub fn new(name: String, memory: Arc<MemoryGauge>) -> Vhost {
+    pub fn new(name: String, memory: Arc<MemoryGauge>, store: Option<Arc<Store>>) -> Vhost {
         let vhost = Vhost {
             name,
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
             memory,
             server_named: AtomicU64::new(rand::random::<u32>().into()),
+            store,
+            definitions_lock: parking_lot::Mutex::new(()),
         };
         let standard = [
             ("", ExchangeKind::Direct),
@@ -221,6 +235,10 @@ impl Vhost {
                 ))
             })
             .clone();
+        drop(exchanges);
+        if exchange.durable {
+            self.persist_definitions();
+        }
         Ok(exchange)
     }
 
@@ -296,9 +314,13 @@ impl Vhost {
             exchange
         };
         exchange.mark_deleted();
+        let durable = exchange.durable;
         let destination = Destination::Exchange(exchange);
         for source in self.exchanges() {
             source.unbind_destination(&destination);
+        }
+        if durable {
+            self.persist_definitions();
         }
         Ok(())
     }
@@ -338,6 +360,11 @@ impl Vhost {
             self.check_queue_equivalent(existing, &declare)?;
             return Ok(declared(existing.clone()));
         }
+        // Exclusive queues die with their connection, so they are never persisted.
+        let store = match (&self.store, declare.durable && !declare.exclusive) {
+            (Some(store), true) => Some((store.clone(), queue_key(&self.name, &name))),
+            _ => None,
+        };
         let queue = Arc::new(Queue::new(
             name.clone(),
             declare.durable,
@@ -345,6 +372,7 @@ impl Vhost {
             declare.auto_delete,
             declare.arguments,
             self.memory.clone(),
+            store,
         ));
         queues.insert(name, queue.clone());
         drop(queues);
@@ -355,6 +383,9 @@ impl Vhost {
                 routing_key: queue.name.clone(),
                 arguments: Table::default(),
             });
+        }
+        if queue.store_key().is_some() {
+            self.persist_definitions();
         }
         Ok(declared(queue))
     }
@@ -439,12 +470,16 @@ impl Vhost {
 
     fn forget_queue(&self, queue: Arc<Queue>) -> u32 {
         let count = queue.delete();
+        let durable = queue.store_key().is_some();
         let destination = Destination::Queue(queue);
         for exchange in self.exchanges() {
             let remaining = exchange.unbind_destination(&destination);
             if remaining == 0 && exchange.auto_delete && !exchange.is_deleted() {
                 let _ = self.delete_exchange(&exchange.name, false);
             }
+        }
+        if durable {
+            self.persist_definitions();
         }
         count
     }
@@ -465,11 +500,15 @@ impl Vhost {
     ) -> CoreResult<()> {
         let queue = self.queue(queue, owner)?;
         let source = self.bindable_source(exchange)?;
-        source.bind(Binding {
+        let durable = source.durable && queue.store_key().is_some();
+        let added = source.bind(Binding {
             destination: Destination::Queue(queue),
             routing_key: routing_key.to_string(),
             arguments,
         });
+        if durable && added {
+            self.persist_definitions();
+        }
         Ok(())
     }
 
@@ -484,12 +523,16 @@ impl Vhost {
     ) -> CoreResult<()> {
         let queue = self.queue(queue, owner)?;
         let source = self.bindable_source(exchange)?;
-        source.unbind(&Binding {
+        let durable = source.durable && queue.store_key().is_some();
+        let removed = source.unbind(&Binding {
             destination: Destination::Queue(queue),
             routing_key: routing_key.to_string(),
             arguments,
         });
         self.auto_delete_exchange(&source);
+        if durable && removed {
+            self.persist_definitions();
+        }
         Ok(())
     }
 
@@ -503,11 +546,15 @@ impl Vhost {
     ) -> CoreResult<()> {
         let destination = self.exchange(destination)?;
         let source = self.bindable_source(source)?;
-        source.bind(Binding {
+        let durable = source.durable && destination.durable;
+        let added = source.bind(Binding {
             destination: Destination::Exchange(destination),
             routing_key: routing_key.to_string(),
             arguments,
         });
+        if durable && added {
+            self.persist_definitions();
+        }
         Ok(())
     }
 
@@ -521,12 +568,16 @@ impl Vhost {
     ) -> CoreResult<()> {
         let destination = self.exchange(destination)?;
         let source = self.bindable_source(source)?;
-        source.unbind(&Binding {
+        let durable = source.durable && destination.durable;
+        let removed = source.unbind(&Binding {
             destination: Destination::Exchange(destination),
             routing_key: routing_key.to_string(),
             arguments,
         });
         self.auto_delete_exchange(&source);
+        if durable && removed {
+            self.persist_definitions();
+        }
         Ok(())
     }
 
@@ -611,11 +662,29 @@ impl Vhost {
             return Ok(Routed::Unroutable(Box::new(message)));
         }
         let count = targets.queues.len();
+        // A persistent message reaching durable queues is written once, for all of them.
+        let mut persisted = None;
+        if let (Some(store), Some(2)) = (&self.store, message.properties.delivery_mode) {
+            let keys: Vec<&str> = targets
+                .queues
+                .iter()
+                .filter_map(|q| q.store_key())
+                .collect();
+            if !keys.is_empty() {
+                persisted = Some(store.persist_publish(&keys, &message));
+            }
+        }
         let message = Arc::new(message);
         for queue in targets.queues.drain(..) {
-            queue.enqueue(message.clone());
+            let msg_id = persisted
+                .filter(|_| queue.store_key().is_some())
+                .map(|(msg_id, _)| msg_id);
+            queue.enqueue(message.clone(), msg_id);
         }
-        Ok(Routed::Queued(count))
+        Ok(Routed::Queued {
+            count,
+            ticket: persisted.map(|(_, ticket)| ticket),
+        })
     }
 
     /// Starts a consumer on a queue.
@@ -657,6 +726,138 @@ impl Vhost {
         }
     }
 }
+
+impl Vhost {
+    /// The durable topology of this vhost.
+    pub fn definitions(&self) -> Definitions {
+        let mut definitions = Definitions::default();
+        let exchanges = self.exchanges();
+        for exchange in &exchanges {
+            let standard = exchange.name.is_empty() || exchange.name.starts_with("amq.");
+            if exchange.durable && !standard {
+                definitions.exchanges.push(ExchangeDefinition {
+                    name: exchange.name.clone(),
+                    vhost: self.name.clone(),
+                    kind: exchange.kind.as_str().to_string(),
+                    durable: true,
+                    auto_delete: exchange.auto_delete,
+                    internal: exchange.internal,
+                    arguments: table_to_json(&exchange.arguments),
+                });
+            }
+        }
+        for queue in self.queues() {
+            if queue.store_key().is_some() {
+                definitions.queues.push(QueueDefinition {
+                    name: queue.name.clone(),
+                    vhost: self.name.clone(),
+                    durable: true,
+                    auto_delete: queue.auto_delete,
+                    arguments: table_to_json(&queue.arguments),
+                });
+            }
+        }
+        for exchange in exchanges.iter().filter(|e| e.durable && !e.name.is_empty()) {
+            for binding in exchange.bindings() {
+                let (destination, destination_type) = match &binding.destination {
+                    Destination::Queue(q) if q.store_key().is_some() => (q.name.clone(), "queue"),
+                    Destination::Exchange(e) if e.durable => (e.name.clone(), "exchange"),
+                    _ => continue,
+                };
+                definitions.bindings.push(BindingDefinition {
+                    source: exchange.name.clone(),
+                    vhost: self.name.clone(),
+                    destination,
+                    destination_type: destination_type.to_string(),
+                    routing_key: binding.routing_key.clone(),
+                    arguments: table_to_json(&binding.arguments),
+                });
+            }
+        }
+        definitions
+    }
+
+    /// Writes the durable topology to the store (atomically), if there is one.
+    fn persist_definitions(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        // Serialised under a lock so concurrent changes cannot save an older snapshot last.
+        let _guard = self.definitions_lock.lock();
+        match serde_json::to_vec_pretty(&self.definitions()) {
+            Ok(bytes) => {
+                if let Err(error) = store.save_document(DEFINITIONS_DOCUMENT, &bytes) {
+                    tracing::error!(%error, "cannot save definitions");
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot encode definitions"),
+        }
+    }
+
+    /// Recreates durable exchanges, queues and bindings saved by an earlier run.
+    pub fn restore_definitions(&self, definitions: &Definitions) {
+        let nobody = ConnectionId(0);
+        for exchange in definitions
+            .exchanges
+            .iter()
+            .filter(|e| e.vhost == self.name)
+        {
+            let declared = self.declare_exchange(ExchangeDeclare {
+                name: exchange.name.clone(),
+                kind: exchange.kind.clone(),
+                passive: false,
+                durable: true,
+                auto_delete: exchange.auto_delete,
+                internal: exchange.internal,
+                arguments: table_from_json(&exchange.arguments),
+            });
+            if let Err(error) = declared {
+                tracing::warn!(exchange = %exchange.name, %error, "exchange not restored");
+            }
+        }
+        for queue in definitions.queues.iter().filter(|q| q.vhost == self.name) {
+            let declared = self.declare_queue(
+                QueueDeclare {
+                    name: queue.name.clone(),
+                    passive: false,
+                    durable: true,
+                    exclusive: false,
+                    auto_delete: queue.auto_delete,
+                    arguments: table_from_json(&queue.arguments),
+                },
+                nobody,
+            );
+            if let Err(error) = declared {
+                tracing::warn!(queue = %queue.name, %error, "queue not restored");
+            }
+        }
+        for binding in definitions.bindings.iter().filter(|b| b.vhost == self.name) {
+            let arguments = table_from_json(&binding.arguments);
+            let result = if binding.destination_type == "exchange" {
+                self.bind_exchange(
+                    &binding.destination,
+                    &binding.source,
+                    &binding.routing_key,
+                    arguments,
+                )
+            } else {
+                self.bind_queue(
+                    &binding.destination,
+                    &binding.source,
+                    &binding.routing_key,
+                    arguments,
+                    nobody,
+                )
+            };
+            if let Err(error) = result {
+                tracing::warn!(source = %binding.source, destination = %binding.destination, %error, "binding not restored");
+            }
+        }
+    }
+}
+
+/// The store document holding the durable topology.
+pub const DEFINITIONS_DOCUMENT: &str = "definitions.json";
 
 /// Integer arguments compare by value whatever their width (clients pick different types).
 fn values_equivalent(a: Option<&Value>, b: Option<&Value>) -> bool {

@@ -1,0 +1,491 @@
+//! Durable storage owned by the broker, in the data directory.
+//!
+//! - Messages: append-only segment files (`msgs/*.seg`) of checksummed records written by
+//!   one writer thread. Callers encode records on their own thread and hand them over; the
+//!   writer batches whatever has arrived into one write and, if any record in the batch needs
+//!   it, one `fdatasync` (group commit). A persistent publish gets a ticket; its confirm may
+//!   leave once [`Store::synced`] reaches the ticket.
+//! - Acks and deliveries are records too (not waited for): acknowledged messages do not come
+//!   back after a restart, delivered-but-unacknowledged ones come back marked redelivered.
+//! - Segments are deleted, oldest first, once every message in them and in all older
+//!   segments has left its queues (older segments go first so that an ack record is never
+//!   deleted while the message it cancels still exists).
+//! - Metadata documents (definitions, MQTT sessions, retained messages) are written
+//!   atomically: temporary file, fsync, rename, fsync of the directory.
+
+mod record;
+mod segment;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::core::Message;
+
+/// Why the store could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+}
+
+fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A position in the write order: a publish is durable once [`Store::synced`] reaches it.
+pub type Ticket = u64;
+
+/// A message recovered from the log for one queue.
+#[derive(Debug)]
+pub struct RecoveredMessage {
+    /// Its id in the store (for later acks).
+    pub msg_id: u64,
+    /// The message.
+    pub message: Arc<Message>,
+    /// Whether it had been delivered before the restart.
+    pub delivered: bool,
+}
+
+/// What recovery found.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Live messages per queue key, in publish order.
+    pub queues: HashMap<String, Vec<RecoveredMessage>>,
+}
+
+enum Command {
+    Write {
+        ticket: Ticket,
+        bytes: BytesMut,
+        sync: bool,
+        effect: Effect,
+    },
+    Flush(mpsc::Sender<()>),
+}
+
+/// What a written record changes in the writer's bookkeeping of live messages.
+enum Effect {
+    None,
+    /// A message now referenced by this many queues.
+    Publish {
+        msg_id: u64,
+        refs: u32,
+    },
+    /// One queue dropped its reference.
+    Release {
+        msg_id: u64,
+    },
+}
+
+/// The message store.
+pub struct Store {
+    dir: PathBuf,
+    sender: Mutex<(Ticket, mpsc::Sender<Command>)>,
+    synced: watch::Receiver<Ticket>,
+    next_msg_id: AtomicU64,
+    documents: Mutex<()>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+/// Builds the key a queue's records carry.
+pub fn queue_key(vhost: &str, queue: &str) -> String {
+    format!("{vhost}\u{0}{queue}")
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, recovers its messages, and starts the
+    /// writer thread.
+    pub fn open(dir: &Path) -> Result<(Arc<Store>, Recovered), StoreError> {
+        let started = Instant::now();
+        let msgs = dir.join("msgs");
+        fs::create_dir_all(&msgs).map_err(io_error("create", &msgs))?;
+        let numbers = segment::list(&msgs).map_err(io_error("list", &msgs))?;
+
+        // msg_id → (segment, queues still holding it); per-queue order of live ids.
+        let mut messages: HashMap<u64, (u64, Arc<Message>, Vec<String>)> = HashMap::new();
+        let mut delivered: HashMap<(String, u64), ()> = HashMap::new();
+        let mut max_id = 0u64;
+        let mut records = 0u64;
+        for &number in &numbers {
+            let path = segment::path(&msgs, number);
+            let data = fs::read(&path).map_err(io_error("read", &path))?;
+            let length = data.len() as u64;
+            let scan = segment::scan(Bytes::from(data));
+            for what in &scan.damage {
+                tracing::warn!(segment = %path.display(), "store recovery: {what}");
+            }
+            if scan.valid_end < length && number == numbers.last().copied().unwrap_or(0) {
+                // Cut the torn tail so nothing valid is ever appended after garbage.
+                if let Ok(file) = OpenOptions::new().write(true).open(&path) {
+                    let _ = file.set_len(scan.valid_end);
+                    let _ = file.sync_all();
+                }
+            }
+            for (_, payload) in scan.records {
+                records += 1;
+                match record::decode(payload) {
+                    Ok(record::Record::Publish {
+                        msg_id,
+                        queues,
+                        message,
+                    }) => {
+                        max_id = max_id.max(msg_id);
+                        messages.insert(msg_id, (number, Arc::from(message), queues));
+                    }
+                    Ok(record::Record::Ack { msg_id, queue }) => {
+                        if let Some((_, _, queues)) = messages.get_mut(&msg_id) {
+                            queues.retain(|q| *q != queue);
+                            if queues.is_empty() {
+                                messages.remove(&msg_id);
+                            }
+                        }
+                        delivered.remove(&(queue, msg_id));
+                    }
+                    Ok(record::Record::Deliver { msg_id, queue }) => {
+                        delivered.insert((queue, msg_id), ());
+                    }
+                    Err(error) => {
+                        tracing::warn!(segment = %path.display(), %error, "store recovery: record dropped");
+                    }
+                }
+            }
+        }
+
+        let mut ids: Vec<u64> = messages.keys().copied().collect();
+        ids.sort_unstable();
+        let mut recovered = Recovered::default();
+        let mut live_per_segment: BTreeMap<u64, u64> = numbers.iter().map(|n| (*n, 0)).collect();
+        let mut refs: HashMap<u64, (u64, u32)> = HashMap::with_capacity(ids.len());
+        for id in ids {
+            let Some((number, message, queues)) = messages.remove(&id) else {
+                continue;
+            };
+            *live_per_segment.entry(number).or_default() += 1;
+            refs.insert(
+                id,
+                (number, u32::try_from(queues.len()).unwrap_or(u32::MAX)),
+            );
+            for queue in queues {
+                let was_delivered = delivered.contains_key(&(queue.clone(), id));
+                recovered
+                    .queues
+                    .entry(queue)
+                    .or_default()
+                    .push(RecoveredMessage {
+                        msg_id: id,
+                        message: message.clone(),
+                        delivered: was_delivered,
+                    });
+            }
+        }
+        let live: usize = refs.len();
+        tracing::info!(
+            segments = numbers.len(),
+            records,
+            live_messages = live,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "message store recovered"
+        );
+
+        let active = numbers.last().map_or(1, |n| n + 1);
+        let writer_state = Writer::start(msgs.clone(), active, live_per_segment, refs)?;
+        let (synced_tx, synced_rx) = watch::channel(0);
+        let (sender, receiver) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("warren-store".into())
+            .spawn(move || writer_state.run(receiver, synced_tx))
+            .map_err(io_error("start the writer thread for", &msgs))?;
+        let store = Arc::new(Store {
+            dir: dir.to_path_buf(),
+            sender: Mutex::new((0, sender)),
+            synced: synced_rx,
+            next_msg_id: AtomicU64::new(max_id + 1),
+            documents: Mutex::new(()),
+            writer: Mutex::new(Some(handle)),
+        });
+        Ok((store, recovered))
+    }
+
+    fn submit(&self, bytes: BytesMut, sync: bool, effect: Effect) -> Ticket {
+        let mut sender = self.sender.lock();
+        sender.0 += 1;
+        let ticket = sender.0;
+        // A send fails only after the writer stopped (shutdown); nothing more is durable then.
+        let _ = sender.1.send(Command::Write {
+            ticket,
+            bytes,
+            sync,
+            effect,
+        });
+        ticket
+    }
+
+    /// Records a persistent message routed to the durable queues `queues` (keys from
+    /// [`queue_key`]). Returns its id and the ticket to wait for before confirming.
+    pub fn persist_publish(&self, queues: &[&str], message: &Message) -> (u64, Ticket) {
+        let msg_id = self.next_msg_id.fetch_add(1, Ordering::Relaxed);
+        let mut payload = BytesMut::with_capacity(64 + message.body.len());
+        record::encode_publish(msg_id, queues, message, &mut payload);
+        let mut framed = BytesMut::with_capacity(payload.len() + segment::FRAME_HEADER);
+        segment::frame(&payload, &mut framed);
+        let refs = u32::try_from(queues.len()).unwrap_or(u32::MAX);
+        let ticket = self.submit(framed, true, Effect::Publish { msg_id, refs });
+        (msg_id, ticket)
+    }
+
+    /// Records that `queue` is done with message `msg_id` (ack, drop, expiry, purge, delete).
+    pub fn record_ack(&self, queue: &str, msg_id: u64) {
+        let mut payload = BytesMut::with_capacity(16 + queue.len());
+        record::encode_marker(record::ACK, msg_id, queue, &mut payload);
+        let mut framed = BytesMut::with_capacity(payload.len() + segment::FRAME_HEADER);
+        segment::frame(&payload, &mut framed);
+        self.submit(framed, false, Effect::Release { msg_id });
+    }
+
+    /// Records that message `msg_id` of `queue` was delivered.
+    pub fn record_delivery(&self, queue: &str, msg_id: u64) {
+        let mut payload = BytesMut::with_capacity(16 + queue.len());
+        record::encode_marker(record::DELIVER, msg_id, queue, &mut payload);
+        let mut framed = BytesMut::with_capacity(payload.len() + segment::FRAME_HEADER);
+        segment::frame(&payload, &mut framed);
+        self.submit(framed, false, Effect::None);
+    }
+
+    /// The highest ticket known to be on disk; `changed()` wakes when it moves.
+    pub fn synced(&self) -> watch::Receiver<Ticket> {
+        self.synced.clone()
+    }
+
+    /// Whether `ticket` is on disk.
+    pub fn is_synced(&self, ticket: Ticket) -> bool {
+        *self.synced.borrow() >= ticket
+    }
+
+    /// Writes and syncs everything submitted so far, then stops the writer thread.
+    pub fn close(&self) {
+        let (done_tx, done_rx) = mpsc::channel();
+        {
+            let sender = self.sender.lock();
+            let _ = sender.1.send(Command::Flush(done_tx));
+        }
+        let _ = done_rx.recv();
+        // Dropping the sender ends the writer's loop; a replacement channel keeps later
+        // (post-shutdown) submissions harmless.
+        {
+            let mut sender = self.sender.lock();
+            let (replacement, _) = mpsc::channel();
+            sender.1 = replacement;
+        }
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Atomically replaces the document `name` in the data directory.
+    pub fn save_document(&self, name: &str, contents: &[u8]) -> Result<(), StoreError> {
+        let _guard = self.documents.lock();
+        let path = self.dir.join(name);
+        let temporary = self.dir.join(format!(".{name}.tmp"));
+        let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
+        file.write_all(contents)
+            .map_err(io_error("write", &temporary))?;
+        file.sync_all().map_err(io_error("sync", &temporary))?;
+        drop(file);
+        fs::rename(&temporary, &path).map_err(io_error("rename", &path))?;
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// The document `name`, if it exists.
+    pub fn load_document(&self, name: &str) -> Option<Vec<u8>> {
+        fs::read(self.dir.join(name)).ok()
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    dir: PathBuf,
+    active: u64,
+    file: File,
+    size: u64,
+    /// Live (not fully acknowledged) messages per segment.
+    live: BTreeMap<u64, u64>,
+    /// msg_id → (segment, queues still holding it).
+    refs: HashMap<u64, (u64, u32)>,
+}
+
+impl Writer {
+    fn start(
+        dir: PathBuf,
+        active: u64,
+        mut live: BTreeMap<u64, u64>,
+        refs: HashMap<u64, (u64, u32)>,
+    ) -> Result<Writer, StoreError> {
+        let path = segment::path(&dir, active);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error("create", &path))?;
+        live.entry(active).or_insert(0);
+        let mut writer = Writer {
+            dir,
+            active,
+            file,
+            size: 0,
+            live,
+            refs,
+        };
+        writer.reclaim();
+        Ok(writer)
+    }
+
+    fn run(mut self, commands: mpsc::Receiver<Command>, synced: watch::Sender<Ticket>) {
+        let mut batch = BytesMut::new();
+        let mut flushes = Vec::new();
+        while let Ok(first) = commands.recv() {
+            let mut last_ticket = None;
+            let mut needs_sync = false;
+            let mut pending = Some(first);
+            // Take everything that is already waiting: one write, one sync for all of it.
+            loop {
+                let command = match pending.take() {
+                    Some(command) => command,
+                    None => match commands.try_recv() {
+                        Ok(command) => command,
+                        Err(_) => break,
+                    },
+                };
+                match command {
+                    Command::Write {
+                        ticket,
+                        bytes,
+                        sync,
+                        effect,
+                    } => {
+                        batch.extend_from_slice(&bytes);
+                        needs_sync |= sync;
+                        last_ticket = Some(ticket);
+                        self.apply(effect);
+                    }
+                    Command::Flush(done) => {
+                        needs_sync = true;
+                        flushes.push(done);
+                    }
+                }
+                if batch.len() > 8 * 1024 * 1024 {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                if let Err(error) = self.file.write_all(&batch) {
+                    tracing::error!(%error, "message store write failed");
+                }
+                self.size += batch.len() as u64;
+                batch.clear();
+            }
+            if needs_sync {
+                if let Err(error) = self.file.sync_data() {
+                    tracing::error!(%error, "message store fsync failed");
+                }
+                if let Some(ticket) = last_ticket {
+                    synced.send_replace(ticket);
+                }
+            }
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+            if self.size >= segment::SEGMENT_TARGET_SIZE {
+                self.roll();
+            }
+            self.reclaim();
+        }
+        let _ = self.file.sync_data();
+    }
+
+    fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::None => {}
+            Effect::Publish { msg_id, refs } => {
+                self.refs.insert(msg_id, (self.active, refs));
+                *self.live.entry(self.active).or_default() += 1;
+            }
+            Effect::Release { msg_id } => {
+                if let Some((segment, refs)) = self.refs.get_mut(&msg_id) {
+                    *refs = refs.saturating_sub(1);
+                    if *refs == 0 {
+                        let segment = *segment;
+                        self.refs.remove(&msg_id);
+                        if let Some(count) = self.live.get_mut(&segment) {
+                            *count = count.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn roll(&mut self) {
+        let _ = self.file.sync_data();
+        let next = self.active + 1;
+        let path = segment::path(&self.dir, next);
+        match OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(file) => {
+                self.file = file;
+                self.active = next;
+                self.size = 0;
+                self.live.entry(next).or_insert(0);
+            }
+            Err(error) => {
+                tracing::error!(%error, path = %path.display(), "cannot start a new segment")
+            }
+        }
+    }
+
+    /// Deletes the oldest segments while they hold no live message.
+    fn reclaim(&mut self) {
+        while let Some((&oldest, &count)) = self.live.iter().next() {
+            if oldest >= self.active || count > 0 {
+                return;
+            }
+            let path = segment::path(&self.dir, oldest);
+            if let Err(error) = fs::remove_file(&path) {
+                if error.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(%error, path = %path.display(), "cannot delete a reclaimed segment");
+                    return;
+                }
+            }
+            self.live.remove(&oldest);
+        }
+    }
+}
