@@ -321,6 +321,8 @@ impl Connection {
     fn handle_connection_method(&mut self, method: Method) -> Result<(), ConnectionException> {
         match method {
             Method::ConnectionClose(_) => {
+                // As RabbitMQ: channels and exclusive queues are gone before close-ok.
+                self.cleanup();
                 self.send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk));
                 self.finished = true;
                 Ok(())
