@@ -38,6 +38,7 @@ pub enum StartError {
 
 /// A running broker: its bound addresses and the handles that stop it.
 pub struct Broker {
+    mqtt: crate::mqtt::Mqtt,
     store: Arc<crate::store::Store>,
     amqp_addr: SocketAddr,
     mqtt_addr: SocketAddr,
@@ -73,14 +74,15 @@ impl Broker {
             shutdown.clone(),
             tasks.clone(),
         ));
-        tasks.spawn(crate::mqtt::accept_loop(
-            mqtt_listener,
+        let mqtt = crate::mqtt::Mqtt::new(
             core.clone(),
             crate::mqtt::Settings::from_config(&config),
             shutdown.clone(),
             tasks.clone(),
-        ));
+        );
+        mqtt.serve(mqtt_listener);
         Ok(Broker {
+            mqtt,
             store,
             amqp_addr,
             mqtt_addr,
@@ -113,7 +115,12 @@ impl Broker {
         self.tasks.wait().await;
         // Last: everything the connections handed to the store reaches the disk.
         let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        let mqtt = self.mqtt;
+        let _ = tokio::task::spawn_blocking(move || {
+            mqtt.save();
+            store.close();
+        })
+        .await;
     }
 }
 

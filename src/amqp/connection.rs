@@ -242,7 +242,7 @@ impl Connection {
                         }
                     }
                 }
-                _ = wait_synced(synced) => {}
+                _ = crate::store::synced_changed(synced) => {}
                 _ = ticker.tick() => {
                     if !heartbeat.is_zero() {
                         let now = Instant::now();
@@ -486,18 +486,6 @@ impl Connection {
             }
         }
         self.vhost.connection_closed(self.id);
-    }
-}
-
-/// Resolves when the store's synced ticket moves; never without a store to wait for.
-async fn wait_synced(synced: Option<&mut tokio::sync::watch::Receiver<crate::store::Ticket>>) {
-    match synced {
-        Some(synced) => {
-            if synced.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
     }
 }
 

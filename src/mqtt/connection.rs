@@ -27,8 +27,9 @@ use super::translate::{
 use super::Shared;
 use crate::core::{
     ConnectionId, ConsumerEvent, ConsumerId, ConsumerSpec, Delivery, EventSink, Message, Queue,
-    QueueDeclare, RouteTargets, Table, Vhost,
+    QueueDeclare, RouteTargets, Routed, Table, Vhost,
 };
+use crate::store::Ticket;
 
 const READ_CHUNK: usize = 16 * 1024;
 const EVENT_BATCH: usize = 512;
@@ -117,6 +118,10 @@ struct MqttConnection {
     client_topic_alias_maximum: u16,
     /// Routing scratch space, allocated on the first publish.
     targets: Option<Box<RouteTargets>>,
+    /// Acknowledgements held until the store syncs their message (ticket, packet).
+    awaiting_sync: std::collections::VecDeque<(Ticket, Packet)>,
+    /// How far the store has synced; taken from the store when first needed.
+    synced: Option<tokio::sync::watch::Receiver<Ticket>>,
     /// A DISCONNECT arrived: the loop ends after flushing.
     finished: bool,
     /// Whether the will is to be published when the connection ends.
@@ -296,6 +301,7 @@ async fn accept_connect(
     if connect.clean_start {
         // A clean start discards the old session, queue included [MQTT-3.1.2-4].
         let _ = vhost.delete_queue(&session_queue_name(&client_id, true), false, false, id);
+        shared.persistence.session_ended(&vhost.name, &client_id);
     }
     session.expiry = match version {
         ProtocolVersion::V311 => None,
@@ -363,6 +369,8 @@ async fn accept_connect(
         aliases: None,
         client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
         targets: None,
+        awaiting_sync: std::collections::VecDeque::new(),
+        synced: None,
         finished: false,
         send_will: true,
         shared,
@@ -446,6 +454,20 @@ impl MqttConnection {
                 (None, false) => Instant::now() + Duration::from_secs(86_400),
                 (None, true) => Instant::now() + Duration::from_millis(50),
             };
+            let waiting_for_sync = !self.awaiting_sync.is_empty();
+            if waiting_for_sync {
+                if self.synced.is_none() {
+                    self.synced = self.shared.core.store().map(|store| store.synced());
+                }
+                if let Some(synced) = self.synced.as_mut() {
+                    let ticket = *synced.borrow_and_update();
+                    self.release_synced(ticket);
+                    if !self.out.is_empty() {
+                        continue;
+                    }
+                }
+            }
+            let synced = self.synced.as_mut().filter(|_| waiting_for_sync);
             let events = self
                 .delivering
                 .as_mut()
@@ -490,6 +512,7 @@ impl MqttConnection {
                         }
                     }
                 }
+                _ = crate::store::synced_changed(synced) => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     // [MQTT-3.1.2-24]: 1.5 times the keepalive without a packet.
                     if keep_alive_deadline.is_some_and(|at| at <= Instant::now()) {
@@ -672,21 +695,28 @@ impl MqttConnection {
         if publish.retain {
             self.retain(&publish.topic, publish.qos, &message);
         }
-        self.route(message);
-        match publish.qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send(Packet::PubAck(PubAck {
+        let ticket = self.route(message);
+        let ack = match publish.qos {
+            QoS::AtMostOnce => return Ok(()),
+            QoS::AtLeastOnce => Packet::PubAck(PubAck {
                 packet_id: publish.packet_id,
                 ..PubAck::default()
-            })),
+            }),
             QoS::ExactlyOnce => {
                 self.session.incoming_qos2.insert(publish.packet_id);
                 self.inbound_inflight += 1;
-                self.send(Packet::PubRec(PubRec {
+                Packet::PubRec(PubRec {
                     packet_id: publish.packet_id,
                     ..PubRec::default()
-                }));
+                })
             }
+        };
+        // The acknowledgement of a message written to disk leaves only after the fsync, and
+        // acknowledgements stay in order.
+        if ticket.is_some() || !self.awaiting_sync.is_empty() {
+            self.awaiting_sync.push_back((ticket.unwrap_or(0), ack));
+        } else {
+            self.send(ack);
         }
         Ok(())
     }
@@ -703,12 +733,26 @@ impl MqttConnection {
                 .map(|ms| std::time::Instant::now() + Duration::from_millis(ms)),
         });
         self.shared.retained.set(&self.vhost.name, topic, retained);
+        self.shared.persistence.retained_changed();
     }
 
-    /// Routes a message through the MQTT exchange into the core.
-    fn route(&mut self, message: Message) {
+    /// Routes a message through the MQTT exchange into the core; returns the store ticket
+    /// when it was persisted.
+    fn route(&mut self, message: Message) -> Option<Ticket> {
         let targets = self.targets.get_or_insert_with(Box::default);
-        publish_to_core(&self.shared, &self.vhost, message, targets);
+        publish_to_core(&self.shared, &self.vhost, message, targets)
+    }
+
+    /// Sends the acknowledgements whose messages are now on disk.
+    fn release_synced(&mut self, synced: Ticket) {
+        while let Some((ticket, _)) = self.awaiting_sync.front() {
+            if *ticket > synced {
+                break;
+            }
+            if let Some((_, ack)) = self.awaiting_sync.pop_front() {
+                self.send(ack);
+            }
+        }
     }
 
     fn ensure_session_queue(&mut self) -> Result<Arc<Queue>, crate::core::CoreError> {
@@ -866,6 +910,7 @@ impl MqttConnection {
             reasons,
             ..SubAck::default()
         }));
+        self.session_changed();
         // Retained messages follow the SUBACK [MQTT-3.3.1-9].
         for subscription in retained_to_send {
             for (topic, retained) in self
@@ -888,6 +933,17 @@ impl MqttConnection {
             }
         }
         Ok(())
+    }
+
+    /// Saves a persistent session's subscriptions (debounced, in the background).
+    fn session_changed(&self) {
+        if self.persistent && self.session.expiry != Some(Duration::ZERO) {
+            self.shared.persistence.session_changed(
+                &self.vhost.name,
+                &self.client_id,
+                &self.session,
+            );
+        }
     }
 
     fn failure_code(&self, v5_reason: u8) -> u8 {
@@ -945,6 +1001,7 @@ impl MqttConnection {
             reasons,
             ..UnsubAck::default()
         }));
+        self.session_changed();
         Ok(())
     }
 
@@ -1195,6 +1252,13 @@ impl MqttConnection {
         let client_id = self.client_id.clone();
         let generation = self.generation;
         let expiry = self.session.expiry;
+        if keep_session {
+            shared
+                .persistence
+                .session_changed(&vhost.name, &client_id, &self.session);
+        } else {
+            shared.persistence.session_ended(&vhost.name, &client_id);
+        }
         let state = keep_session.then(|| std::mem::take(&mut self.session));
         shared
             .sessions
@@ -1225,21 +1289,33 @@ impl MqttConnection {
         }
         if keep_session {
             if let Some(expiry) = expiry {
-                let shared2 = shared.clone();
-                shared.tasks.spawn(async move {
-                    tokio::select! {
-                        _ = tokio::time::sleep(expiry) => {}
-                        _ = shared2.shutdown.cancelled() => return,
-                    }
-                    if shared2.sessions.expire(&vhost.name, &client_id, generation) {
-                        let name = session_queue_name(&client_id, true);
-                        let _ = vhost.delete_queue(&name, false, false, ConnectionId(0));
-                        tracing::info!(client_id = %client_id, "MQTT session expired");
-                    }
-                });
+                schedule_expiry(&shared, vhost, client_id, generation, expiry);
             }
         }
     }
+}
+
+/// Ends a dormant persistent session after `expiry` unless it was resumed meanwhile.
+pub(super) fn schedule_expiry(
+    shared: &Arc<Shared>,
+    vhost: Arc<Vhost>,
+    client_id: String,
+    generation: u64,
+    expiry: Duration,
+) {
+    let shared2 = shared.clone();
+    shared.tasks.spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(expiry) => {}
+            _ = shared2.shutdown.cancelled() => return,
+        }
+        if shared2.sessions.expire(&vhost.name, &client_id, generation) {
+            let name = session_queue_name(&client_id, true);
+            let _ = vhost.delete_queue(&name, false, false, ConnectionId(0));
+            shared2.persistence.session_ended(&vhost.name, &client_id);
+            tracing::info!(client_id = %client_id, "MQTT session expired");
+        }
+    });
 }
 
 async fn recv_event(
@@ -1266,20 +1342,30 @@ fn publish_will(shared: &Shared, vhost: &Vhost, will: Box<Will>) {
             expires_at: None,
         });
         shared.retained.set(&vhost.name, &will.topic, retained);
+        shared.persistence.retained_changed();
     }
     publish_to_core(shared, vhost, message, &mut RouteTargets::default());
 }
 
 /// Routes an MQTT-originated message through the configured exchange.
-fn publish_to_core(shared: &Shared, vhost: &Vhost, message: Message, targets: &mut RouteTargets) {
+fn publish_to_core(
+    shared: &Shared,
+    vhost: &Vhost,
+    message: Message,
+    targets: &mut RouteTargets,
+) -> Option<Ticket> {
     match vhost.exchange(&shared.settings.exchange) {
-        Ok(exchange) => {
-            if let Err(error) = vhost.publish(&exchange, message, targets) {
+        Ok(exchange) => match vhost.publish(&exchange, message, targets) {
+            Ok(Routed::Queued { ticket, .. }) => ticket,
+            Ok(Routed::Unroutable(_)) => None,
+            Err(error) => {
                 tracing::warn!(%error, "MQTT publish refused by the core");
+                None
             }
-        }
+        },
         Err(_) => {
             tracing::warn!(exchange = %shared.settings.exchange, "MQTT exchange missing; message dropped");
+            None
         }
     }
 }

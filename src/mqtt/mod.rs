@@ -5,9 +5,11 @@
 //! - `connection`: the per-connection task (CONNECT, keepalive, QoS flows, delivery).
 //! - `session`: session state that outlives connections, and client take-over.
 //! - `retained`: retained messages.
+//! - `persist`: saving sessions and retained messages across restarts.
 //! - `translate`: topics ↔ routing keys, PUBLISH properties ↔ message properties.
 
 mod connection;
+mod persist;
 mod retained;
 mod session;
 mod translate;
@@ -60,36 +62,98 @@ pub(crate) struct Shared {
     pub(crate) settings: Settings,
     pub(crate) sessions: session::Sessions,
     pub(crate) retained: retained::RetainedStore,
+    pub(crate) persistence: persist::Persistence,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
 }
 
-/// Accepts MQTT connections until `shutdown` fires.
-pub async fn accept_loop(
-    listener: TcpListener,
-    core: Arc<Core>,
-    settings: Settings,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-) {
-    let shared = Arc::new(Shared {
-        core,
-        settings,
-        sessions: session::Sessions::default(),
-        retained: retained::RetainedStore::default(),
-        tasks: tasks.clone(),
-        shutdown: shutdown.clone(),
-    });
+/// The MQTT side of the broker: session registry, retained messages, and the listener.
+pub struct Mqtt {
+    shared: Arc<Shared>,
+}
+
+impl Mqtt {
+    /// Creates the MQTT state, restoring persistent sessions and retained messages from the
+    /// core's store, and starts the task that saves them as they change.
+    pub fn new(
+        core: Arc<Core>,
+        settings: Settings,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Mqtt {
+        let shared = Arc::new(Shared {
+            core,
+            settings,
+            sessions: session::Sessions::default(),
+            retained: retained::RetainedStore::default(),
+            persistence: persist::Persistence::default(),
+            tasks: tasks.clone(),
+            shutdown: shutdown.clone(),
+        });
+        if let Some(store) = shared.core.store().cloned() {
+            let loaded = shared.persistence.load(&store, &shared.retained);
+            for session in loaded {
+                let expiry = session.state.expiry;
+                let generation = shared.sessions.insert_dormant(
+                    &session.vhost,
+                    &session.client_id,
+                    session.state,
+                );
+                if let (Some(expiry), Some(vhost)) = (expiry, shared.core.vhost(&session.vhost)) {
+                    connection::schedule_expiry(
+                        &shared,
+                        vhost,
+                        session.client_id,
+                        generation,
+                        expiry,
+                    );
+                }
+            }
+            let saver = shared.clone();
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = saver.persistence.changed() => {}
+                        _ = saver.shutdown.cancelled() => return,
+                    }
+                    let store = store.clone();
+                    let state = saver.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        state.persistence.save(&store, &state.retained)
+                    })
+                    .await;
+                }
+            });
+        }
+        Mqtt { shared }
+    }
+
+    /// Accepts MQTT connections on `listener` until shutdown.
+    pub fn serve(&self, listener: TcpListener) {
+        let shared = self.shared.clone();
+        self.shared.tasks.spawn(accept_loop(listener, shared));
+    }
+
+    /// Saves sessions and retained messages now (at shutdown, after connections ended).
+    pub fn save(&self) {
+        if let Some(store) = self.shared.core.store() {
+            self.shared.persistence.save(store, &self.shared.retained);
+        }
+    }
+}
+
+/// Accepts MQTT connections until shutdown.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => return,
         };
         match accepted {
             Ok((stream, peer)) => {
-                let shared = shared.clone();
-                tasks.spawn(async move {
-                    connection::serve(stream, peer, shared).await;
+                let shared2 = shared.clone();
+                shared.tasks.spawn(async move {
+                    connection::serve(stream, peer, shared2).await;
                 });
             }
             Err(error) => {

@@ -43,6 +43,19 @@ impl RetainedStore {
         }
     }
 
+    /// Every retained message, as (vhost, topic, message).
+    pub(crate) fn entries(&self) -> Vec<(String, String, Retained)> {
+        self.by_vhost
+            .read()
+            .iter()
+            .flat_map(|(vhost, topics)| {
+                topics
+                    .iter()
+                    .map(move |(topic, r)| (vhost.clone(), topic.clone(), r.clone()))
+            })
+            .collect()
+    }
+
     /// Every live retained message whose topic matches `filter`, as (topic, message).
     pub(crate) fn matching(&self, vhost: &str, filter: &str) -> Vec<(String, Retained)> {
         let now = Instant::now();

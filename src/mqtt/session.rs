@@ -123,6 +123,20 @@ impl Sessions {
         }
     }
 
+    /// Registers a session recovered from disk as dormant; returns its generation.
+    pub(crate) fn insert_dormant(&self, vhost: &str, client_id: &str, state: SessionState) -> u64 {
+        let key = (vhost.to_string(), client_id.to_string());
+        let mut slots = self.slots.lock();
+        let slot = slots.entry(key).or_insert_with(|| Slot {
+            active: None,
+            stored: None,
+            generation: 0,
+        });
+        slot.generation += 1;
+        slot.stored = Some(Box::new(state));
+        slot.generation
+    }
+
     /// Whether the session is still unclaimed since `generation` (for expiry and will delay).
     pub(crate) fn is_dormant(&self, vhost: &str, client_id: &str, generation: u64) -> bool {
         let key = (vhost.to_string(), client_id.to_string());

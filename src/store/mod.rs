@@ -115,6 +115,51 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Resolves when the synced ticket moves; never when there is nothing to wait for. Listeners
+/// select on this while confirms wait for the disk.
+pub async fn synced_changed(synced: Option<&mut watch::Receiver<Ticket>>) {
+    match synced {
+        Some(synced) => {
+            if synced.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Encodes messages with string tags as a self-checking document (for snapshots such as
+/// retained messages), in the same record format as the log.
+pub fn encode_tagged_messages<'a>(
+    items: impl IntoIterator<Item = (Vec<&'a str>, &'a Message)>,
+) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let mut payload = BytesMut::new();
+    for (tags, message) in items {
+        payload.clear();
+        record::encode_publish(0, &tags, message, &mut payload);
+        segment::frame(&payload, &mut out);
+    }
+    out.to_vec()
+}
+
+/// Decodes what [`encode_tagged_messages`] wrote, skipping damaged entries.
+pub fn decode_tagged_messages(bytes: Vec<u8>) -> Vec<(Vec<String>, Message)> {
+    let scan = segment::scan(Bytes::from(bytes));
+    for what in &scan.damage {
+        tracing::warn!("snapshot damaged: {what}");
+    }
+    scan.records
+        .into_iter()
+        .filter_map(|(_, payload)| match record::decode(payload) {
+            Ok(record::Record::Publish {
+                queues, message, ..
+            }) => Some((queues, *message)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Builds the key a queue's records carry.
 pub fn queue_key(vhost: &str, queue: &str) -> String {
     format!("{vhost}\u{0}{queue}")
