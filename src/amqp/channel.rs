@@ -1065,7 +1065,7 @@ impl Connection {
                     &mut self.out,
                 );
                 self.encode_content(channel, message);
-                self.note_delivery(&delivery.queue, delivery.consumer);
+                self.window_grants.note(&delivery);
             }
             ConsumerEvent::Cancelled { consumer } => {
                 let Some(route) = self.consumers.remove(&consumer) else {

@@ -24,7 +24,7 @@ use warren_amqp::DecodeError;
 use super::channel::{Channel, ConsumerRoute};
 use super::Settings;
 use crate::core::{
-    ConnectionId, ConsumerEvent, ConsumerId, Core, EventSink, Queue, RouteTargets, Vhost,
+    ConnectionId, ConsumerEvent, ConsumerId, Core, EventSink, RouteTargets, Vhost, WindowGrants,
 };
 
 /// Read buffer growth step: one socket read can fill this much.
@@ -84,7 +84,7 @@ pub(super) struct Connection {
     pub(super) events_tx: EventSink,
     events_rx: mpsc::UnboundedReceiver<ConsumerEvent>,
     /// Delivery window to hand back to queues once the current output is written.
-    window_grants: Vec<(Arc<Queue>, ConsumerId, u32)>,
+    pub(super) window_grants: WindowGrants,
     /// Channels with publisher confirms to send at the end of this burst.
     pub(super) confirms_due: Vec<u16>,
     capabilities: ClientCapabilities,
@@ -153,7 +153,7 @@ pub(super) async fn serve(
         consumers: HashMap::new(),
         events_tx,
         events_rx,
-        window_grants: Vec::new(),
+        window_grants: WindowGrants::default(),
         confirms_due: Vec::new(),
         capabilities: negotiated.capabilities,
         published: false,
@@ -376,14 +376,6 @@ impl Connection {
         frame::encode_method_frame(channel, method, &mut self.out);
     }
 
-    /// Records that `count` deliveries of `consumer` are on their way to the socket.
-    pub(super) fn note_delivery(&mut self, queue: &Arc<Queue>, consumer: ConsumerId) {
-        match self.window_grants.last_mut() {
-            Some((_, last, count)) if *last == consumer => *count += 1,
-            _ => self.window_grants.push((queue.clone(), consumer, 1)),
-        }
-    }
-
     /// Writes all pending output, then returns delivery credit to the queues.
     async fn flush(&mut self) -> std::io::Result<()> {
         if self.out.is_empty() {
@@ -393,9 +385,7 @@ impl Connection {
         self.last_write = Instant::now();
         // Nor write memory.
         self.out = BytesMut::new();
-        for (queue, consumer, count) in self.window_grants.drain(..) {
-            queue.grant_window(consumer, count);
-        }
+        self.window_grants.release();
         Ok(())
     }
 

@@ -25,6 +25,7 @@ pub use exchange::{Exchange, ExchangeKind, RouteTargets};
 pub use message::{Message, Properties, WireCache};
 pub use queue::{
     ConnectionId, ConsumerEvent, ConsumerId, ConsumerSpec, Delivery, EventSink, GetResult, Queue,
+    WindowGrants,
 };
 pub use table::{Table, Value};
 pub use vhost::{ExchangeDeclare, QueueDeclare, QueueDeclared, Routed, Vhost};

@@ -28,8 +28,49 @@ pub struct ConnectionId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConsumerId(pub u64);
 
+/// Bytes of ready message bodies a queue keeps in memory; beyond this, bodies are paged out
+/// to the store and read back when they reach the head.
+pub const QUEUE_MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
+
+/// What an entry whose body is paged out still counts against memory.
+const PAGED_OVERHEAD: u64 = 128;
+
+/// Store key of transient messages written out only to free memory (no queue is named so,
+/// so recovery drops them).
+const PAGING_KEY: &str = "\u{0}paging";
+
 /// Deliveries a consumer may have handed to its connection but not yet written.
 pub const DELIVERY_WINDOW: u32 = 1024;
+/// Bytes of such deliveries (so large messages are held back sooner than small ones).
+pub const DELIVERY_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Delivery window a connection owes back to queues: noted per delivery, returned once the
+/// connection has written its output.
+#[derive(Debug, Default)]
+pub struct WindowGrants(Vec<(Arc<Queue>, ConsumerId, u32, u64)>);
+
+impl WindowGrants {
+    /// Notes one delivery handed to the connection.
+    pub fn note(&mut self, delivery: &Delivery) {
+        let bytes = delivery.message.memory_size();
+        match self.0.last_mut() {
+            Some((_, consumer, count, total)) if *consumer == delivery.consumer => {
+                *count += 1;
+                *total += bytes;
+            }
+            _ => self
+                .0
+                .push((delivery.queue.clone(), delivery.consumer, 1, bytes)),
+        }
+    }
+
+    /// Returns everything noted to the queues.
+    pub fn release(&mut self) {
+        for (queue, consumer, count, bytes) in self.0.drain(..) {
+            queue.grant_window(consumer, count, bytes);
+        }
+    }
+}
 
 /// What a queue tells a consumer's connection.
 #[derive(Debug)]
@@ -106,6 +147,30 @@ pub struct QueueCounts {
     pub consumers: u32,
 }
 
+/// What a queue is, as declared.
+#[derive(Debug, Clone, Default)]
+pub struct QueueSpec {
+    /// Its name.
+    pub name: String,
+    /// Whether it survives a restart.
+    pub durable: bool,
+    /// The connection owning an exclusive queue.
+    pub exclusive_owner: Option<ConnectionId>,
+    /// Whether it is deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// Declare arguments.
+    pub arguments: Table,
+}
+
+/// Where a queue keeps what does not stay in memory.
+#[derive(Debug, Clone, Default)]
+pub struct QueueStorage {
+    /// For durable queues: the store and the queue's record key.
+    pub store: Option<(Arc<Store>, String)>,
+    /// Where bodies are paged out when the queue outgrows its memory budget.
+    pub pager: Option<Arc<Store>>,
+}
+
 /// A queue.
 #[derive(Debug)]
 pub struct Queue {
@@ -124,13 +189,22 @@ pub struct Queue {
     memory: Arc<MemoryGauge>,
     /// Where a durable queue records acks and deliveries, with its record key.
     store: Option<(Arc<Store>, String)>,
+    /// Where bodies go when the queue holds more than [`QUEUE_MEMORY_BUDGET`] in memory.
+    pager: Option<Arc<Store>>,
     state: Mutex<QueueState>,
 }
 
 #[derive(Debug)]
 struct Entry {
     seq: u64,
-    message: Arc<Message>,
+    /// The message, or None while its body is paged out to the store.
+    message: Option<Arc<Message>>,
+    /// Its memory size when loaded.
+    size: u64,
+    /// What the memory gauge currently counts for it (its size, or the index overhead).
+    accounted: u64,
+    /// The store id of a transient message written out only to free memory.
+    paged: Option<u64>,
     redelivered: bool,
     /// When the message dies (per-message `expiration` or the queue's `x-message-ttl`).
     expires_at: Option<Instant>,
@@ -149,11 +223,13 @@ struct Consumer {
     spec: ConsumerSpec,
     unacked: u32,
     window: u32,
+    window_bytes: u64,
 }
 
 impl Consumer {
     fn has_credit(&self) -> bool {
         self.window > 0
+            && self.window_bytes > 0
             && (self.spec.no_ack || self.spec.prefetch == 0 || self.unacked < self.spec.prefetch)
     }
 }
@@ -161,6 +237,10 @@ impl Consumer {
 #[derive(Debug, Default)]
 struct QueueState {
     ready: VecDeque<Entry>,
+    /// Bytes of ready messages whose bodies are in memory.
+    loaded_bytes: u64,
+    /// The last `tail_loaded` ready entries are loaded: where paging out continues.
+    tail_loaded: usize,
     unacked: HashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
@@ -179,15 +259,15 @@ pub struct ConsumerRemoved {
 
 impl Queue {
     /// Creates an empty queue.
-    pub fn new(
-        name: String,
-        durable: bool,
-        exclusive_owner: Option<ConnectionId>,
-        auto_delete: bool,
-        arguments: Table,
-        memory: Arc<MemoryGauge>,
-        store: Option<(Arc<Store>, String)>,
-    ) -> Queue {
+    pub fn new(spec: QueueSpec, memory: Arc<MemoryGauge>, storage: QueueStorage) -> Queue {
+        let QueueSpec {
+            name,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+        } = spec;
+        let QueueStorage { store, pager } = storage;
         let message_ttl = arguments
             .get("x-message-ttl")
             .and_then(|v| v.as_i64())
@@ -201,6 +281,7 @@ impl Queue {
             message_ttl,
             memory,
             store,
+            pager,
             state: Mutex::new(QueueState::default()),
         }
     }
@@ -235,14 +316,109 @@ impl Queue {
         let seq = state.next_seq;
         state.next_seq += 1;
         let expires_at = self.expiry_for(&message);
+        // Over budget, a transient message gets a disk copy right away, so its body can
+        // be dropped by the time paging reaches it.
+        let over_budget = state.loaded_bytes + size > QUEUE_MEMORY_BUDGET;
+        let paged = match (&self.pager, persisted, over_budget) {
+            (Some(pager), None, true) => Some(pager.persist_publish(&[PAGING_KEY], &message).0),
+            _ => None,
+        };
         state.ready.push_back(Entry {
             seq,
-            message,
+            message: Some(message),
+            size,
+            accounted: size,
+            paged,
             redelivered: false,
             expires_at,
             persisted,
         });
+        state.loaded_bytes += size;
+        state.tail_loaded += 1;
+        if over_budget {
+            self.page_out(&mut state);
+        }
         self.dispatch(&mut state);
+    }
+
+    /// Drops bodies of the oldest loaded entries at the tail that have a disk copy, until
+    /// the queue is back under its memory budget.
+    fn page_out(&self, state: &mut QueueState) {
+        let Some(pager) = &self.pager else {
+            return;
+        };
+        let len = state.ready.len();
+        let mut index = len - state.tail_loaded.min(len);
+        // The first entry still holding its body: where the next pass resumes.
+        let mut resume = None;
+        let mut scanned = 0;
+        while state.loaded_bytes > QUEUE_MEMORY_BUDGET / 8 * 7 && index < len && scanned < 512 {
+            scanned += 1;
+            let Some(entry) = state.ready.get_mut(index) else {
+                break;
+            };
+            if let Some(message) = &entry.message {
+                match entry.persisted.or(entry.paged) {
+                    Some(disk_id) if pager.is_written(disk_id) => {
+                        entry.message = None;
+                        let freed = entry.size.saturating_sub(PAGED_OVERHEAD);
+                        entry.accounted = entry.size - freed;
+                        self.memory.sub(freed);
+                        state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.size);
+                    }
+                    Some(_) => {
+                        // Its record is still on its way to disk: dropped on a later pass.
+                        resume.get_or_insert(index);
+                    }
+                    None => {
+                        // Enqueued before the queue went over budget: write it out now.
+                        entry.paged = Some(pager.persist_publish(&[PAGING_KEY], message).0);
+                        resume.get_or_insert(index);
+                    }
+                }
+            }
+            index += 1;
+        }
+        state.tail_loaded = len - resume.unwrap_or(index);
+    }
+
+    /// Takes the first ready entry with its body loaded (reading it back if paged out);
+    /// entries whose body cannot be read are dropped with a log line.
+    fn pop_ready(&self, state: &mut QueueState) -> Option<Entry> {
+        loop {
+            let mut entry = state.ready.pop_front()?;
+            state.tail_loaded = state.tail_loaded.min(state.ready.len());
+            if entry.message.is_some() {
+                state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.size);
+                return Some(entry);
+            }
+            let loaded = entry
+                .persisted
+                .or(entry.paged)
+                .and_then(|id| self.pager.as_ref().and_then(|pager| pager.read_message(id)));
+            match loaded {
+                Some(message) => {
+                    self.memory.add(entry.size.saturating_sub(entry.accounted));
+                    entry.accounted = entry.size;
+                    entry.message = Some(Arc::new(message));
+                    return Some(entry);
+                }
+                None => {
+                    tracing::error!(queue = %self.name, seq = entry.seq, "paged message unreadable; dropped");
+                    self.release(&entry);
+                }
+            }
+        }
+    }
+
+    /// Puts a loaded entry back at the front (a delivery that could not be handed over).
+    fn push_front_loaded(state: &mut QueueState, entry: Entry) {
+        let all_loaded = state.tail_loaded == state.ready.len();
+        state.loaded_bytes += entry.size;
+        state.ready.push_front(entry);
+        if all_loaded {
+            state.tail_loaded += 1;
+        }
     }
 
     /// Whether this queue keeps persistent messages on disk (and under which key).
@@ -255,17 +431,26 @@ impl Queue {
     pub fn restore(self: &Arc<Self>, messages: Vec<crate::store::RecoveredMessage>) {
         let mut state = self.state.lock();
         for recovered in messages {
-            self.memory.add(recovered.message.memory_size());
+            let size = recovered.message.memory_size();
+            self.memory.add(size);
             let seq = state.next_seq;
             state.next_seq += 1;
             let expires_at = self.expiry_for(&recovered.message);
             state.ready.push_back(Entry {
                 seq,
-                message: recovered.message,
+                message: Some(recovered.message),
+                size,
+                accounted: size,
+                paged: None,
                 redelivered: recovered.delivered,
                 expires_at,
                 persisted: Some(recovered.msg_id),
             });
+            state.loaded_bytes += size;
+            state.tail_loaded += 1;
+            if state.loaded_bytes > QUEUE_MEMORY_BUDGET {
+                self.page_out(&mut state);
+            }
         }
         self.dispatch(&mut state);
     }
@@ -276,11 +461,14 @@ impl Queue {
         }
     }
 
-    /// Forgets an entry for good: memory accounting and, if persisted, an ack record.
+    /// Forgets an entry for good: memory accounting and, if on disk, an ack record.
     fn release(&self, entry: &Entry) {
-        self.memory.sub(entry.message.memory_size());
+        self.memory.sub(entry.accounted);
         if let Some(msg_id) = entry.persisted {
             self.record_ack(msg_id);
+        }
+        if let (Some(msg_id), Some(pager)) = (entry.paged, &self.pager) {
+            pager.record_ack(PAGING_KEY, msg_id);
         }
     }
 
@@ -313,6 +501,7 @@ impl Queue {
             spec,
             unacked: 0,
             window: DELIVERY_WINDOW,
+            window_bytes: DELIVERY_WINDOW_BYTES,
         });
         self.dispatch(&mut state);
         Ok(())
@@ -334,10 +523,14 @@ impl Queue {
     }
 
     /// Returns delivery credit: the listener wrote `count` of this consumer's deliveries.
-    pub fn grant_window(self: &Arc<Self>, consumer: ConsumerId, count: u32) {
+    pub fn grant_window(self: &Arc<Self>, consumer: ConsumerId, count: u32, bytes: u64) {
         let mut state = self.state.lock();
         if let Some(c) = state.consumers.iter_mut().find(|c| c.spec.id == consumer) {
             c.window = c.window.saturating_add(count).min(DELIVERY_WINDOW);
+            c.window_bytes = c
+                .window_bytes
+                .saturating_add(bytes)
+                .min(DELIVERY_WINDOW_BYTES);
             self.dispatch(&mut state);
         }
     }
@@ -362,7 +555,12 @@ impl Queue {
                 release_credit(&mut state, unacked.consumer);
                 let mut entry = unacked.entry;
                 entry.redelivered = true;
+                let len = state.ready.len();
                 let position = state.ready.partition_point(|e| e.seq < entry.seq);
+                if position >= len - state.tail_loaded.min(len) {
+                    state.tail_loaded += 1;
+                }
+                state.loaded_bytes += entry.size;
                 state.ready.insert(position, entry);
             }
         }
@@ -373,10 +571,11 @@ impl Queue {
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<GetResult> {
         let mut state = self.state.lock();
         self.drop_expired(&mut state);
-        let entry = state.ready.pop_front()?;
+        let entry = self.pop_ready(&mut state)?;
+        let message = entry.message.clone()?;
         let result = GetResult {
             seq: entry.seq,
-            message: entry.message.clone(),
+            message,
             redelivered: entry.redelivered,
             remaining: saturating_u32(state.ready.len()),
         };
@@ -402,6 +601,8 @@ impl Queue {
         for entry in state.ready.drain(..) {
             self.release(&entry);
         }
+        state.loaded_bytes = 0;
+        state.tail_loaded = 0;
         saturating_u32(count)
     }
 
@@ -439,19 +640,22 @@ impl Queue {
             let Some(index) = pick_consumer(state) else {
                 return;
             };
-            let Some(entry) = state.ready.pop_front() else {
+            let Some(entry) = self.pop_ready(state) else {
                 return;
             };
             if entry.expires_at.is_some_and(|at| at <= Instant::now()) {
                 self.release(&entry);
                 continue;
             }
+            let Some(message) = entry.message.clone() else {
+                continue;
+            };
             let consumer = &mut state.consumers[index];
             let delivery = Delivery {
                 consumer: consumer.spec.id,
                 queue: self.clone(),
                 seq: entry.seq,
-                message: entry.message.clone(),
+                message,
                 redelivered: entry.redelivered,
                 expires_at: entry.expires_at,
             };
@@ -464,10 +668,11 @@ impl Queue {
                 // The connection is gone without cancelling: forget the consumer and keep
                 // the message for the others.
                 state.consumers.remove(index);
-                state.ready.push_front(entry);
+                Self::push_front_loaded(state, entry);
                 continue;
             }
             consumer.window -= 1;
+            consumer.window_bytes = consumer.window_bytes.saturating_sub(entry.size);
             if consumer.spec.no_ack {
                 self.release(&entry);
             } else {
@@ -513,6 +718,10 @@ impl Queue {
                 return;
             }
             if let Some(entry) = state.ready.pop_front() {
+                if entry.message.is_some() {
+                    state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.size);
+                }
+                state.tail_loaded = state.tail_loaded.min(state.ready.len());
                 self.release(&entry);
             }
         }

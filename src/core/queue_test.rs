@@ -5,13 +5,12 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 fn queue() -> Arc<Queue> {
     Arc::new(Queue::new(
-        "q".into(),
-        false,
-        None,
-        false,
-        Table::default(),
+        QueueSpec {
+            name: "q".into(),
+            ..QueueSpec::default()
+        },
         Arc::new(MemoryGauge::new(u64::MAX)),
-        None,
+        QueueStorage::default(),
     ))
 }
 
@@ -96,7 +95,7 @@ fn delivery_window_limits_no_ack_consumers() {
     }
     assert_eq!(deliveries(&mut events).len(), DELIVERY_WINDOW as usize);
     assert_eq!(q.counts().ready, 10);
-    q.grant_window(ConsumerId(1), 5);
+    q.grant_window(ConsumerId(1), 5, 5 * 1024);
     assert_eq!(deliveries(&mut events).len(), 5);
 }
 
@@ -116,13 +115,12 @@ fn expired_messages_are_dropped_at_the_head() {
 fn delete_cancels_consumers_and_frees_memory() {
     let gauge = Arc::new(MemoryGauge::new(u64::MAX));
     let q = Arc::new(Queue::new(
-        "q".into(),
-        false,
-        None,
-        false,
-        Table::default(),
+        QueueSpec {
+            name: "q".into(),
+            ..QueueSpec::default()
+        },
         gauge.clone(),
-        None,
+        QueueStorage::default(),
     ));
     let (spec, mut events) = consumer(7, 1, false);
     q.add_consumer(spec).unwrap();

@@ -13,7 +13,7 @@ use super::definitions::{
 use super::error::{CoreError, CoreResult};
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind, RouteTargets};
 use super::message::Message;
-use super::queue::{ConnectionId, ConsumerId, ConsumerSpec, Queue};
+use super::queue::{ConnectionId, ConsumerId, ConsumerSpec, Queue, QueueSpec, QueueStorage};
 use super::table::{Table, Value};
 use super::MemoryGauge;
 use crate::store::{queue_key, Store, Ticket};
@@ -366,13 +366,18 @@ impl Vhost {
             _ => None,
         };
         let queue = Arc::new(Queue::new(
-            name.clone(),
-            declare.durable,
-            declare.exclusive.then_some(owner),
-            declare.auto_delete,
-            declare.arguments,
+            QueueSpec {
+                name: name.clone(),
+                durable: declare.durable,
+                exclusive_owner: declare.exclusive.then_some(owner),
+                auto_delete: declare.auto_delete,
+                arguments: declare.arguments,
+            },
             self.memory.clone(),
-            store,
+            QueueStorage {
+                store,
+                pager: self.store.clone(),
+            },
         ));
         queues.insert(name, queue.clone());
         drop(queues);

@@ -27,7 +27,7 @@ use super::translate::{
 use super::Shared;
 use crate::core::{
     ConnectionId, ConsumerEvent, ConsumerId, ConsumerSpec, Delivery, EventSink, Message, Queue,
-    QueueDeclare, RouteTargets, Routed, Table, Vhost,
+    QueueDeclare, RouteTargets, Routed, Table, Vhost, WindowGrants,
 };
 use crate::store::Ticket;
 
@@ -62,7 +62,7 @@ struct Delivering {
     events: Option<(EventSink, mpsc::UnboundedReceiver<ConsumerEvent>)>,
     outbound: HashMap<u16, Outbound>,
     /// Delivery window to hand back to queues once the current output is written.
-    window_grants: Vec<(Arc<Queue>, ConsumerId, u32)>,
+    window_grants: WindowGrants,
 }
 
 /// The delivery state, allocated on first use.
@@ -1086,14 +1086,7 @@ impl MqttConnection {
     }
 
     fn note_delivery(&mut self, delivery: &Delivery) {
-        match active(&mut self.delivering).window_grants.last_mut() {
-            Some((_, last, count)) if *last == delivery.consumer => *count += 1,
-            _ => active(&mut self.delivering).window_grants.push((
-                delivery.queue.clone(),
-                delivery.consumer,
-                1,
-            )),
-        }
+        active(&mut self.delivering).window_grants.note(delivery);
     }
 
     /// Sends one PUBLISH to the client and tracks it until acknowledged.
@@ -1194,9 +1187,7 @@ impl MqttConnection {
             self.out = BytesMut::new();
         }
         if let Some(delivering) = self.delivering.as_mut() {
-            for (queue, consumer, count) in delivering.window_grants.drain(..) {
-                queue.grant_window(consumer, count);
-            }
+            delivering.window_grants.release();
         }
         Ok(())
     }

@@ -107,6 +107,30 @@ pub struct Store {
     next_msg_id: AtomicU64,
     documents: Mutex<()>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Where every live message record is, shared with the writer (which fills it).
+    index: Arc<Mutex<HashMap<u64, Location>>>,
+    msgs: PathBuf,
+    backlog: Arc<Backlog>,
+}
+
+/// Bytes handed to the writer and not yet written, shared with the writer thread.
+#[derive(Default)]
+struct Backlog {
+    bytes: Mutex<u64>,
+    drained: parking_lot::Condvar,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// Most bytes waiting for the writer before submitters are held back.
+const MAX_BACKLOG: u64 = 16 * 1024 * 1024;
+
+/// Where a message record is on disk, and how many queues still hold it.
+#[derive(Debug, Clone, Copy)]
+struct Location {
+    segment: u64,
+    offset: u64,
+    length: u64,
+    refs: u32,
 }
 
 impl std::fmt::Debug for Store {
@@ -175,7 +199,7 @@ impl Store {
         let numbers = segment::list(&msgs).map_err(io_error("list", &msgs))?;
 
         // msg_id → (segment, queues still holding it); per-queue order of live ids.
-        let mut messages: HashMap<u64, (u64, Arc<Message>, Vec<String>)> = HashMap::new();
+        let mut messages: HashMap<u64, (Location, Arc<Message>, Vec<String>)> = HashMap::new();
         let mut delivered: HashMap<(String, u64), ()> = HashMap::new();
         let mut max_id = 0u64;
         let mut records = 0u64;
@@ -194,8 +218,9 @@ impl Store {
                     let _ = file.sync_all();
                 }
             }
-            for (_, payload) in scan.records {
+            for (offset, payload) in scan.records {
                 records += 1;
+                let length = (payload.len() + segment::FRAME_HEADER) as u64;
                 match record::decode(payload) {
                     Ok(record::Record::Publish {
                         msg_id,
@@ -203,7 +228,13 @@ impl Store {
                         message,
                     }) => {
                         max_id = max_id.max(msg_id);
-                        messages.insert(msg_id, (number, Arc::from(message), queues));
+                        let location = Location {
+                            segment: number,
+                            offset,
+                            length,
+                            refs: u32::try_from(queues.len()).unwrap_or(u32::MAX),
+                        };
+                        messages.insert(msg_id, (location, Arc::from(message), queues));
                     }
                     Ok(record::Record::Ack { msg_id, queue }) => {
                         if let Some((_, _, queues)) = messages.get_mut(&msg_id) {
@@ -228,16 +259,14 @@ impl Store {
         ids.sort_unstable();
         let mut recovered = Recovered::default();
         let mut live_per_segment: BTreeMap<u64, u64> = numbers.iter().map(|n| (*n, 0)).collect();
-        let mut refs: HashMap<u64, (u64, u32)> = HashMap::with_capacity(ids.len());
+        let mut refs: HashMap<u64, Location> = HashMap::with_capacity(ids.len());
         for id in ids {
-            let Some((number, message, queues)) = messages.remove(&id) else {
+            let Some((mut location, message, queues)) = messages.remove(&id) else {
                 continue;
             };
-            *live_per_segment.entry(number).or_default() += 1;
-            refs.insert(
-                id,
-                (number, u32::try_from(queues.len()).unwrap_or(u32::MAX)),
-            );
+            *live_per_segment.entry(location.segment).or_default() += 1;
+            location.refs = u32::try_from(queues.len()).unwrap_or(u32::MAX);
+            refs.insert(id, location);
             for queue in queues {
                 let was_delivered = delivered.contains_key(&(queue.clone(), id));
                 recovered
@@ -261,7 +290,15 @@ impl Store {
         );
 
         let active = numbers.last().map_or(1, |n| n + 1);
-        let writer_state = Writer::start(msgs.clone(), active, live_per_segment, refs)?;
+        let index = Arc::new(Mutex::new(refs));
+        let backlog = Arc::new(Backlog::default());
+        let writer_state = Writer::start(
+            msgs.clone(),
+            active,
+            live_per_segment,
+            index.clone(),
+            backlog.clone(),
+        )?;
         let (synced_tx, synced_rx) = watch::channel(0);
         let (sender, receiver) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -273,6 +310,9 @@ impl Store {
             sender: Mutex::new((0, sender)),
             synced: synced_rx,
             next_msg_id: AtomicU64::new(max_id + 1),
+            index,
+            msgs,
+            backlog,
             documents: Mutex::new(()),
             writer: Mutex::new(Some(handle)),
         });
@@ -280,6 +320,18 @@ impl Store {
     }
 
     fn submit(&self, bytes: BytesMut, sync: bool, effect: Effect) -> Ticket {
+        // Back pressure: when the disk falls behind, callers wait here instead of queueing
+        // unbounded bytes for the writer.
+        let length = bytes.len() as u64;
+        {
+            let mut pending = self.backlog.bytes.lock();
+            while *pending > MAX_BACKLOG && !self.backlog.closed.load(Ordering::Acquire) {
+                self.backlog
+                    .drained
+                    .wait_for(&mut pending, std::time::Duration::from_millis(100));
+            }
+            *pending += length;
+        }
         let mut sender = self.sender.lock();
         sender.0 += 1;
         let ticket = sender.0;
@@ -304,6 +356,29 @@ impl Store {
         let refs = u32::try_from(queues.len()).unwrap_or(u32::MAX);
         let ticket = self.submit(framed, true, Effect::Publish { msg_id, refs });
         (msg_id, ticket)
+    }
+
+    /// Reads a message back from disk (for queues that paged its body out). None when the
+    /// record is not written yet or is unreadable.
+    pub fn read_message(&self, msg_id: u64) -> Option<Message> {
+        use std::os::unix::fs::FileExt;
+        let location = *self.index.lock().get(&msg_id)?;
+        let path = segment::path(&self.msgs, location.segment);
+        let file = File::open(&path).ok()?;
+        let mut frame = vec![0u8; usize::try_from(location.length).ok()?];
+        file.read_exact_at(&mut frame, location.offset).ok()?;
+        let scan = segment::scan(Bytes::from(frame));
+        let (_, payload) = scan.records.into_iter().next()?;
+        match record::decode(payload) {
+            Ok(record::Record::Publish { message, .. }) => Some(*message),
+            _ => None,
+        }
+    }
+
+    /// Whether the record of `msg_id` has been written (so its body may be dropped from
+    /// memory and read back later).
+    pub fn is_written(&self, msg_id: u64) -> bool {
+        self.index.lock().contains_key(&msg_id)
     }
 
     /// Records that `queue` is done with message `msg_id` (ack, drop, expiry, purge, delete).
@@ -385,8 +460,9 @@ struct Writer {
     size: u64,
     /// Live (not fully acknowledged) messages per segment.
     live: BTreeMap<u64, u64>,
-    /// msg_id → (segment, queues still holding it).
-    refs: HashMap<u64, (u64, u32)>,
+    /// msg_id → where it is and how many queues still hold it.
+    index: Arc<Mutex<HashMap<u64, Location>>>,
+    backlog: Arc<Backlog>,
 }
 
 impl Writer {
@@ -394,7 +470,8 @@ impl Writer {
         dir: PathBuf,
         active: u64,
         mut live: BTreeMap<u64, u64>,
-        refs: HashMap<u64, (u64, u32)>,
+        index: Arc<Mutex<HashMap<u64, Location>>>,
+        backlog: Arc<Backlog>,
     ) -> Result<Writer, StoreError> {
         let path = segment::path(&dir, active);
         let file = OpenOptions::new()
@@ -409,7 +486,8 @@ impl Writer {
             file,
             size: 0,
             live,
-            refs,
+            index,
+            backlog,
         };
         writer.reclaim();
         Ok(writer)
@@ -438,10 +516,11 @@ impl Writer {
                         sync,
                         effect,
                     } => {
+                        let offset = self.size + batch.len() as u64;
                         batch.extend_from_slice(&bytes);
                         needs_sync |= sync;
                         last_ticket = Some(ticket);
-                        self.apply(effect);
+                        self.apply(effect, offset, bytes.len() as u64);
                     }
                     Command::Flush(done) => {
                         needs_sync = true;
@@ -457,6 +536,11 @@ impl Writer {
                     tracing::error!(%error, "message store write failed");
                 }
                 self.size += batch.len() as u64;
+                {
+                    let mut pending = self.backlog.bytes.lock();
+                    *pending = pending.saturating_sub(batch.len() as u64);
+                }
+                self.backlog.drained.notify_all();
                 batch.clear();
             }
             if needs_sync {
@@ -476,24 +560,36 @@ impl Writer {
             self.reclaim();
         }
         let _ = self.file.sync_data();
+        self.backlog.closed.store(true, Ordering::Release);
+        self.backlog.drained.notify_all();
     }
 
-    fn apply(&mut self, effect: Effect) {
+    fn apply(&mut self, effect: Effect, offset: u64, length: u64) {
         match effect {
             Effect::None => {}
             Effect::Publish { msg_id, refs } => {
-                self.refs.insert(msg_id, (self.active, refs));
+                self.index.lock().insert(
+                    msg_id,
+                    Location {
+                        segment: self.active,
+                        offset,
+                        length,
+                        refs,
+                    },
+                );
                 *self.live.entry(self.active).or_default() += 1;
             }
             Effect::Release { msg_id } => {
-                if let Some((segment, refs)) = self.refs.get_mut(&msg_id) {
-                    *refs = refs.saturating_sub(1);
-                    if *refs == 0 {
-                        let segment = *segment;
-                        self.refs.remove(&msg_id);
-                        if let Some(count) = self.live.get_mut(&segment) {
-                            *count = count.saturating_sub(1);
-                        }
+                let mut index = self.index.lock();
+                let Some(location) = index.get_mut(&msg_id) else {
+                    return;
+                };
+                location.refs = location.refs.saturating_sub(1);
+                if location.refs == 0 {
+                    let segment = location.segment;
+                    index.remove(&msg_id);
+                    if let Some(count) = self.live.get_mut(&segment) {
+                        *count = count.saturating_sub(1);
                     }
                 }
             }
