@@ -431,23 +431,29 @@ impl Queue {
     pub fn restore(self: &Arc<Self>, messages: Vec<crate::store::RecoveredMessage>) {
         let mut state = self.state.lock();
         for recovered in messages {
-            let size = recovered.message.memory_size();
-            self.memory.add(size);
+            let size = recovered.size;
+            let loaded = recovered.message.is_some();
+            let accounted = if loaded { size } else { PAGED_OVERHEAD };
+            self.memory.add(accounted);
             let seq = state.next_seq;
             state.next_seq += 1;
-            let expires_at = self.expiry_for(&recovered.message);
+            let expires_at = self.expiry_from(recovered.expiration.as_deref());
             state.ready.push_back(Entry {
                 seq,
-                message: Some(recovered.message),
+                message: recovered.message,
                 size,
-                accounted: size,
+                accounted,
                 paged: None,
                 redelivered: recovered.delivered,
                 expires_at,
                 persisted: Some(recovered.msg_id),
             });
-            state.loaded_bytes += size;
-            state.tail_loaded += 1;
+            if loaded {
+                state.loaded_bytes += size;
+                state.tail_loaded += 1;
+            } else {
+                state.tail_loaded = 0;
+            }
             if state.loaded_bytes > QUEUE_MEMORY_BUDGET {
                 self.page_out(&mut state);
             }
@@ -695,11 +701,12 @@ impl Queue {
     /// The deadline of a message entering this queue: the earlier of its own `expiration`
     /// (milliseconds) and the queue's `x-message-ttl`, as RabbitMQ applies them.
     fn expiry_for(&self, message: &Message) -> Option<Instant> {
-        let per_message = message
-            .properties
-            .expiration
-            .as_deref()
-            .and_then(|ms| ms.parse::<u64>().ok());
+        self.expiry_from(message.properties.expiration.as_deref())
+    }
+
+    /// The deadline for a message with this `expiration` property entering the queue now.
+    fn expiry_from(&self, expiration: Option<&str>) -> Option<Instant> {
+        let per_message = expiration.and_then(|ms| ms.parse::<u64>().ok());
         let ttl = match (per_message, self.message_ttl) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

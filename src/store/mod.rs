@@ -62,10 +62,25 @@ pub type Ticket = u64;
 pub struct RecoveredMessage {
     /// Its id in the store (for later acks).
     pub msg_id: u64,
-    /// The message.
-    pub message: Arc<Message>,
+    /// The message, or None when recovery left its body on disk (beyond
+    /// [`RECOVERY_MEMORY_BUDGET`]); it is read back with [`Store::read_message`].
+    pub message: Option<Arc<Message>>,
+    /// Its memory size when loaded.
+    pub size: u64,
+    /// Its expiration property, kept even when the body is left on disk.
+    pub expiration: Option<String>,
     /// Whether it had been delivered before the restart.
     pub delivered: bool,
+}
+
+/// Memory recovery may fill with message bodies; the rest stay on disk until needed.
+pub const RECOVERY_MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
+
+/// A message during recovery, before its queues are known.
+struct Recovering {
+    message: Option<Arc<Message>>,
+    size: u64,
+    expiration: Option<String>,
 }
 
 /// What recovery found.
@@ -199,7 +214,10 @@ impl Store {
         let numbers = segment::list(&msgs).map_err(io_error("list", &msgs))?;
 
         // msg_id → (segment, queues still holding it); per-queue order of live ids.
-        let mut messages: HashMap<u64, (Location, Arc<Message>, Vec<String>)> = HashMap::new();
+        // Bodies beyond the budget stay on disk: recovery memory follows the budget, not the
+        // backlog.
+        let mut kept_bytes = 0u64;
+        let mut messages: HashMap<u64, (Location, Recovering, Vec<String>)> = HashMap::new();
         let mut delivered: HashMap<(String, u64), ()> = HashMap::new();
         let mut max_id = 0u64;
         let mut records = 0u64;
@@ -234,7 +252,20 @@ impl Store {
                             length,
                             refs: u32::try_from(queues.len()).unwrap_or(u32::MAX),
                         };
-                        messages.insert(msg_id, (location, Arc::from(message), queues));
+                        let size = message.memory_size();
+                        let expiration = message.properties.expiration.clone();
+                        let body = if kept_bytes + size <= RECOVERY_MEMORY_BUDGET {
+                            kept_bytes += size;
+                            Some(Arc::from(message))
+                        } else {
+                            None
+                        };
+                        let recovering = Recovering {
+                            message: body,
+                            size,
+                            expiration,
+                        };
+                        messages.insert(msg_id, (location, recovering, queues));
                     }
                     Ok(record::Record::Ack { msg_id, queue }) => {
                         if let Some((_, _, queues)) = messages.get_mut(&msg_id) {
@@ -275,7 +306,9 @@ impl Store {
                     .or_default()
                     .push(RecoveredMessage {
                         msg_id: id,
-                        message: message.clone(),
+                        message: message.message.clone(),
+                        size: message.size,
+                        expiration: message.expiration.clone(),
                         delivered: was_delivered,
                     });
             }
