@@ -2,11 +2,15 @@
 //! translates between frames (via the sans-IO `warren-amqp` codec) and the routing core.
 //!
 //! - `connection`: socket I/O, handshake, heartbeats, frame dispatch, consumer events.
-//! - `channel`: per-channel state (publishes, consumers, acknowledgements, confirms, tx).
+//! - `channel`: per-channel state, channel open/close, method dispatch, tx.
+//! - `publish`: publish assembly (method + header + body), routing, publisher confirms.
+//! - `delivery`: consumers, deliveries, basic.get, acknowledgements, recovery.
 //! - `translate`: AMQP types ↔ core types and core errors → reply codes.
 
 mod channel;
 mod connection;
+mod delivery;
+mod publish;
 mod translate;
 
 use std::sync::Arc;

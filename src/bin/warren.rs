@@ -59,33 +59,30 @@ async fn main() -> anyhow::Result<()> {
     if let Some(limit) = args.memory_high_watermark {
         config.memory_high_watermark = limit;
     }
+    // Signal handlers go in before anything starts, so a stop during start-up or a long
+    // recovery is still a graceful one.
+    let stop = stop_signal()?;
     let broker = Broker::start(config).await?;
     tracing::info!("warren {} started", env!("CARGO_PKG_VERSION"));
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Registers SIGTERM and Ctrl-C handlers now; the returned future resolves on either.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let interrupt = tokio::signal::ctrl_c();
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+        #[cfg(not(unix))]
+        let _ = interrupt.await;
+    })
 }

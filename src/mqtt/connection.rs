@@ -15,19 +15,14 @@ use tokio_util::sync::CancellationToken;
 use warren_mqtt::reason as rc;
 use warren_mqtt::{
     Codec, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, Packet, ProtocolVersion,
-    PubAck, PubComp, PubRec, PubRel, Publish, QoS, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
+    PubRel, Will,
 };
 
-use super::retained::Retained;
+use super::inbound::publish_will;
 use super::session::{SessionState, Subscription};
-use super::translate::{
-    message_from_publish, publish_properties, published_qos, routing_key_to_topic,
-    topic_to_routing_key,
-};
 use super::Shared;
 use crate::core::{
-    ConnectionId, ConsumerEvent, ConsumerId, ConsumerSpec, Delivery, EventSink, Message, Queue,
-    QueueDeclare, RouteTargets, Routed, Table, Vhost, WindowGrants,
+    ConnectionId, ConsumerEvent, ConsumerId, EventSink, Queue, RouteTargets, Vhost, WindowGrants,
 };
 use crate::store::Ticket;
 
@@ -35,13 +30,13 @@ const READ_CHUNK: usize = 16 * 1024;
 const EVENT_BATCH: usize = 512;
 
 /// Why the connection ends, and what the client is told (v5 DISCONNECT reason).
-struct Closing {
+pub(super) struct Closing {
     reason: u8,
     log: String,
 }
 
 impl Closing {
-    fn new(reason: u8, log: impl Into<String>) -> Closing {
+    pub(super) fn new(reason: u8, log: impl Into<String>) -> Closing {
         Closing {
             reason,
             log: log.into(),
@@ -50,76 +45,76 @@ impl Closing {
 }
 
 /// A delivery sent with QoS 1 or 2 and not yet acknowledged by the client.
-struct Outbound {
+pub(super) struct Outbound {
     /// The queue and position to ack in the core (None for retained messages).
-    source: Option<(Arc<Queue>, u64)>,
+    pub(super) source: Option<(Arc<Queue>, u64)>,
 }
 
 /// What a consuming connection keeps about its deliveries.
 #[derive(Default)]
-struct Delivering {
-    consumers: HashMap<ConsumerId, ConsumerSource>,
+pub(super) struct Delivering {
+    pub(super) consumers: HashMap<ConsumerId, ConsumerSource>,
     events: Option<(EventSink, mpsc::UnboundedReceiver<ConsumerEvent>)>,
-    outbound: HashMap<u16, Outbound>,
+    pub(super) outbound: HashMap<u16, Outbound>,
     /// Delivery window to hand back to queues once the current output is written.
-    window_grants: WindowGrants,
+    pub(super) window_grants: WindowGrants,
 }
 
 /// The delivery state, allocated on first use.
-fn active(delivering: &mut Option<Box<Delivering>>) -> &mut Delivering {
+pub(super) fn active(delivering: &mut Option<Box<Delivering>>) -> &mut Delivering {
     delivering.get_or_insert_with(Box::default)
 }
 
 /// Topic aliases (MQTT 5) of one connection.
 #[derive(Default)]
-struct Aliases {
+pub(super) struct Aliases {
     /// Set by the client: alias → topic.
-    inbound: HashMap<u16, String>,
+    pub(super) inbound: HashMap<u16, String>,
     /// Chosen by the broker: topic → alias.
-    outbound: HashMap<String, u16>,
+    pub(super) outbound: HashMap<String, u16>,
 }
 
 /// Where a consumer of this connection reads from.
-struct ConsumerSource {
-    queue: Arc<Queue>,
+pub(super) struct ConsumerSource {
+    pub(super) queue: Arc<Queue>,
     /// The full `$share/…` filter for shared subscriptions; None for the session queue.
-    shared: Option<String>,
+    pub(super) shared: Option<String>,
 }
 
-struct MqttConnection {
-    shared: Arc<Shared>,
-    id: ConnectionId,
+pub(super) struct MqttConnection {
+    pub(super) shared: Arc<Shared>,
+    pub(super) id: ConnectionId,
     peer: SocketAddr,
     stream: TcpStream,
     read_buf: BytesMut,
-    out: BytesMut,
-    codec: Codec,
+    pub(super) out: BytesMut,
+    pub(super) codec: Codec,
     version: ProtocolVersion,
-    vhost: Arc<Vhost>,
-    client_id: String,
+    pub(super) vhost: Arc<Vhost>,
+    pub(super) client_id: String,
     keep_alive: Option<Duration>,
     last_read: Instant,
-    session: SessionState,
-    persistent: bool,
+    pub(super) session: SessionState,
+    pub(super) persistent: bool,
     generation: u64,
     kick: CancellationToken,
     /// Boxed: most of the struct's size otherwise, and absent for many clients.
     will: Option<Box<Will>>,
     /// Consumers, deliveries in flight and their channel; allocated once the connection
     /// first consumes, so a connection that only publishes or idles does not pay for them.
-    delivering: Option<Box<Delivering>>,
-    next_packet_id: u16,
+    pub(super) delivering: Option<Box<Delivering>>,
+    pub(super) next_packet_id: u16,
     /// Client's Receive Maximum: QoS 1/2 deliveries in flight towards it.
-    client_receive_maximum: u16,
+    pub(super) client_receive_maximum: u16,
     /// QoS 1/2 publishes from the client not yet completed (PUBACK/PUBCOMP not sent).
-    inbound_inflight: usize,
+    pub(super) inbound_inflight: usize,
     /// Topic aliases in both directions, allocated on first use.
-    aliases: Option<Box<Aliases>>,
-    client_topic_alias_maximum: u16,
+    pub(super) aliases: Option<Box<Aliases>>,
+    pub(super) client_topic_alias_maximum: u16,
     /// Routing scratch space, allocated on the first publish.
-    targets: Option<Box<RouteTargets>>,
+    pub(super) targets: Option<Box<RouteTargets>>,
     /// Acknowledgements held until the store syncs their message (ticket, packet).
-    awaiting_sync: std::collections::VecDeque<(Ticket, Packet)>,
+    pub(super) awaiting_sync: std::collections::VecDeque<(Ticket, Packet)>,
     /// How far the store has synced; taken from the store when first needed.
     synced: Option<tokio::sync::watch::Receiver<Ticket>>,
     /// A DISCONNECT arrived: the loop ends after flushing.
@@ -380,7 +375,7 @@ async fn accept_connect(
 }
 
 /// The queue of a session, named as RabbitMQ names it.
-fn session_queue_name(client_id: &str, persistent: bool) -> String {
+pub(super) fn session_queue_name(client_id: &str, persistent: bool) -> String {
     if persistent {
         format!("mqtt-subscription-{client_id}qos1")
     } else {
@@ -389,7 +384,7 @@ fn session_queue_name(client_id: &str, persistent: bool) -> String {
 }
 
 impl MqttConnection {
-    fn v5(&self) -> bool {
+    pub(super) fn v5(&self) -> bool {
         self.version == ProtocolVersion::V5
     }
 
@@ -419,13 +414,13 @@ impl MqttConnection {
         }
     }
 
-    fn send(&mut self, packet: Packet) {
+    pub(super) fn send(&mut self, packet: Packet) {
         if let Err(error) = self.codec.encode(&packet, &mut self.out) {
             tracing::debug!(client_id = %self.client_id, %error, "packet not sent");
         }
     }
 
-    fn sink(&mut self) -> EventSink {
+    pub(super) fn sink(&mut self) -> EventSink {
         let delivering = active(&mut self.delivering);
         match &delivering.events {
             Some((sink, _)) => sink.clone(),
@@ -549,55 +544,10 @@ impl MqttConnection {
     fn handle_packet(&mut self, packet: Packet) -> Result<(), Closing> {
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish),
-            Packet::PubAck(ack) => {
-                if let Some(outbound) = active(&mut self.delivering).outbound.remove(&ack.packet_id)
-                {
-                    if let Some((queue, seq)) = outbound.source {
-                        queue.ack([seq]);
-                    }
-                }
-                Ok(())
-            }
-            Packet::PubRec(rec) => {
-                let reason = match active(&mut self.delivering).outbound.remove(&rec.packet_id) {
-                    Some(outbound) => {
-                        // Delivered: the core forgets it; the packet id stays taken until PUBCOMP.
-                        if let Some((queue, seq)) = outbound.source {
-                            queue.ack([seq]);
-                        }
-                        self.session.pending_pubrel.insert(rec.packet_id);
-                        rc::SUCCESS
-                    }
-                    None if self.session.pending_pubrel.contains(&rec.packet_id) => rc::SUCCESS,
-                    None => rc::PACKET_IDENTIFIER_NOT_FOUND,
-                };
-                self.send(Packet::PubRel(PubRel {
-                    packet_id: rec.packet_id,
-                    reason,
-                    ..PubRel::default()
-                }));
-                Ok(())
-            }
-            Packet::PubComp(comp) => {
-                self.session.pending_pubrel.remove(&comp.packet_id);
-                Ok(())
-            }
-            Packet::PubRel(rel) => {
-                let known = self.session.incoming_qos2.remove(&rel.packet_id);
-                if known {
-                    self.inbound_inflight = self.inbound_inflight.saturating_sub(1);
-                }
-                self.send(Packet::PubComp(PubComp {
-                    packet_id: rel.packet_id,
-                    reason: if known {
-                        rc::SUCCESS
-                    } else {
-                        rc::PACKET_IDENTIFIER_NOT_FOUND
-                    },
-                    ..PubComp::default()
-                }));
-                Ok(())
-            }
+            Packet::PubAck(ack) => self.handle_puback(ack),
+            Packet::PubRec(rec) => self.handle_pubrec(rec),
+            Packet::PubComp(comp) => self.handle_pubcomp(comp),
+            Packet::PubRel(rel) => self.handle_pubrel(rel),
             Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe),
             Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe),
             Packet::PingReq => {
@@ -633,551 +583,6 @@ impl MqttConnection {
                 format!("unexpected packet from client: {other:?}"),
             )),
         }
-    }
-
-    fn handle_publish(&mut self, mut publish: Publish) -> Result<(), Closing> {
-        if let Some(alias) = publish.properties.topic_alias.take() {
-            if alias == 0 || alias > self.shared.settings.topic_alias_maximum {
-                return Err(Closing::new(
-                    rc::TOPIC_ALIAS_INVALID,
-                    format!("topic alias {alias} out of range"),
-                ));
-            }
-            if publish.topic.is_empty() {
-                match self.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
-                    Some(topic) => publish.topic = topic.clone(),
-                    None => {
-                        return Err(Closing::new(
-                            rc::PROTOCOL_ERROR,
-                            format!("unknown topic alias {alias}"),
-                        ))
-                    }
-                }
-            } else {
-                self.aliases
-                    .get_or_insert_with(Box::default)
-                    .inbound
-                    .insert(alias, publish.topic.clone());
-            }
-        }
-        if !warren_mqtt::topic::valid_topic_name(&publish.topic) {
-            return Err(Closing::new(
-                rc::TOPIC_NAME_INVALID,
-                format!("invalid topic name {:?}", publish.topic),
-            ));
-        }
-        if publish.qos != QoS::AtMostOnce
-            && self.inbound_inflight >= usize::from(self.shared.settings.receive_maximum)
-        {
-            return Err(Closing::new(
-                rc::RECEIVE_MAXIMUM_EXCEEDED,
-                "client exceeded the receive maximum",
-            ));
-        }
-        if publish.qos == QoS::ExactlyOnce
-            && self.session.incoming_qos2.contains(&publish.packet_id)
-        {
-            // A resend of a publish already routed: acknowledge again, do not route twice.
-            self.send(Packet::PubRec(PubRec {
-                packet_id: publish.packet_id,
-                ..PubRec::default()
-            }));
-            return Ok(());
-        }
-        let mut message = message_from_publish(
-            &self.shared.settings.exchange,
-            &publish.topic,
-            publish.qos,
-            publish.payload.clone(),
-            &publish.properties,
-        );
-        message.origin = Some(self.id);
-        if publish.retain {
-            self.retain(&publish.topic, publish.qos, &message);
-        }
-        let ticket = self.route(message);
-        let ack = match publish.qos {
-            QoS::AtMostOnce => return Ok(()),
-            QoS::AtLeastOnce => Packet::PubAck(PubAck {
-                packet_id: publish.packet_id,
-                ..PubAck::default()
-            }),
-            QoS::ExactlyOnce => {
-                self.session.incoming_qos2.insert(publish.packet_id);
-                self.inbound_inflight += 1;
-                Packet::PubRec(PubRec {
-                    packet_id: publish.packet_id,
-                    ..PubRec::default()
-                })
-            }
-        };
-        // The acknowledgement of a message written to disk leaves only after the fsync, and
-        // acknowledgements stay in order.
-        if ticket.is_some() || !self.awaiting_sync.is_empty() {
-            self.awaiting_sync.push_back((ticket.unwrap_or(0), ack));
-        } else {
-            self.send(ack);
-        }
-        Ok(())
-    }
-
-    fn retain(&self, topic: &str, qos: QoS, message: &Message) {
-        let retained = (!message.body.is_empty()).then(|| Retained {
-            message: Arc::new(message.clone()),
-            qos,
-            expires_at: message
-                .properties
-                .expiration
-                .as_deref()
-                .and_then(|ms| ms.parse::<u64>().ok())
-                .map(|ms| std::time::Instant::now() + Duration::from_millis(ms)),
-        });
-        self.shared.retained.set(&self.vhost.name, topic, retained);
-        self.shared.persistence.retained_changed();
-    }
-
-    /// Routes a message through the MQTT exchange into the core; returns the store ticket
-    /// when it was persisted.
-    fn route(&mut self, message: Message) -> Option<Ticket> {
-        let targets = self.targets.get_or_insert_with(Box::default);
-        publish_to_core(&self.shared, &self.vhost, message, targets)
-    }
-
-    /// Sends the acknowledgements whose messages are now on disk.
-    fn release_synced(&mut self, synced: Ticket) {
-        while let Some((ticket, _)) = self.awaiting_sync.front() {
-            if *ticket > synced {
-                break;
-            }
-            if let Some((_, ack)) = self.awaiting_sync.pop_front() {
-                self.send(ack);
-            }
-        }
-    }
-
-    fn ensure_session_queue(&mut self) -> Result<Arc<Queue>, crate::core::CoreError> {
-        let name = session_queue_name(&self.client_id, self.persistent);
-        let declared = self.vhost.declare_queue(
-            QueueDeclare {
-                name: name.clone(),
-                durable: self.persistent,
-                exclusive: !self.persistent,
-                auto_delete: false,
-                ..QueueDeclare::default()
-            },
-            self.id,
-        )?;
-        let queue = declared.queue;
-        let consuming = active(&mut self.delivering)
-            .consumers
-            .values()
-            .any(|source| source.shared.is_none());
-        if !consuming {
-            self.start_consumer(&queue, None)?;
-        }
-        Ok(queue)
-    }
-
-    fn start_consumer(
-        &mut self,
-        queue: &Arc<Queue>,
-        shared: Option<String>,
-    ) -> Result<(), crate::core::CoreError> {
-        let id = self.shared.core.next_consumer_id();
-        let spec = ConsumerSpec {
-            id,
-            tag: format!("mqtt-{}", id.0),
-            no_ack: false,
-            exclusive: false,
-            prefetch: self.client_receive_maximum.into(),
-            owner: self.id,
-            sink: self.sink(),
-        };
-        active(&mut self.delivering).consumers.insert(
-            id,
-            ConsumerSource {
-                queue: queue.clone(),
-                shared,
-            },
-        );
-        if let Err(error) = self.vhost.consume(&queue.name, spec) {
-            active(&mut self.delivering).consumers.remove(&id);
-            return Err(error);
-        }
-        Ok(())
-    }
-
-    fn join_shared(
-        &mut self,
-        full: &str,
-        group: &str,
-        filter: &str,
-    ) -> Result<(), crate::core::CoreError> {
-        let key = topic_to_routing_key(filter);
-        let name = format!("mqtt-shared-{group}-{key}");
-        let declared = self.vhost.declare_queue(
-            QueueDeclare {
-                name: name.clone(),
-                auto_delete: true,
-                ..QueueDeclare::default()
-            },
-            self.id,
-        )?;
-        self.vhost.bind_queue(
-            &name,
-            &self.shared.settings.exchange,
-            &key,
-            Table::default(),
-            self.id,
-        )?;
-        let already = active(&mut self.delivering)
-            .consumers
-            .values()
-            .any(|source| source.shared.as_deref() == Some(full));
-        if !already {
-            self.start_consumer(&declared.queue, Some(full.to_string()))?;
-        }
-        Ok(())
-    }
-
-    fn handle_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Closing> {
-        if subscribe.subscription_identifier == Some(0) {
-            return Err(Closing::new(
-                rc::PROTOCOL_ERROR,
-                "subscription identifier 0",
-            ));
-        }
-        let mut reasons = Vec::with_capacity(subscribe.filters.len());
-        let mut retained_to_send = Vec::new();
-        for request in subscribe.filters {
-            let full = request.filter.clone();
-            let (group, filter) = match warren_mqtt::topic::parse_shared(&full) {
-                Some(shared) => (Some(shared.group.to_string()), shared.filter.to_string()),
-                None if full.starts_with("$share/") => {
-                    reasons.push(self.failure_code(rc::TOPIC_FILTER_INVALID));
-                    continue;
-                }
-                None => (None, full.clone()),
-            };
-            if !warren_mqtt::topic::valid_topic_filter(&filter) {
-                reasons.push(self.failure_code(rc::TOPIC_FILTER_INVALID));
-                continue;
-            }
-            let existed = self.session.subscriptions.contains_key(&full);
-            let subscription = Subscription {
-                filter: filter.clone(),
-                qos: request.qos,
-                no_local: request.no_local,
-                identifier: subscribe.subscription_identifier,
-                group: group.clone(),
-            };
-            let result = match &group {
-                Some(group) => self.join_shared(&full, group, &filter),
-                None => self.ensure_session_queue().and_then(|queue| {
-                    self.vhost.bind_queue(
-                        &queue.name,
-                        &self.shared.settings.exchange,
-                        &topic_to_routing_key(&filter),
-                        Table::default(),
-                        self.id,
-                    )
-                }),
-            };
-            match result {
-                Ok(()) => {
-                    self.session
-                        .subscriptions
-                        .insert(full, subscription.clone());
-                    reasons.push(request.qos.as_u8());
-                    let send_retained = group.is_none()
-                        && match request.retain_handling {
-                            0 => true,
-                            1 => !existed,
-                            _ => false,
-                        };
-                    if send_retained {
-                        retained_to_send.push(subscription);
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(client_id = %self.client_id, %error, "subscribe failed");
-                    reasons.push(self.failure_code(rc::UNSPECIFIED_ERROR));
-                }
-            }
-        }
-        self.send(Packet::SubAck(SubAck {
-            packet_id: subscribe.packet_id,
-            reasons,
-            ..SubAck::default()
-        }));
-        self.session_changed();
-        // Retained messages follow the SUBACK [MQTT-3.3.1-9].
-        for subscription in retained_to_send {
-            for (topic, retained) in self
-                .shared
-                .retained
-                .matching(&self.vhost.name, &subscription.filter)
-            {
-                let qos = retained.qos.min(subscription.qos);
-                let identifiers = subscription.identifier.into_iter().collect();
-                self.deliver(
-                    &topic,
-                    &retained.message,
-                    qos,
-                    true,
-                    false,
-                    retained.expires_at,
-                    identifiers,
-                    None,
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Saves a persistent session's subscriptions (debounced, in the background).
-    fn session_changed(&self) {
-        if self.persistent && self.session.expiry != Some(Duration::ZERO) {
-            self.shared.persistence.session_changed(
-                &self.vhost.name,
-                &self.client_id,
-                &self.session,
-            );
-        }
-    }
-
-    fn failure_code(&self, v5_reason: u8) -> u8 {
-        if self.v5() {
-            v5_reason
-        } else {
-            0x80
-        }
-    }
-
-    fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Closing> {
-        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
-        for full in unsubscribe.filters {
-            let Some(subscription) = self.session.subscriptions.remove(&full) else {
-                reasons.push(rc::NO_SUBSCRIPTION_EXISTED);
-                continue;
-            };
-            let key = topic_to_routing_key(&subscription.filter);
-            match subscription.group {
-                Some(_) => {
-                    let found = active(&mut self.delivering)
-                        .consumers
-                        .iter()
-                        .find(|(_, source)| source.shared.as_deref() == Some(full.as_str()))
-                        .map(|(id, _)| *id);
-                    if let Some(id) = found {
-                        if let Some(source) = active(&mut self.delivering).consumers.remove(&id) {
-                            self.requeue_outbound_of(&source.queue);
-                            self.vhost.cancel(&source.queue, id);
-                        }
-                    }
-                }
-                None => {
-                    let still_bound = self
-                        .session
-                        .subscriptions
-                        .values()
-                        .any(|s| s.group.is_none() && topic_to_routing_key(&s.filter) == key);
-                    if !still_bound {
-                        let name = session_queue_name(&self.client_id, self.persistent);
-                        let _ = self.vhost.unbind_queue(
-                            &name,
-                            &self.shared.settings.exchange,
-                            &key,
-                            Table::default(),
-                            self.id,
-                        );
-                    }
-                }
-            }
-            reasons.push(rc::SUCCESS);
-        }
-        self.send(Packet::UnsubAck(UnsubAck {
-            packet_id: unsubscribe.packet_id,
-            reasons,
-            ..UnsubAck::default()
-        }));
-        self.session_changed();
-        Ok(())
-    }
-
-    fn requeue_outbound_of(&mut self, queue: &Arc<Queue>) {
-        let ids: Vec<u16> = active(&mut self.delivering)
-            .outbound
-            .iter()
-            .filter(|(_, o)| {
-                o.source
-                    .as_ref()
-                    .is_some_and(|(q, _)| Arc::ptr_eq(q, queue))
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            if let Some(Outbound {
-                source: Some((queue, seq)),
-                ..
-            }) = active(&mut self.delivering).outbound.remove(&id)
-            {
-                queue.requeue([seq]);
-            }
-        }
-    }
-
-    fn handle_event(&mut self, event: ConsumerEvent) {
-        match event {
-            ConsumerEvent::Deliver(delivery) => self.handle_delivery(delivery),
-            ConsumerEvent::Cancelled { consumer } => {
-                active(&mut self.delivering).consumers.remove(&consumer);
-            }
-        }
-    }
-
-    fn handle_delivery(&mut self, delivery: Delivery) {
-        let Some(source) = active(&mut self.delivering)
-            .consumers
-            .get(&delivery.consumer)
-        else {
-            delivery.queue.requeue([delivery.seq]);
-            return;
-        };
-        let topic = routing_key_to_topic(&delivery.message.routing_key);
-        // Which of this session's subscriptions the message matches decides its QoS and
-        // identifiers; none matching (e.g. `#` versus a `$SYS` topic) means it is not for us.
-        let mut granted: Option<QoS> = None;
-        let mut identifiers = Vec::new();
-        let own = delivery.message.origin == Some(self.id);
-        for (full, subscription) in &self.session.subscriptions {
-            if own && subscription.no_local {
-                // [MQTT-3.8.3-3]: not sent back to the connection that published it.
-                continue;
-            }
-            let relevant = match (&source.shared, &subscription.group) {
-                (None, None) => true,
-                (Some(shared), Some(_)) => shared == full,
-                _ => false,
-            };
-            if relevant && warren_mqtt::topic::matches(&subscription.filter, &topic) {
-                granted = Some(granted.map_or(subscription.qos, |g| g.max(subscription.qos)));
-                identifiers.extend(subscription.identifier);
-            }
-        }
-        let Some(granted) = granted else {
-            delivery.queue.ack([delivery.seq]);
-            self.note_delivery(&delivery);
-            return;
-        };
-        let qos = published_qos(&delivery.message).min(granted);
-        let source = Some((delivery.queue.clone(), delivery.seq));
-        self.deliver(
-            &topic,
-            &delivery.message,
-            qos,
-            false,
-            delivery.redelivered,
-            delivery.expires_at,
-            identifiers,
-            source,
-        );
-        self.note_delivery(&delivery);
-    }
-
-    fn note_delivery(&mut self, delivery: &Delivery) {
-        active(&mut self.delivering).window_grants.note(delivery);
-    }
-
-    /// Sends one PUBLISH to the client and tracks it until acknowledged.
-    #[allow(clippy::too_many_arguments)]
-    fn deliver(
-        &mut self,
-        topic: &str,
-        message: &Message,
-        qos: QoS,
-        retain: bool,
-        dup: bool,
-        expires_at: Option<std::time::Instant>,
-        identifiers: Vec<u32>,
-        source: Option<(Arc<Queue>, u64)>,
-    ) {
-        let packet_id = if qos == QoS::AtMostOnce {
-            0
-        } else {
-            match self.allocate_packet_id() {
-                Some(id) => id,
-                None => {
-                    if let Some((queue, seq)) = source {
-                        queue.requeue([seq]);
-                    }
-                    return;
-                }
-            }
-        };
-        let mut properties = if self.v5() {
-            publish_properties(message, expires_at, identifiers)
-        } else {
-            Default::default()
-        };
-        let mut topic_out = topic.to_string();
-        if self.v5() && self.client_topic_alias_maximum > 0 {
-            let aliases = self.aliases.get_or_insert_with(Box::default);
-            match aliases.outbound.get(topic) {
-                Some(alias) => {
-                    properties.topic_alias = Some(*alias);
-                    topic_out.clear();
-                }
-                None => {
-                    let next = aliases.outbound.len() + 1;
-                    if let Ok(alias) = u16::try_from(next) {
-                        if alias <= self.client_topic_alias_maximum {
-                            aliases.outbound.insert(topic.to_string(), alias);
-                            properties.topic_alias = Some(alias);
-                        }
-                    }
-                }
-            }
-        }
-        let publish = Packet::Publish(Publish {
-            dup: dup && qos != QoS::AtMostOnce,
-            qos,
-            retain,
-            topic: topic_out,
-            packet_id,
-            payload: message.body.clone(),
-            properties,
-        });
-        if let Err(error) = self.codec.encode(&publish, &mut self.out) {
-            // Too large for the client's Maximum Packet Size: dropped, as the spec says.
-            tracing::debug!(client_id = %self.client_id, %error, "delivery dropped");
-            if let Some((queue, seq)) = source {
-                queue.ack([seq]);
-            }
-            return;
-        }
-        if qos == QoS::AtMostOnce {
-            if let Some((queue, seq)) = source {
-                queue.ack([seq]);
-            }
-        } else {
-            active(&mut self.delivering)
-                .outbound
-                .insert(packet_id, Outbound { source });
-        }
-    }
-
-    fn allocate_packet_id(&mut self) -> Option<u16> {
-        for _ in 0..u16::MAX {
-            let id = self.next_packet_id;
-            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if !active(&mut self.delivering).outbound.contains_key(&id)
-                && !self.session.pending_pubrel.contains(&id)
-            {
-                return Some(id);
-            }
-        }
-        None
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -1315,48 +720,5 @@ async fn recv_event(
     match events {
         Some(events) => events.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-fn publish_will(shared: &Shared, vhost: &Vhost, will: Box<Will>) {
-    let message = message_from_publish(
-        &shared.settings.exchange,
-        &will.topic,
-        will.qos,
-        will.payload.clone(),
-        &will.properties,
-    );
-    if will.retain {
-        let retained = (!message.body.is_empty()).then(|| Retained {
-            message: Arc::new(message.clone()),
-            qos: will.qos,
-            expires_at: None,
-        });
-        shared.retained.set(&vhost.name, &will.topic, retained);
-        shared.persistence.retained_changed();
-    }
-    publish_to_core(shared, vhost, message, &mut RouteTargets::default());
-}
-
-/// Routes an MQTT-originated message through the configured exchange.
-fn publish_to_core(
-    shared: &Shared,
-    vhost: &Vhost,
-    message: Message,
-    targets: &mut RouteTargets,
-) -> Option<Ticket> {
-    match vhost.exchange(&shared.settings.exchange) {
-        Ok(exchange) => match vhost.publish(&exchange, message, targets) {
-            Ok(Routed::Queued { ticket, .. }) => ticket,
-            Ok(Routed::Unroutable(_)) => None,
-            Err(error) => {
-                tracing::warn!(%error, "MQTT publish refused by the core");
-                None
-            }
-        },
-        Err(_) => {
-            tracing::warn!(exchange = %shared.settings.exchange, "MQTT exchange missing; message dropped");
-            None
-        }
     }
 }

@@ -2,16 +2,22 @@
 //! same core through the vhost's `amq.topic` exchange, and each session's subscriptions are
 //! bindings from that exchange to the session's queue (SPEC §5).
 //!
-//! - `connection`: the per-connection task (CONNECT, keepalive, QoS flows, delivery).
+//! - `connection`: the per-connection task (CONNECT, the run loop, keepalive, teardown).
+//! - `inbound`: PUBLISH from the client, its QoS 1/2 acknowledgements, retain and routing.
+//! - `subscriptions`: SUBSCRIBE/UNSUBSCRIBE, the session queue and shared subscriptions.
+//! - `outbound`: delivery to the client (QoS, packet ids, topic aliases, window grants).
 //! - `session`: session state that outlives connections, and client take-over.
 //! - `retained`: retained messages.
 //! - `persist`: saving sessions and retained messages across restarts.
 //! - `translate`: topics ↔ routing keys, PUBLISH properties ↔ message properties.
 
 mod connection;
+mod inbound;
+mod outbound;
 mod persist;
 mod retained;
 mod session;
+mod subscriptions;
 mod translate;
 
 use std::sync::Arc;

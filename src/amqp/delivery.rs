@@ -1,0 +1,256 @@
+//! Consumers and deliveries: basic.consume/get, delivery frames, acknowledgements,
+//! recovery and the release of a closing channel's deliveries.
+
+use std::sync::Arc;
+
+use warren_amqp::constants as c;
+use warren_amqp::frame;
+use warren_amqp::method::{self as m, Method};
+use warren_amqp::properties::ContentHeader;
+
+use super::channel::{channel_error, AckOp, ConsumerRoute, Failure};
+use super::connection::{Connection, ConnectionException};
+use super::translate::{properties_to_amqp, HEADER_CACHE_FORMAT};
+use crate::core::{ConsumerEvent, ConsumerId, ConsumerSpec, Message, Queue};
+
+impl Connection {
+    pub(super) fn basic_consume(
+        &mut self,
+        channel: u16,
+        consume: m::BasicConsume,
+    ) -> Result<(), Failure> {
+        let state = self.channel(channel)?;
+        let tag = if consume.consumer_tag.is_empty() {
+            format!("amq.ctag-{:032x}", rand::random::<u128>())
+        } else {
+            consume.consumer_tag
+        };
+        if state.consumers.contains_key(&tag) {
+            return Err(ConnectionException::new(
+                c::NOT_ALLOWED,
+                format!("NOT_ALLOWED - attempt to reuse consumer tag '{tag}'"),
+            )
+            .into());
+        }
+        let prefetch = state.prefetch;
+        let id = self.core.next_consumer_id();
+        let spec = ConsumerSpec {
+            id,
+            tag: tag.clone(),
+            no_ack: consume.no_ack,
+            exclusive: consume.exclusive,
+            prefetch,
+            owner: self.id,
+            sink: self.events_tx.clone(),
+        };
+        // The reply goes out before any delivery: deliveries arrive as events, handled after
+        // this frame.
+        let queue = self.vhost.queue(&consume.queue, self.id)?;
+        self.consumers.insert(
+            id,
+            ConsumerRoute {
+                channel,
+                tag: tag.clone(),
+                no_ack: consume.no_ack,
+                queue: queue.clone(),
+            },
+        );
+        if let Err(error) = self.vhost.consume(&consume.queue, spec) {
+            self.consumers.remove(&id);
+            return Err(error.into());
+        }
+        self.channel(channel)?.consumers.insert(tag.clone(), id);
+        self.reply(
+            channel,
+            consume.nowait,
+            Method::BasicConsumeOk(m::BasicConsumeOk { consumer_tag: tag }),
+        );
+        Ok(())
+    }
+
+    pub(super) fn basic_get(&mut self, channel: u16, get: m::BasicGet) -> Result<(), Failure> {
+        let queue = self.vhost.queue(&get.queue, self.id)?;
+        let Some(result) = queue.get(get.no_ack) else {
+            self.send_method(
+                channel,
+                &Method::BasicGetEmpty(m::BasicGetEmpty {
+                    cluster_id: String::new(),
+                }),
+            );
+            return Ok(());
+        };
+        let state = self.channel(channel)?;
+        let tag = state.next_delivery_tag;
+        state.next_delivery_tag += 1;
+        if !get.no_ack {
+            state.unacked.push(tag, queue, result.seq);
+        }
+        let message = result.message;
+        self.send_method(
+            channel,
+            &Method::BasicGetOk(m::BasicGetOk {
+                delivery_tag: tag,
+                redelivered: result.redelivered,
+                exchange: message.exchange.clone(),
+                routing_key: message.routing_key.clone(),
+                message_count: result.remaining,
+            }),
+        );
+        self.encode_content(channel, &message);
+        Ok(())
+    }
+
+    pub(super) fn acknowledge(&mut self, channel: u16, op: AckOp) -> Result<(), Failure> {
+        let state = self.channel(channel)?;
+        if let Some(transaction) = state.transaction.as_mut() {
+            transaction.acks.push(op);
+            return Ok(());
+        }
+        self.apply_ack(channel, op)
+    }
+
+    pub(super) fn apply_ack(&mut self, channel: u16, op: AckOp) -> Result<(), Failure> {
+        let (tag, multiple, requeue) = match op {
+            AckOp::Ack { tag, multiple } => (tag, multiple, None),
+            AckOp::Nack {
+                tag,
+                multiple,
+                requeue,
+            } => (tag, multiple, Some(requeue)),
+        };
+        let state = self.channel(channel)?;
+        let mut taken = Vec::new();
+        if multiple {
+            state.unacked.take_up_to(tag, &mut taken);
+        } else if state.unacked.contains(tag) {
+            taken.extend(state.unacked.take(tag));
+        } else {
+            return Err(channel_error(
+                c::PRECONDITION_FAILED,
+                format!("PRECONDITION_FAILED - unknown delivery tag {tag}"),
+            ));
+        }
+        settle(taken, requeue.unwrap_or(false));
+        Ok(())
+    }
+
+    pub(super) fn recover(&mut self, channel: u16) -> Result<(), Failure> {
+        let state = self.channel(channel)?;
+        let mut taken = Vec::new();
+        state.unacked.take_up_to(0, &mut taken);
+        settle(taken, true);
+        Ok(())
+    }
+
+    /// Writes the content header and body frames of a message.
+    pub(super) fn encode_content(&mut self, channel: u16, message: &Message) {
+        match &message.wire_cache {
+            Some(cache) if cache.format == HEADER_CACHE_FORMAT => {
+                frame::encode_raw_header_frame(channel, &cache.bytes, &mut self.out)
+            }
+            _ => frame::encode_header_frame(
+                channel,
+                &ContentHeader {
+                    class_id: c::CLASS_BASIC,
+                    weight: 0,
+                    body_size: message.body.len() as u64,
+                    properties: properties_to_amqp(&message.properties),
+                },
+                &mut self.out,
+            ),
+        }
+        frame::encode_body_frames(channel, &message.body, self.frame_max, &mut self.out);
+    }
+
+    /// Turns a core event into frames.
+    pub(super) fn handle_event(&mut self, event: ConsumerEvent) {
+        match event {
+            ConsumerEvent::Deliver(delivery) => {
+                let route = self.consumers.get(&delivery.consumer);
+                let state = route.and_then(|r| self.channels.get_mut(&r.channel));
+                let (Some(route), Some(state)) = (route, state) else {
+                    // The consumer was cancelled while this was in flight.
+                    delivery.queue.requeue([delivery.seq]);
+                    return;
+                };
+                let channel = route.channel;
+                let tag = state.next_delivery_tag;
+                state.next_delivery_tag += 1;
+                if !route.no_ack {
+                    state
+                        .unacked
+                        .push(tag, delivery.queue.clone(), delivery.seq);
+                }
+                let message = &delivery.message;
+                warren_amqp::method::encode_basic_deliver_frame(
+                    channel,
+                    &route.tag,
+                    tag,
+                    delivery.redelivered,
+                    &message.exchange,
+                    &message.routing_key,
+                    &mut self.out,
+                );
+                self.encode_content(channel, message);
+                self.window_grants.note(&delivery);
+            }
+            ConsumerEvent::Cancelled { consumer } => {
+                let Some(route) = self.consumers.remove(&consumer) else {
+                    return;
+                };
+                if let Some(state) = self.channels.get_mut(&route.channel) {
+                    state.consumers.remove(&route.tag);
+                    if !state.closing && self.notify_cancel() {
+                        self.send_method(
+                            route.channel,
+                            &Method::BasicCancel(m::BasicCancel {
+                                consumer_tag: route.tag,
+                                nowait: true,
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cancels a channel's consumers and requeues its unacknowledged deliveries.
+    pub(super) fn release_channel(&mut self, channel: u16) {
+        let Some(state) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        state.publish = None;
+        state.transaction = None;
+        let consumers: Vec<ConsumerId> = state.consumers.drain().map(|(_, id)| id).collect();
+        let mut taken = Vec::new();
+        state.unacked.take_up_to(0, &mut taken);
+        for id in consumers {
+            if let Some(route) = self.consumers.remove(&id) {
+                self.vhost.cancel(&route.queue, id);
+            }
+        }
+        settle(taken, true);
+    }
+}
+
+/// Acknowledges (or requeues) deliveries, one queue lock per run of the same queue.
+fn settle(mut taken: Vec<(Arc<Queue>, u64)>, requeue: bool) {
+    let mut seqs = Vec::new();
+    while !taken.is_empty() {
+        let queue = taken[0].0.clone();
+        seqs.clear();
+        taken.retain(|(q, seq)| {
+            if Arc::ptr_eq(q, &queue) {
+                seqs.push(*seq);
+                false
+            } else {
+                true
+            }
+        });
+        if requeue {
+            queue.requeue(seqs.iter().copied());
+        } else {
+            queue.ack(seqs.iter().copied());
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Packets the client publishes: PUBLISH and the QoS 1/2 acknowledgement flows
+//! (PUBACK, PUBREC, PUBREL, PUBCOMP), retained messages, and routing into the core.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use warren_mqtt::reason as rc;
+use warren_mqtt::{Packet, PubAck, PubComp, PubRec, PubRel, Publish, QoS, Will};
+
+use super::connection::{active, Closing, MqttConnection};
+use super::retained::Retained;
+use super::translate::message_from_publish;
+use super::Shared;
+use crate::core::{Message, RouteTargets, Routed, Vhost};
+use crate::store::Ticket;
+
+impl MqttConnection {
+    pub(super) fn handle_publish(&mut self, mut publish: Publish) -> Result<(), Closing> {
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            if alias == 0 || alias > self.shared.settings.topic_alias_maximum {
+                return Err(Closing::new(
+                    rc::TOPIC_ALIAS_INVALID,
+                    format!("topic alias {alias} out of range"),
+                ));
+            }
+            if publish.topic.is_empty() {
+                match self.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => {
+                        return Err(Closing::new(
+                            rc::PROTOCOL_ERROR,
+                            format!("unknown topic alias {alias}"),
+                        ))
+                    }
+                }
+            } else {
+                self.aliases
+                    .get_or_insert_with(Box::default)
+                    .inbound
+                    .insert(alias, publish.topic.clone());
+            }
+        }
+        if !warren_mqtt::topic::valid_topic_name(&publish.topic) {
+            return Err(Closing::new(
+                rc::TOPIC_NAME_INVALID,
+                format!("invalid topic name {:?}", publish.topic),
+            ));
+        }
+        if publish.qos != QoS::AtMostOnce
+            && self.inbound_inflight >= usize::from(self.shared.settings.receive_maximum)
+        {
+            return Err(Closing::new(
+                rc::RECEIVE_MAXIMUM_EXCEEDED,
+                "client exceeded the receive maximum",
+            ));
+        }
+        if publish.qos == QoS::ExactlyOnce
+            && self.session.incoming_qos2.contains(&publish.packet_id)
+        {
+            // A resend of a publish already routed: acknowledge again, do not route twice.
+            self.send(Packet::PubRec(PubRec {
+                packet_id: publish.packet_id,
+                ..PubRec::default()
+            }));
+            return Ok(());
+        }
+        let mut message = message_from_publish(
+            &self.shared.settings.exchange,
+            &publish.topic,
+            publish.qos,
+            publish.payload.clone(),
+            &publish.properties,
+        );
+        message.origin = Some(self.id);
+        if publish.retain {
+            self.retain(&publish.topic, publish.qos, &message);
+        }
+        let ticket = self.route(message);
+        let ack = match publish.qos {
+            QoS::AtMostOnce => return Ok(()),
+            QoS::AtLeastOnce => Packet::PubAck(PubAck {
+                packet_id: publish.packet_id,
+                ..PubAck::default()
+            }),
+            QoS::ExactlyOnce => {
+                self.session.incoming_qos2.insert(publish.packet_id);
+                self.inbound_inflight += 1;
+                Packet::PubRec(PubRec {
+                    packet_id: publish.packet_id,
+                    ..PubRec::default()
+                })
+            }
+        };
+        // The acknowledgement of a message written to disk leaves only after the fsync, and
+        // acknowledgements stay in order.
+        if ticket.is_some() || !self.awaiting_sync.is_empty() {
+            self.awaiting_sync.push_back((ticket.unwrap_or(0), ack));
+        } else {
+            self.send(ack);
+        }
+        Ok(())
+    }
+
+    fn retain(&self, topic: &str, qos: QoS, message: &Message) {
+        let retained = (!message.body.is_empty()).then(|| Retained {
+            message: Arc::new(message.clone()),
+            qos,
+            expires_at: message
+                .properties
+                .expiration
+                .as_deref()
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map(|ms| std::time::Instant::now() + Duration::from_millis(ms)),
+        });
+        self.shared.retained.set(&self.vhost.name, topic, retained);
+        self.shared.persistence.retained_changed();
+    }
+
+    /// Routes a message through the MQTT exchange into the core; returns the store ticket
+    /// when it was persisted.
+    fn route(&mut self, message: Message) -> Option<Ticket> {
+        let targets = self.targets.get_or_insert_with(Box::default);
+        publish_to_core(&self.shared, &self.vhost, message, targets)
+    }
+
+    /// Sends the acknowledgements whose messages are now on disk.
+    pub(super) fn release_synced(&mut self, synced: Ticket) {
+        while let Some((ticket, _)) = self.awaiting_sync.front() {
+            if *ticket > synced {
+                break;
+            }
+            if let Some((_, ack)) = self.awaiting_sync.pop_front() {
+                self.send(ack);
+            }
+        }
+    }
+
+    /// PUBACK: a QoS 1 delivery is acknowledged; the core forgets it.
+    pub(super) fn handle_puback(&mut self, ack: PubAck) -> Result<(), Closing> {
+        if let Some(outbound) = active(&mut self.delivering).outbound.remove(&ack.packet_id) {
+            if let Some((queue, seq)) = outbound.source {
+                queue.ack([seq]);
+            }
+        }
+        Ok(())
+    }
+
+    /// PUBREC: a QoS 2 delivery arrived; answered with PUBREL.
+    pub(super) fn handle_pubrec(&mut self, rec: PubRec) -> Result<(), Closing> {
+        let reason = match active(&mut self.delivering).outbound.remove(&rec.packet_id) {
+            Some(outbound) => {
+                // Delivered: the core forgets it; the packet id stays taken until PUBCOMP.
+                if let Some((queue, seq)) = outbound.source {
+                    queue.ack([seq]);
+                }
+                self.session.pending_pubrel.insert(rec.packet_id);
+                rc::SUCCESS
+            }
+            None if self.session.pending_pubrel.contains(&rec.packet_id) => rc::SUCCESS,
+            None => rc::PACKET_IDENTIFIER_NOT_FOUND,
+        };
+        self.send(Packet::PubRel(PubRel {
+            packet_id: rec.packet_id,
+            reason,
+            ..PubRel::default()
+        }));
+        Ok(())
+    }
+
+    /// PUBCOMP: the packet id of a QoS 2 delivery is free again.
+    pub(super) fn handle_pubcomp(&mut self, comp: PubComp) -> Result<(), Closing> {
+        self.session.pending_pubrel.remove(&comp.packet_id);
+        Ok(())
+    }
+
+    /// PUBREL: a QoS 2 publish from the client is complete; answered with PUBCOMP.
+    pub(super) fn handle_pubrel(&mut self, rel: PubRel) -> Result<(), Closing> {
+        let known = self.session.incoming_qos2.remove(&rel.packet_id);
+        if known {
+            self.inbound_inflight = self.inbound_inflight.saturating_sub(1);
+        }
+        self.send(Packet::PubComp(PubComp {
+            packet_id: rel.packet_id,
+            reason: if known {
+                rc::SUCCESS
+            } else {
+                rc::PACKET_IDENTIFIER_NOT_FOUND
+            },
+            ..PubComp::default()
+        }));
+        Ok(())
+    }
+}
+
+pub(super) fn publish_will(shared: &Shared, vhost: &Vhost, will: Box<Will>) {
+    let message = message_from_publish(
+        &shared.settings.exchange,
+        &will.topic,
+        will.qos,
+        will.payload.clone(),
+        &will.properties,
+    );
+    if will.retain {
+        let retained = (!message.body.is_empty()).then(|| Retained {
+            message: Arc::new(message.clone()),
+            qos: will.qos,
+            expires_at: None,
+        });
+        shared.retained.set(&vhost.name, &will.topic, retained);
+        shared.persistence.retained_changed();
+    }
+    publish_to_core(shared, vhost, message, &mut RouteTargets::default());
+}
+
+/// Routes an MQTT-originated message through the configured exchange.
+fn publish_to_core(
+    shared: &Shared,
+    vhost: &Vhost,
+    message: Message,
+    targets: &mut RouteTargets,
+) -> Option<Ticket> {
+    match vhost.exchange(&shared.settings.exchange) {
+        Ok(exchange) => match vhost.publish(&exchange, message, targets) {
+            Ok(Routed::Queued { ticket, .. }) => ticket,
+            Ok(Routed::Unroutable(_)) => None,
+            Err(error) => {
+                tracing::warn!(%error, "MQTT publish refused by the core");
+                None
+            }
+        },
+        Err(_) => {
+            tracing::warn!(exchange = %shared.settings.exchange, "MQTT exchange missing; message dropped");
+            None
+        }
+    }
+}
