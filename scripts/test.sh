@@ -3,7 +3,7 @@
 # drive (pika, …) if they are missing, then runs every Rust test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python3 -c "import pika" 2>/dev/null; then
+if ! python3 -c "import pika, paho.mqtt" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi
 exec cargo test --workspace "$@"
