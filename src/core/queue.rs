@@ -201,6 +201,8 @@ struct Entry {
     message: Option<Arc<Message>>,
     /// Its memory size when loaded.
     size: u64,
+    /// Its body length: what the queue's memory budget counts.
+    body_len: u64,
     /// What the memory gauge currently counts for it (its size, or the index overhead).
     accounted: u64,
     /// The store id of a transient message written out only to free memory.
@@ -318,7 +320,8 @@ impl Queue {
         let expires_at = self.expiry_for(&message);
         // Over budget, a transient message gets a disk copy right away, so its body can
         // be dropped by the time paging reaches it.
-        let over_budget = state.loaded_bytes + size > QUEUE_MEMORY_BUDGET;
+        let body_len = message.body.len() as u64;
+        let over_budget = state.loaded_bytes + body_len > QUEUE_MEMORY_BUDGET;
         let paged = match (&self.pager, persisted, over_budget) {
             (Some(pager), None, true) => Some(pager.persist_publish(&[PAGING_KEY], &message).0),
             _ => None,
@@ -327,13 +330,14 @@ impl Queue {
             seq,
             message: Some(message),
             size,
+            body_len,
             accounted: size,
             paged,
             redelivered: false,
             expires_at,
             persisted,
         });
-        state.loaded_bytes += size;
+        state.loaded_bytes += body_len;
         state.tail_loaded += 1;
         if over_budget {
             self.page_out(&mut state);
@@ -351,9 +355,8 @@ impl Queue {
         let mut index = len - state.tail_loaded.min(len);
         // The first entry still holding its body: where the next pass resumes.
         let mut resume = None;
-        let mut scanned = 0;
-        while state.loaded_bytes > QUEUE_MEMORY_BUDGET / 8 * 7 && index < len && scanned < 512 {
-            scanned += 1;
+        let mut submitted = 0;
+        while state.loaded_bytes > QUEUE_MEMORY_BUDGET / 8 * 7 && index < len {
             let Some(entry) = state.ready.get_mut(index) else {
                 break;
             };
@@ -364,16 +367,23 @@ impl Queue {
                         let freed = entry.size.saturating_sub(PAGED_OVERHEAD);
                         entry.accounted = entry.size - freed;
                         self.memory.sub(freed);
-                        state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.size);
+                        state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
                     }
                     Some(_) => {
-                        // Its record is still on its way to disk: dropped on a later pass.
+                        // Records reach the disk in order: nothing after this one is written
+                        // yet either. The next pass resumes here.
+                        resume.get_or_insert(index);
+                        break;
+                    }
+                    None if submitted < 64 => {
+                        // Enqueued before the queue went over budget: write it out now.
+                        entry.paged = Some(pager.persist_publish(&[PAGING_KEY], message).0);
+                        submitted += 1;
                         resume.get_or_insert(index);
                     }
                     None => {
-                        // Enqueued before the queue went over budget: write it out now.
-                        entry.paged = Some(pager.persist_publish(&[PAGING_KEY], message).0);
                         resume.get_or_insert(index);
+                        break;
                     }
                 }
             }
@@ -389,7 +399,7 @@ impl Queue {
             let mut entry = state.ready.pop_front()?;
             state.tail_loaded = state.tail_loaded.min(state.ready.len());
             if entry.message.is_some() {
-                state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.size);
+                state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
                 return Some(entry);
             }
             let loaded = entry
@@ -414,7 +424,7 @@ impl Queue {
     /// Puts a loaded entry back at the front (a delivery that could not be handed over).
     fn push_front_loaded(state: &mut QueueState, entry: Entry) {
         let all_loaded = state.tail_loaded == state.ready.len();
-        state.loaded_bytes += entry.size;
+        state.loaded_bytes += entry.body_len;
         state.ready.push_front(entry);
         if all_loaded {
             state.tail_loaded += 1;
@@ -432,6 +442,7 @@ impl Queue {
         let mut state = self.state.lock();
         for recovered in messages {
             let size = recovered.size;
+            let body_len = recovered.body_len;
             let loaded = recovered.message.is_some();
             let accounted = if loaded { size } else { PAGED_OVERHEAD };
             self.memory.add(accounted);
@@ -442,6 +453,7 @@ impl Queue {
                 seq,
                 message: recovered.message,
                 size,
+                body_len,
                 accounted,
                 paged: None,
                 redelivered: recovered.delivered,
@@ -449,7 +461,7 @@ impl Queue {
                 persisted: Some(recovered.msg_id),
             });
             if loaded {
-                state.loaded_bytes += size;
+                state.loaded_bytes += body_len;
                 state.tail_loaded += 1;
             } else {
                 state.tail_loaded = 0;
@@ -566,7 +578,7 @@ impl Queue {
                 if position >= len - state.tail_loaded.min(len) {
                     state.tail_loaded += 1;
                 }
-                state.loaded_bytes += entry.size;
+                state.loaded_bytes += entry.body_len;
                 state.ready.insert(position, entry);
             }
         }
@@ -726,7 +738,7 @@ impl Queue {
             }
             if let Some(entry) = state.ready.pop_front() {
                 if entry.message.is_some() {
-                    state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.size);
+                    state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
                 }
                 state.tail_loaded = state.tail_loaded.min(state.ready.len());
                 self.release(&entry);

@@ -67,6 +67,8 @@ pub struct RecoveredMessage {
     pub message: Option<Arc<Message>>,
     /// Its memory size when loaded.
     pub size: u64,
+    /// Its body length.
+    pub body_len: u64,
     /// Its expiration property, kept even when the body is left on disk.
     pub expiration: Option<String>,
     /// Whether it had been delivered before the restart.
@@ -80,6 +82,7 @@ pub const RECOVERY_MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
 struct Recovering {
     message: Option<Arc<Message>>,
     size: u64,
+    body_len: u64,
     expiration: Option<String>,
 }
 
@@ -253,6 +256,7 @@ impl Store {
                             refs: u32::try_from(queues.len()).unwrap_or(u32::MAX),
                         };
                         let size = message.memory_size();
+                        let message_body_len = message.body.len() as u64;
                         let expiration = message.properties.expiration.clone();
                         let body = if kept_bytes + size <= RECOVERY_MEMORY_BUDGET {
                             kept_bytes += size;
@@ -261,6 +265,7 @@ impl Store {
                             None
                         };
                         let recovering = Recovering {
+                            body_len: message_body_len,
                             message: body,
                             size,
                             expiration,
@@ -308,6 +313,7 @@ impl Store {
                         msg_id: id,
                         message: message.message.clone(),
                         size: message.size,
+                        body_len: message.body_len,
                         expiration: message.expiration.clone(),
                         delivered: was_delivered,
                     });
