@@ -2,7 +2,11 @@
 """Opens N idle MQTT (or AMQP) connections to a broker, holds them, and reports the broker's
 RSS growth per connection. Usage:
   idle_connections.py --pid PID --port PORT [--protocol mqtt|amqp] [--count 10000]
-The broker process is only read (/proc/PID/status), never signalled."""
+                      [--timeout 10] [--partial]
+The broker process is only read (/proc/PID/status), never signalled.
+If a connection fails (refused, closed, no CONNACK / open-ok within --timeout seconds, e.g.
+because the broker ran out of file descriptors), the script says which one and exits with
+status 1; with --partial it then still reports the RSS growth for the connections it holds."""
 import argparse, socket, struct, time, resource, sys
 
 def rss_kib(pid):
@@ -57,28 +61,45 @@ def main():
     ap.add_argument("--protocol", choices=["mqtt", "amqp"], default="mqtt")
     ap.add_argument("--count", type=int, default=10000)
     ap.add_argument("--settle", type=float, default=3.0)
+    ap.add_argument("--timeout", type=float, default=10.0,
+                    help="seconds to wait for each connection to be accepted and answered")
+    ap.add_argument("--partial", action="store_true",
+                    help="on a failed connection, report RSS for the connections already open")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.count + 1000), hard))
     time.sleep(args.settle)
     before = rss_kib(args.pid)
     socks = []
+    failure = None
     for i in range(args.count):
-        s = socket.create_connection((args.host, args.port))
-        if args.protocol == "mqtt":
-            s.sendall(mqtt_connect_packet(f"idle-{i}"))
-            ack = recv_exact(s, 4)
-            if ack[0] != 0x20 or ack[3] != 0:
-                sys.exit(f"CONNACK refused: {ack!r}")
-        else:
-            amqp_open(s)
-        socks.append(s)
-    time.sleep(args.settle)
-    after = rss_kib(args.pid)
-    per = (after - before) / args.count
-    print(f"{args.protocol}: {args.count} idle connections: RSS {before} KiB -> {after} KiB, "
-          f"{per:.2f} KiB per connection")
+        s = None
+        try:
+            s = socket.create_connection((args.host, args.port), timeout=args.timeout)
+            if args.protocol == "mqtt":
+                s.sendall(mqtt_connect_packet(f"idle-{i}"))
+                ack = recv_exact(s, 4)
+                if ack[0] != 0x20 or ack[3] != 0:
+                    raise ConnectionError(f"CONNACK refused: {ack!r}")
+            else:
+                amqp_open(s)
+            socks.append(s)
+        except OSError as e:  # ConnectionError and socket.timeout are OSErrors
+            if s is not None:
+                s.close()
+            failure = f"connection {i + 1} of {args.count} failed: {type(e).__name__}: {e}"
+            print(f"{args.protocol}: {failure}", file=sys.stderr)
+            break
+    opened = len(socks)
+    if failure is None or (args.partial and opened > 0):
+        time.sleep(args.settle)
+        after = rss_kib(args.pid)
+        per = (after - before) / opened
+        print(f"{args.protocol}: {opened} idle connections: RSS {before} KiB -> {after} KiB, "
+              f"{per:.2f} KiB per connection")
     for s in socks:
         s.close()
+    if failure is not None:
+        sys.exit(1)
 
 main()

@@ -71,6 +71,8 @@ pub(super) struct Connection {
     peer: SocketAddr,
     stream: TcpStream,
     read_buf: BytesMut,
+    /// How much the next socket read asks for.
+    read_size: crate::net::ReadSize,
     /// Frames produced and not yet written.
     pub(super) out: BytesMut,
     pub(super) core: Arc<Core>,
@@ -81,8 +83,9 @@ pub(super) struct Connection {
     pub(super) channels: HashMap<u16, Channel>,
     /// Every consumer of every channel, by the core's id, to route deliveries.
     pub(super) consumers: HashMap<ConsumerId, ConsumerRoute>,
-    pub(super) events_tx: EventSink,
-    events_rx: mpsc::UnboundedReceiver<ConsumerEvent>,
+    /// Where this connection's consumers receive deliveries; created by the first consumer,
+    /// so connections that only publish (or idle) do not pay for it.
+    events: Option<(EventSink, mpsc::UnboundedReceiver<ConsumerEvent>)>,
     /// Delivery window to hand back to queues once the current output is written.
     pub(super) window_grants: WindowGrants,
     /// Channels with publisher confirms to send at the end of this burst.
@@ -108,6 +111,24 @@ pub(super) async fn serve(
     settings: Settings,
     shutdown: CancellationToken,
 ) {
+    // The handshake runs as a boxed future and the connection state lives on the heap, so
+    // the task's size while a connection idles is only the run loop's.
+    let Some(mut connection) = Box::pin(open(stream, peer, core, settings, &shutdown)).await else {
+        return;
+    };
+    let reason = connection.run(&shutdown).await;
+    connection.cleanup();
+    tracing::info!(peer = %connection.peer, connection = connection.id.0, reason = %reason, "connection closed");
+}
+
+/// Runs the handshake; None when the client went away or was refused.
+async fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    core: Arc<Core>,
+    settings: Settings,
+    shutdown: &CancellationToken,
+) -> Option<Box<Connection>> {
     let _ = stream.set_nodelay(true);
     let mut wire = Wire {
         stream,
@@ -116,33 +137,38 @@ pub(super) async fn serve(
     };
     let negotiated = tokio::select! {
         result = tokio::time::timeout(settings.handshake_timeout, handshake(&mut wire, &core, &settings)) => result,
-        _ = shutdown.cancelled() => return,
+        _ = shutdown.cancelled() => return None,
     };
     let negotiated = match negotiated {
         Ok(Ok(negotiated)) => negotiated,
         Ok(Err(HandshakeEnd::Quiet(reason))) => {
             tracing::info!(%peer, reason, "AMQP connection closed during handshake");
-            return;
+            return None;
         }
         Ok(Err(HandshakeEnd::Refused(exception))) => {
             tracing::warn!(%peer, code = exception.code, text = %exception.text, "AMQP handshake refused");
             wire.send_close(&exception).await;
-            return;
+            return None;
         }
         Err(_) => {
             tracing::warn!(%peer, "AMQP handshake timed out");
-            return;
+            return None;
         }
     };
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    // Idle connections keep no handshake buffers.
+    if wire.read_buf.is_empty() {
+        wire.read_buf = BytesMut::new();
+    }
+    wire.out = BytesMut::new();
     let now = Instant::now();
     let id = core.next_connection_id();
     tracing::info!(%peer, user = %negotiated.user, vhost = %negotiated.vhost.name, protocol = "AMQP 0-9-1", connection = id.0, "connection opened");
-    let mut connection = Connection {
+    Some(Box::new(Connection {
         id,
         peer,
         stream: wire.stream,
         read_buf: wire.read_buf,
+        read_size: crate::net::ReadSize::new(READ_CHUNK),
         out: wire.out,
         core,
         vhost: negotiated.vhost,
@@ -151,8 +177,7 @@ pub(super) async fn serve(
         heartbeat: negotiated.heartbeat,
         channels: HashMap::new(),
         consumers: HashMap::new(),
-        events_tx,
-        events_rx,
+        events: None,
         window_grants: WindowGrants::default(),
         confirms_due: Vec::new(),
         capabilities: negotiated.capabilities,
@@ -163,10 +188,7 @@ pub(super) async fn serve(
         targets: RouteTargets::default(),
         finished: false,
         synced: None,
-    };
-    let reason = connection.run(&shutdown).await;
-    connection.cleanup();
-    tracing::info!(peer = %connection.peer, connection = connection.id.0, reason = %reason, "connection closed");
+    }))
 }
 
 impl Connection {
@@ -185,7 +207,8 @@ impl Connection {
                 return format!("write failed: {error}");
             }
             if self.finished {
-                self.linger().await;
+                // Boxed: teardown state (a scratch buffer, timers) must not size the idle task.
+                Box::pin(self.linger()).await;
                 return "closed by client".into();
             }
             self.update_blocked();
@@ -211,33 +234,38 @@ impl Connection {
                         c::CONNECTION_FORCED,
                         "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'",
                     );
-                    self.close_with(exception).await;
+                    Box::pin(self.close_with(exception)).await;
                     return "broker shutdown".into();
                 }
                 ready = self.stream.readable(), if can_read => {
-                    let read = ready.and_then(|()| crate::net::read_ready(&self.stream, &mut self.read_buf, READ_CHUNK));
+                    let read = ready.and_then(|()| crate::net::read_ready(&self.stream, &mut self.read_buf, &mut self.read_size));
                     match read {
                         Ok(None) => {}
                         Ok(Some(0)) => return "client closed the socket".into(),
                         Ok(Some(_)) => {
                             self.last_read = Instant::now();
+                            // readable()/try_read do not count against tokio's cooperative
+                            // budget: without this a flooding publisher never yields and
+                            // starves the consumers it feeds on the same worker.
+                            tokio::task::consume_budget().await;
                             if let Err(exception) = self.process_input() {
                                 let reason = format!("{} {}", exception.code, exception.text);
                                 tracing::warn!(peer = %self.peer, code = exception.code, text = %exception.text, "closing AMQP connection");
-                                self.close_with(exception).await;
+                                Box::pin(self.close_with(exception)).await;
                                 return reason;
                             }
                         }
                         Err(error) => return format!("read failed: {error}"),
                     }
                 }
-                event = self.events_rx.recv() => {
+                event = recv_event(self.events.as_mut().map(|(_, rx)| rx)) => {
                     if let Some(event) = event {
                         self.handle_event(event);
                         for _ in 1..EVENT_BATCH {
-                            match self.events_rx.try_recv() {
-                                Ok(event) => self.handle_event(event),
-                                Err(_) => break,
+                            let next = self.events.as_mut().map(|(_, rx)| rx.try_recv());
+                            match next {
+                                Some(Ok(event)) => self.handle_event(event),
+                                _ => break,
                             }
                         }
                     }
@@ -366,6 +394,18 @@ impl Connection {
         Ok(())
     }
 
+    /// The channel consumers of this connection deliver to (created on first use).
+    pub(super) fn sink(&mut self) -> EventSink {
+        match &self.events {
+            Some((sink, _)) => sink.clone(),
+            None => {
+                let (sink, events) = mpsc::unbounded_channel();
+                self.events = Some((sink.clone(), events));
+                sink
+            }
+        }
+    }
+
     /// Whether the client wants server-sent basic.cancel.
     pub(super) fn notify_cancel(&self) -> bool {
         self.capabilities.consumer_cancel_notify
@@ -469,13 +509,27 @@ impl Connection {
             self.release_channel(channel);
         }
         self.channels.clear();
-        self.events_rx.close();
-        while let Ok(event) = self.events_rx.try_recv() {
+        let Some((_, mut events)) = self.events.take() else {
+            self.vhost.connection_closed(self.id);
+            return;
+        };
+        events.close();
+        while let Ok(event) = events.try_recv() {
             if let ConsumerEvent::Deliver(delivery) = event {
                 delivery.queue.requeue([delivery.seq]);
             }
         }
         self.vhost.connection_closed(self.id);
+    }
+}
+
+/// Waits for the next consumer event; never resolves before a consumer exists.
+async fn recv_event(
+    events: Option<&mut mpsc::UnboundedReceiver<ConsumerEvent>>,
+) -> Option<ConsumerEvent> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -510,8 +564,8 @@ struct Negotiated {
 
 impl Wire {
     async fn fill(&mut self) -> Result<(), HandshakeEnd> {
-        if self.read_buf.capacity() - self.read_buf.len() < 1024 {
-            self.read_buf.reserve(8 * 1024);
+        if self.read_buf.capacity() - self.read_buf.len() < 512 {
+            self.read_buf.reserve(crate::net::MIN_READ);
         }
         match self.stream.read_buf(&mut self.read_buf).await {
             Ok(0) | Err(_) => Err(HandshakeEnd::Quiet("client closed the socket")),

@@ -65,6 +65,15 @@ pub(super) fn active(delivering: &mut Option<Box<Delivering>>) -> &mut Deliverin
     delivering.get_or_insert_with(Box::default)
 }
 
+/// Acknowledgements of persisted publishes, held until the store has them on disk.
+#[derive(Default)]
+pub(super) struct SyncWait {
+    /// (ticket, acknowledgement) in arrival order.
+    pub(super) acks: std::collections::VecDeque<(Ticket, Packet)>,
+    /// How far the store has synced.
+    pub(super) synced: Option<tokio::sync::watch::Receiver<Ticket>>,
+}
+
 /// Topic aliases (MQTT 5) of one connection.
 #[derive(Default)]
 pub(super) struct Aliases {
@@ -87,6 +96,8 @@ pub(super) struct MqttConnection {
     peer: SocketAddr,
     stream: TcpStream,
     read_buf: BytesMut,
+    /// How much the next socket read asks for.
+    read_size: crate::net::ReadSize,
     pub(super) out: BytesMut,
     pub(super) codec: Codec,
     version: ProtocolVersion,
@@ -113,10 +124,8 @@ pub(super) struct MqttConnection {
     pub(super) client_topic_alias_maximum: u16,
     /// Routing scratch space, allocated on the first publish.
     pub(super) targets: Option<Box<RouteTargets>>,
-    /// Acknowledgements held until the store syncs their message (ticket, packet).
-    pub(super) awaiting_sync: std::collections::VecDeque<(Ticket, Packet)>,
-    /// How far the store has synced; taken from the store when first needed.
-    synced: Option<tokio::sync::watch::Receiver<Ticket>>,
+    /// Acknowledgements waiting for the store's fsync; allocated on first use.
+    pub(super) sync_wait: Option<Box<SyncWait>>,
     /// A DISCONNECT arrived: the loop ends after flushing.
     finished: bool,
     /// Whether the will is to be published when the connection ends.
@@ -199,7 +208,7 @@ async fn read_connect(
             }
         }
         if read_buf.capacity() - read_buf.len() < 1024 {
-            read_buf.reserve(4096);
+            read_buf.reserve(crate::net::MIN_READ);
         }
         match stream.read_buf(read_buf).await {
             Ok(0) | Err(_) => return Err(ConnectFailure::Quiet("socket closed")),
@@ -345,6 +354,7 @@ async fn accept_connect(
         peer,
         stream,
         read_buf,
+        read_size: crate::net::ReadSize::new(READ_CHUNK),
         out,
         codec,
         version,
@@ -364,8 +374,7 @@ async fn accept_connect(
         aliases: None,
         client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
         targets: None,
-        awaiting_sync: std::collections::VecDeque::new(),
-        synced: None,
+        sync_wait: None,
         finished: false,
         send_will: true,
         shared,
@@ -449,20 +458,29 @@ impl MqttConnection {
                 (None, false) => Instant::now() + Duration::from_secs(86_400),
                 (None, true) => Instant::now() + Duration::from_millis(50),
             };
-            let waiting_for_sync = !self.awaiting_sync.is_empty();
+            let waiting_for_sync = self.sync_wait.as_ref().is_some_and(|w| !w.acks.is_empty());
             if waiting_for_sync {
-                if self.synced.is_none() {
-                    self.synced = self.shared.core.store().map(|store| store.synced());
-                }
-                if let Some(synced) = self.synced.as_mut() {
-                    let ticket = *synced.borrow_and_update();
+                let store = self.shared.core.store();
+                let ticket = self.sync_wait.as_mut().and_then(|wait| {
+                    if wait.synced.is_none() {
+                        wait.synced = store.map(|store| store.synced());
+                    }
+                    wait.synced
+                        .as_mut()
+                        .map(|synced| *synced.borrow_and_update())
+                });
+                if let Some(ticket) = ticket {
                     self.release_synced(ticket);
                     if !self.out.is_empty() {
                         continue;
                     }
                 }
             }
-            let synced = self.synced.as_mut().filter(|_| waiting_for_sync);
+            let synced = self
+                .sync_wait
+                .as_mut()
+                .and_then(|wait| wait.synced.as_mut())
+                .filter(|_| waiting_for_sync);
             let events = self
                 .delivering
                 .as_mut()
@@ -478,12 +496,16 @@ impl MqttConnection {
                     return Closing::new(rc::SESSION_TAKEN_OVER, "session taken over by another connection");
                 }
                 ready = self.stream.readable(), if !blocked => {
-                    let read = ready.and_then(|()| crate::net::read_ready(&self.stream, &mut self.read_buf, READ_CHUNK));
+                    let read = ready.and_then(|()| crate::net::read_ready(&self.stream, &mut self.read_buf, &mut self.read_size));
                     match read {
                         Ok(None) => {}
                         Ok(Some(0)) => return Closing::new(rc::UNSPECIFIED_ERROR, "client closed the socket"),
                         Ok(Some(_)) => {
                             self.last_read = Instant::now();
+                            // readable()/try_read do not count against tokio's cooperative
+                            // budget: without this a flooding publisher never yields and
+                            // starves the consumers it feeds on the same worker.
+                            tokio::task::consume_budget().await;
                             if let Err(closing) = self.process_input() {
                                 return closing;
                             }

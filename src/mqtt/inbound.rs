@@ -93,8 +93,12 @@ impl MqttConnection {
         };
         // The acknowledgement of a message written to disk leaves only after the fsync, and
         // acknowledgements stay in order.
-        if ticket.is_some() || !self.awaiting_sync.is_empty() {
-            self.awaiting_sync.push_back((ticket.unwrap_or(0), ack));
+        let queued = self.sync_wait.as_ref().is_some_and(|w| !w.acks.is_empty());
+        if ticket.is_some() || queued {
+            self.sync_wait
+                .get_or_insert_with(Box::default)
+                .acks
+                .push_back((ticket.unwrap_or(0), ack));
         } else {
             self.send(ack);
         }
@@ -125,13 +129,18 @@ impl MqttConnection {
 
     /// Sends the acknowledgements whose messages are now on disk.
     pub(super) fn release_synced(&mut self, synced: Ticket) {
-        while let Some((ticket, _)) = self.awaiting_sync.front() {
-            if *ticket > synced {
+        loop {
+            let ready = self.sync_wait.as_mut().and_then(|wait| {
+                let (ticket, _) = wait.acks.front()?;
+                if *ticket > synced {
+                    return None;
+                }
+                wait.acks.pop_front()
+            });
+            let Some((_, ack)) = ready else {
                 break;
-            }
-            if let Some((_, ack)) = self.awaiting_sync.pop_front() {
-                self.send(ack);
-            }
+            };
+            self.send(ack);
         }
     }
 
