@@ -147,6 +147,9 @@ pub(super) struct Channel {
     /// Publishes (sequence, store ticket) whose confirm waits for the store's fsync.
     pub(super) awaiting_sync: VecDeque<(u64, crate::store::Ticket)>,
     pub(super) transaction: Option<Transaction>,
+    /// The exchange of the last publish: publishers mostly reuse one, and this skips the
+    /// vhost lookup (a shared lock and a hash) per message.
+    pub(super) last_exchange: Option<Arc<crate::core::Exchange>>,
 }
 
 impl Channel {

@@ -1,7 +1,6 @@
 //! One AMQP connection: the handshake, then a loop that reads frames, handles consumer
 //! events and flushes everything it produced with one write per burst.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,9 +79,9 @@ pub(super) struct Connection {
     pub(super) frame_max: u32,
     channel_max: u16,
     heartbeat: u16,
-    pub(super) channels: HashMap<u16, Channel>,
+    pub(super) channels: crate::core::FastMap<u16, Channel>,
     /// Every consumer of every channel, by the core's id, to route deliveries.
-    pub(super) consumers: HashMap<ConsumerId, ConsumerRoute>,
+    pub(super) consumers: crate::core::FastMap<ConsumerId, ConsumerRoute>,
     /// Where this connection's consumers receive deliveries; created by the first consumer,
     /// so connections that only publish (or idle) do not pay for it.
     events: Option<(EventSink, mpsc::UnboundedReceiver<ConsumerEvent>)>,
@@ -175,8 +174,8 @@ async fn open(
         frame_max: negotiated.frame_max,
         channel_max: negotiated.channel_max,
         heartbeat: negotiated.heartbeat,
-        channels: HashMap::new(),
-        consumers: HashMap::new(),
+        channels: Default::default(),
+        consumers: Default::default(),
         events: None,
         window_grants: WindowGrants::default(),
         confirms_due: Vec::new(),
@@ -245,9 +244,10 @@ impl Connection {
                         Ok(Some(_)) => {
                             self.last_read = Instant::now();
                             // readable()/try_read do not count against tokio's cooperative
-                            // budget: without this a flooding publisher never yields and
-                            // starves the consumers it feeds on the same worker.
-                            tokio::task::consume_budget().await;
+                            // budget, and a consumer woken by this burst waits in this worker's
+                            // LIFO slot: yield after each burst so a flooding publisher cannot
+                            // starve the consumers it feeds.
+                            tokio::task::yield_now().await;
                             if let Err(exception) = self.process_input() {
                                 let reason = format!("{} {}", exception.code, exception.text);
                                 tracing::warn!(peer = %self.peer, code = exception.code, text = %exception.text, "closing AMQP connection");

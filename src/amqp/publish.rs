@@ -233,7 +233,22 @@ impl Connection {
         message: Message,
         mandatory: bool,
     ) -> Result<(), Failure> {
-        let exchange = self.vhost.exchange(&message.exchange)?;
+        let cached = self
+            .channels
+            .get(&channel)
+            .and_then(|state| state.last_exchange.as_ref())
+            .filter(|e| e.name == message.exchange && !e.is_deleted())
+            .cloned();
+        let exchange = match cached {
+            Some(exchange) => exchange,
+            None => {
+                let exchange = self.vhost.exchange(&message.exchange)?;
+                if let Some(state) = self.channels.get_mut(&channel) {
+                    state.last_exchange = Some(exchange.clone());
+                }
+                exchange
+            }
+        };
         let mut targets = std::mem::take(&mut self.targets);
         let routed = self.vhost.publish(&exchange, message, &mut targets);
         self.targets = targets;

@@ -4,7 +4,6 @@
 //! exchanges index bindings by key, topic exchanges by a word trie, fanout keeps a list, and
 //! headers exchanges test each binding's arguments against the message headers.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -103,7 +102,7 @@ pub struct Exchange {
 struct Routing {
     /// Every binding, for listing, unbinding and equality checks.
     bindings: Vec<Binding>,
-    direct: HashMap<String, Vec<Destination>>,
+    direct: crate::core::FastMap<String, Vec<Destination>>,
     topic: TopicTrie<Destination>,
 }
 

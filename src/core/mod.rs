@@ -30,6 +30,10 @@ pub use queue::{
 pub use table::{Table, Value};
 pub use vhost::{ExchangeDeclare, QueueDeclare, QueueDeclared, Routed, Vhost};
 
+/// A hash map with a fast hasher that still resists collision flooding (keys such as
+/// routing keys and queue names come from clients).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
 /// Bytes of message data held by all queues, against the memory high watermark.
 #[derive(Debug)]
 pub struct MemoryGauge {

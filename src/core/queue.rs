@@ -7,7 +7,7 @@
 //! returned by the listener with [`Queue::grant_window`]). So a slow consumer holds at most
 //! a window of messages in flight and the rest waits here, where memory limits see it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -243,7 +243,7 @@ struct QueueState {
     loaded_bytes: u64,
     /// The last `tail_loaded` ready entries are loaded: where paging out continues.
     tail_loaded: usize,
-    unacked: HashMap<u64, Unacked>,
+    unacked: crate::core::FastMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
     next_seq: u64,

@@ -1,8 +1,6 @@
 //! Topic-exchange routing: a trie over dot-separated words with `*` (exactly one word) and `#`
 //! (zero or more words) nodes, so a lookup walks the key's words instead of every binding.
 
-use std::collections::HashMap;
-
 /// A trie of binding patterns, each leaf holding the destinations bound with that pattern.
 #[derive(Debug)]
 pub struct TopicTrie<D> {
@@ -11,7 +9,7 @@ pub struct TopicTrie<D> {
 
 #[derive(Debug)]
 struct Node<D> {
-    words: HashMap<Box<str>, Node<D>>,
+    words: crate::core::FastMap<Box<str>, Node<D>>,
     star: Option<Box<Node<D>>>,
     hash: Option<Box<Node<D>>>,
     destinations: Vec<D>,
@@ -20,7 +18,7 @@ struct Node<D> {
 impl<D> Default for Node<D> {
     fn default() -> Self {
         Node {
-            words: HashMap::new(),
+            words: Default::default(),
             star: None,
             hash: None,
             destinations: Vec::new(),

@@ -1,6 +1,5 @@
 //! A virtual host: its exchanges and queues, and the operations clients perform on them.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -98,8 +97,8 @@ const EQUIVALENT_QUEUE_ARGUMENTS: &[&str] = &[
 pub struct Vhost {
     /// Its name.
     pub name: String,
-    exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
-    queues: RwLock<HashMap<String, Arc<Queue>>>,
+    exchanges: RwLock<crate::core::FastMap<String, Arc<Exchange>>>,
+    queues: RwLock<crate::core::FastMap<String, Arc<Queue>>>,
     memory: Arc<MemoryGauge>,
     server_named: AtomicU64,
     store: Option<Arc<Store>>,
@@ -111,8 +110,8 @@ impl Vhost {
     pub fn new(name: String, memory: Arc<MemoryGauge>, store: Option<Arc<Store>>) -> Vhost {
         let vhost = Vhost {
             name,
-            exchanges: RwLock::new(HashMap::new()),
-            queues: RwLock::new(HashMap::new()),
+            exchanges: RwLock::new(Default::default()),
+            queues: RwLock::new(Default::default()),
             memory,
             server_named: AtomicU64::new(rand::random::<u32>().into()),
             store,

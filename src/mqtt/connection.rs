@@ -503,9 +503,10 @@ impl MqttConnection {
                         Ok(Some(_)) => {
                             self.last_read = Instant::now();
                             // readable()/try_read do not count against tokio's cooperative
-                            // budget: without this a flooding publisher never yields and
-                            // starves the consumers it feeds on the same worker.
-                            tokio::task::consume_budget().await;
+                            // budget, and a consumer woken by this burst waits in this worker's
+                            // LIFO slot: yield after each burst so a flooding publisher cannot
+                            // starve the consumers it feeds.
+                            tokio::task::yield_now().await;
                             if let Err(closing) = self.process_input() {
                                 return closing;
                             }
