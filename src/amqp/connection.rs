@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warren_amqp::constants as c;
@@ -23,7 +22,7 @@ use warren_amqp::DecodeError;
 use super::channel::{Channel, ConsumerRoute};
 use super::Settings;
 use crate::core::{
-    ConnectionId, ConsumerEvent, ConsumerId, Core, EventSink, RouteTargets, Vhost, WindowGrants,
+    ConnectionId, ConsumerEvents, ConsumerId, Core, RouteTargets, Vhost, WindowGrants,
 };
 
 /// Read buffer growth step: one socket read can fill this much.
@@ -84,7 +83,7 @@ pub(super) struct Connection {
     pub(super) consumers: crate::core::FastMap<ConsumerId, ConsumerRoute>,
     /// Where this connection's consumers receive deliveries; created by the first consumer,
     /// so connections that only publish (or idle) do not pay for it.
-    events: Option<(EventSink, mpsc::UnboundedReceiver<ConsumerEvent>)>,
+    pub(super) events: ConsumerEvents,
     /// Delivery window to hand back to queues once the current output is written.
     pub(super) window_grants: WindowGrants,
     /// Channels with publisher confirms to send at the end of this burst.
@@ -176,7 +175,7 @@ async fn open(
         heartbeat: negotiated.heartbeat,
         channels: Default::default(),
         consumers: Default::default(),
-        events: None,
+        events: ConsumerEvents::default(),
         window_grants: WindowGrants::default(),
         confirms_due: Vec::new(),
         capabilities: negotiated.capabilities,
@@ -258,14 +257,13 @@ impl Connection {
                         Err(error) => return format!("read failed: {error}"),
                     }
                 }
-                event = recv_event(self.events.as_mut().map(|(_, rx)| rx)) => {
+                event = self.events.recv() => {
                     if let Some(event) = event {
                         self.handle_event(event);
                         for _ in 1..EVENT_BATCH {
-                            let next = self.events.as_mut().map(|(_, rx)| rx.try_recv());
-                            match next {
-                                Some(Ok(event)) => self.handle_event(event),
-                                _ => break,
+                            match self.events.try_recv() {
+                                Some(event) => self.handle_event(event),
+                                None => break,
                             }
                         }
                     }
@@ -394,18 +392,6 @@ impl Connection {
         Ok(())
     }
 
-    /// The channel consumers of this connection deliver to (created on first use).
-    pub(super) fn sink(&mut self) -> EventSink {
-        match &self.events {
-            Some((sink, _)) => sink.clone(),
-            None => {
-                let (sink, events) = mpsc::unbounded_channel();
-                self.events = Some((sink.clone(), events));
-                sink
-            }
-        }
-    }
-
     /// Whether the client wants server-sent basic.cancel.
     pub(super) fn notify_cancel(&self) -> bool {
         self.capabilities.consumer_cancel_notify
@@ -509,27 +495,10 @@ impl Connection {
             self.release_channel(channel);
         }
         self.channels.clear();
-        let Some((_, mut events)) = self.events.take() else {
-            self.vhost.connection_closed(self.id);
-            return;
-        };
-        events.close();
-        while let Ok(event) = events.try_recv() {
-            if let ConsumerEvent::Deliver(delivery) = event {
-                delivery.queue.requeue([delivery.seq]);
-            }
+        for delivery in self.events.close() {
+            delivery.queue.requeue([delivery.seq]);
         }
         self.vhost.connection_closed(self.id);
-    }
-}
-
-/// Waits for the next consumer event; never resolves before a consumer exists.
-async fn recv_event(
-    events: Option<&mut mpsc::UnboundedReceiver<ConsumerEvent>>,
-) -> Option<ConsumerEvent> {
-    match events {
-        Some(events) => events.recv().await,
-        None => std::future::pending().await,
     }
 }
 

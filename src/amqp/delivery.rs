@@ -41,7 +41,7 @@ impl Connection {
             exclusive: consume.exclusive,
             prefetch,
             owner: self.id,
-            sink: self.sink(),
+            sink: self.events.sink(),
         };
         // The reply goes out before any delivery: deliveries arrive as events, handled after
         // this frame.

@@ -24,8 +24,8 @@ pub use error::{CoreError, CoreResult};
 pub use exchange::{Exchange, ExchangeKind, RouteTargets};
 pub use message::{Message, Properties, WireCache};
 pub use queue::{
-    ConnectionId, ConsumerEvent, ConsumerId, ConsumerSpec, Delivery, EventSink, GetResult, Queue,
-    WindowGrants,
+    ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, ConsumerSpec, Delivery, EventSink,
+    GetResult, Queue, WindowGrants,
 };
 pub use table::{Table, Value};
 pub use vhost::{ExchangeDeclare, QueueDeclare, QueueDeclared, Routed, Vhost};

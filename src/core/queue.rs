@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::error::{CoreError, CoreResult};
 use super::message::Message;
@@ -103,6 +103,55 @@ pub struct Delivery {
 
 /// Where a connection receives its consumers' events.
 pub type EventSink = UnboundedSender<ConsumerEvent>;
+
+/// A connection's consumer-event channel, created when its first consumer starts (so
+/// connections that only publish or idle do not pay for it).
+#[derive(Debug, Default)]
+pub struct ConsumerEvents(Option<(EventSink, UnboundedReceiver<ConsumerEvent>)>);
+
+impl ConsumerEvents {
+    /// The sender consumers of this connection deliver to.
+    pub fn sink(&mut self) -> EventSink {
+        match &self.0 {
+            Some((sink, _)) => sink.clone(),
+            None => {
+                let (sink, events) = tokio::sync::mpsc::unbounded_channel();
+                self.0 = Some((sink.clone(), events));
+                sink
+            }
+        }
+    }
+
+    /// Waits for the next event; never resolves while no consumer was ever started.
+    pub async fn recv(&mut self) -> Option<ConsumerEvent> {
+        match &mut self.0 {
+            Some((_, events)) => events.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<ConsumerEvent> {
+        self.0
+            .as_mut()
+            .and_then(|(_, events)| events.try_recv().ok())
+    }
+
+    /// Closes the channel and returns the deliveries still in it, for requeueing.
+    pub fn close(&mut self) -> Vec<Delivery> {
+        let Some((_, mut events)) = self.0.take() else {
+            return Vec::new();
+        };
+        events.close();
+        let mut left = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let ConsumerEvent::Deliver(delivery) = event {
+                left.push(delivery);
+            }
+        }
+        left
+    }
+}
 
 /// What a listener asks for when it starts a consumer.
 #[derive(Debug, Clone)]

@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warren_mqtt::reason as rc;
@@ -22,7 +21,8 @@ use super::inbound::publish_will;
 use super::session::{SessionState, Subscription};
 use super::Shared;
 use crate::core::{
-    ConnectionId, ConsumerEvent, ConsumerId, EventSink, Queue, RouteTargets, Vhost, WindowGrants,
+    ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, EventSink, Queue, RouteTargets, Vhost,
+    WindowGrants,
 };
 use crate::store::Ticket;
 
@@ -54,7 +54,7 @@ pub(super) struct Outbound {
 #[derive(Default)]
 pub(super) struct Delivering {
     pub(super) consumers: HashMap<ConsumerId, ConsumerSource>,
-    events: Option<(EventSink, mpsc::UnboundedReceiver<ConsumerEvent>)>,
+    pub(super) events: ConsumerEvents,
     pub(super) outbound: HashMap<u16, Outbound>,
     /// Delivery window to hand back to queues once the current output is written.
     pub(super) window_grants: WindowGrants,
@@ -430,15 +430,7 @@ impl MqttConnection {
     }
 
     pub(super) fn sink(&mut self) -> EventSink {
-        let delivering = active(&mut self.delivering);
-        match &delivering.events {
-            Some((sink, _)) => sink.clone(),
-            None => {
-                let (sink, events) = mpsc::unbounded_channel();
-                delivering.events = Some((sink.clone(), events));
-                sink
-            }
-        }
+        active(&mut self.delivering).events.sink()
     }
 
     async fn run(&mut self) -> Closing {
@@ -481,11 +473,7 @@ impl MqttConnection {
                 .as_mut()
                 .and_then(|wait| wait.synced.as_mut())
                 .filter(|_| waiting_for_sync);
-            let events = self
-                .delivering
-                .as_mut()
-                .and_then(|d| d.events.as_mut())
-                .map(|(_, rx)| rx);
+            let events = self.delivering.as_mut().map(|d| &mut d.events);
             tokio::select! {
                 biased;
                 _ = self.kick.cancelled() => {
@@ -518,14 +506,10 @@ impl MqttConnection {
                     if let Some(event) = event {
                         self.handle_event(event);
                         for _ in 1..EVENT_BATCH {
-                            let next = self
-                                .delivering
-                                .as_mut()
-                                .and_then(|d| d.events.as_mut())
-                                .map(|(_, rx)| rx.try_recv());
+                            let next = self.delivering.as_mut().and_then(|d| d.events.try_recv());
                             match next {
-                                Some(Ok(event)) => self.handle_event(event),
-                                _ => break,
+                                Some(event) => self.handle_event(event),
+                                None => break,
                             }
                         }
                     }
@@ -641,12 +625,9 @@ impl MqttConnection {
                 queue.requeue([seq]);
             }
         }
-        if let Some((_, mut events)) = self.delivering.as_mut().and_then(|d| d.events.take()) {
-            events.close();
-            while let Ok(event) = events.try_recv() {
-                if let ConsumerEvent::Deliver(delivery) = event {
-                    delivery.queue.requeue([delivery.seq]);
-                }
+        if let Some(delivering) = self.delivering.as_mut() {
+            for delivery in delivering.events.close() {
+                delivery.queue.requeue([delivery.seq]);
             }
         }
         let keep_session = self.persistent && self.session.expiry != Some(Duration::ZERO);
@@ -737,9 +718,8 @@ pub(super) fn schedule_expiry(
     });
 }
 
-async fn recv_event(
-    events: Option<&mut mpsc::UnboundedReceiver<ConsumerEvent>>,
-) -> Option<ConsumerEvent> {
+/// The next consumer event; never resolves while the connection has no consumer.
+async fn recv_event(events: Option<&mut ConsumerEvents>) -> Option<ConsumerEvent> {
     match events {
         Some(events) => events.recv().await,
         None => std::future::pending().await,

@@ -535,6 +535,9 @@ impl Writer {
     fn run(mut self, commands: mpsc::Receiver<Command>, synced: watch::Sender<Ticket>) {
         let mut batch = BytesMut::new();
         let mut flushes = Vec::new();
+        // Applied only once the batch is written: a message is "written" (and may be read
+        // back by a paging queue) only when its bytes are in the file.
+        let mut effects = Vec::new();
         while let Ok(first) = commands.recv() {
             let mut last_ticket = None;
             let mut needs_sync = false;
@@ -559,7 +562,7 @@ impl Writer {
                         batch.extend_from_slice(&bytes);
                         needs_sync |= sync;
                         last_ticket = Some(ticket);
-                        self.apply(effect, offset, bytes.len() as u64);
+                        effects.push((effect, offset, bytes.len() as u64));
                     }
                     Command::Flush(done) => {
                         needs_sync = true;
@@ -581,6 +584,9 @@ impl Writer {
                 }
                 self.backlog.drained.notify_all();
                 batch.clear();
+            }
+            for (effect, offset, length) in effects.drain(..) {
+                self.apply(effect, offset, length);
             }
             if needs_sync {
                 if let Err(error) = self.file.sync_data() {
