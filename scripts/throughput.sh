@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Compare warren's AMQP 0-9-1 throughput with RabbitMQ's using examples/amqp_throughput.rs
-# (1 producer + 1 auto-ack consumer, each on its own connection).
+# Compare warren's AMQP 0-9-1 throughput with RabbitMQ's using `warren perf` (1 producer + 1
+# auto-ack consumer, each on its own connection). scripts/bench-compare.sh runs the full
+# scenario set against warren, RabbitMQ and Mosquitto.
 #
 # Usage: scripts/throughput.sh [WARREN_BIN] [-- EXTRA_CLIENT_ARGS...]
 #   WARREN_BIN   warren binary (default: ${CARGO_TARGET_DIR:-target}/release/warren; built with
 #                `cargo build --release --bin warren` when the default is missing)
-#   EXTRA_CLIENT_ARGS are passed to every client run, e.g. -- --confirm --persistent
+#   EXTRA_CLIENT_ARGS are passed to every `warren perf` run, e.g. -- --confirm 1024 --persistent
 #
 # Environment:
 #   COUNT=200000 SIZE=16 RUNS=3   messages per run, body size, runs per broker
 #   RABBIT_ADDR=127.0.0.1:5672    RabbitMQ to compare with (skipped when not reachable)
 #   CARGO_TARGET_DIR              where cargo builds (default: target/ in the repo)
-#   CLIENT                        prebuilt amqp_throughput binary (skips building the client)
+#   CLIENT                        warren binary used as the client (`CLIENT perf ...`; default:
+#                                 WARREN_BIN)
 #
 # Starts warren on a free loopback port with a temporary data dir, runs the client RUNS times
 # against it and against RabbitMQ, and prints medians and the warren/RabbitMQ ratio. It stops
 # only the warren process it started (by PID). Exit status is non-zero if any run failed.
 # Columns: publish = producer rate (without --confirm: how fast the broker took the bytes off
 # the socket), consume = consumer's first->last message, overall = first publish -> last
-# message consumed; prod_cpu%/cons_cpu% = the client's own CPU use (share of one core), to
-# show it is not the bottleneck.
+# message consumed; client_cpu% = the client's own CPU use (share of one core, all its
+# threads), to show it is not the bottleneck; brk_cpu% = the broker's (when its PID is known).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -61,18 +63,17 @@ free_port() {
     return 1
 }
 
-if [[ -z "${CLIENT:-}" ]]; then
-    log "building the client (release)"
-    cargo build --release --quiet --example amqp_throughput
-    CLIENT="$TARGET_DIR/release/examples/amqp_throughput"
-fi
-
 if [[ -z "$WARREN_BIN" ]]; then
     WARREN_BIN="$TARGET_DIR/release/warren"
     if [[ ! -x "$WARREN_BIN" ]]; then
         log "building warren (release)"
         cargo build --release --quiet --bin warren || log "could not build warren"
     fi
+fi
+CLIENT="${CLIENT:-$WARREN_BIN}"
+if [[ ! -x "$CLIENT" ]]; then
+    log "no client binary at $CLIENT"
+    exit 1
 fi
 
 WARREN_PID=""
@@ -96,15 +97,24 @@ trap 'exit 130' INT TERM
 FAILED=0
 declare -A RESULTS # broker -> space-separated JSON files
 
-# run_client NAME ADDR: RUNS client runs, JSON lines kept in $TMP/NAME.N.json.
+# PID of the process listening on TCP port $1 (empty when unknown).
+listener_pid() {
+    ss -Hltnp "sport = :$1" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -n 1 | cut -d= -f2
+}
+
+# run_client NAME ADDR [PID]: RUNS client runs, JSON lines kept in $TMP/NAME.N.json.
 run_client() {
-    local name="$1" addr="$2" i out
+    local name="$1" addr="$2" pid="${3:-}" i out
+    local pid_args=()
+    [[ -n "$pid" ]] && pid_args=(--broker-pid "$pid")
     for i in $(seq 1 "$RUNS"); do
         out="$TMP/$name.$i.out"
-        if "$CLIENT" --addr "$addr" --count "$COUNT" --size "$SIZE" "${EXTRA_ARGS[@]}" >"$out" 2>&1; then
-            grep '^{"broker_addr"' "$out" | tail -n 1 >"$TMP/$name.$i.json"
+        if "$CLIENT" perf --uri "amqp://guest:guest@$addr/%2f" --count "$COUNT" --size "$SIZE" \
+            --auto-ack --queue-pattern "throughput-$$-%d" "${pid_args[@]}" "${EXTRA_ARGS[@]}" \
+            >"$out" 2>&1; then
+            grep '^{"mode"' "$out" | tail -n 1 >"$TMP/$name.$i.json"
             RESULTS[$name]+="$TMP/$name.$i.json "
-            log "$name run $i: $(grep -E '^(publish|consume|overall|client CPU)' "$out" | tr -s ' ' | paste -sd '|' -)"
+            log "$name run $i: $(grep -E '^(published|consumed|latency|client CPU)' "$out" | tr -s ' ' | paste -sd '|' -)"
         else
             FAILED=1
             log "$name run $i FAILED:"
@@ -113,9 +123,23 @@ run_client() {
     done
 }
 
-# field FILE KEY: a numeric field of the JSON line in FILE.
+# field FILE KEY: a numeric field of the JSON line in FILE (0 when absent or null).
+# Derived keys: consume_first_last (consumer's first -> last message), overall (start -> last
+# message consumed).
 field() {
-    sed -E "s/.*\"$2\":([0-9.eE+-]+).*/\1/" "$1"
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+k = sys.argv[2]
+if k == "consume_first_last":
+    span = r["consume_s"] - r["first_consume_s"]
+    v = (r["consumed"] - 1) / span if span > 0 and r["consumed"] > 1 else 0
+elif k == "overall":
+    v = r["consume_rate"]
+else:
+    v = r.get(k)
+print(v if isinstance(v, (int, float)) else 0)
+' "$1" "$2"
 }
 
 # median NAME KEY: median of KEY over NAME's successful runs (empty when none).
@@ -154,31 +178,31 @@ if [[ -x "$WARREN_BIN" ]]; then
         tail -n 20 "$TMP/warren.log" >&2
         exit 1
     fi
-    run_client warren "127.0.0.1:$PORT"
+    run_client warren "127.0.0.1:$PORT" "$WARREN_PID"
 else
     log "no warren binary at $WARREN_BIN: measuring RabbitMQ only"
 fi
 
 if reachable "$RABBIT_ADDR"; then
-    run_client rabbitmq "$RABBIT_ADDR"
+    run_client rabbitmq "$RABBIT_ADDR" "$(listener_pid "${RABBIT_ADDR##*:}")"
 else
     log "RabbitMQ not reachable at $RABBIT_ADDR: skipped"
 fi
 
 echo
 echo "1 producer / 1 auto-ack consumer, $COUNT msgs x $SIZE B, ${EXTRA_ARGS[*]:-transient, no confirms}; median of $RUNS runs (msg/s)"
-printf '%-10s %5s %12s %12s %12s %10s %10s\n' broker runs publish consume overall prod_cpu% cons_cpu%
+printf '%-10s %5s %12s %12s %12s %10s %10s\n' broker runs publish consume overall client_cpu% brk_cpu%
 for name in warren rabbitmq; do
     [[ -n "${RESULTS[$name]:-}" ]] || continue
     runs=$(wc -w <<<"${RESULTS[$name]}")
     printf '%-10s %5s %12.0f %12.0f %12.0f %10.1f %10.1f\n' "$name" "$runs" \
-        "$(median "$name" publish_rate)" "$(median "$name" consume_rate)" \
-        "$(median "$name" overall_rate)" "$(median "$name" producer_cpu_pct)" \
-        "$(median "$name" consumer_cpu_pct)"
+        "$(median "$name" publish_rate)" "$(median "$name" consume_first_last)" \
+        "$(median "$name" overall)" "$(median "$name" client_cpu_pct)" \
+        "$(median "$name" broker_cpu_pct)"
 done
 if [[ -n "${RESULTS[warren]:-}" && -n "${RESULTS[rabbitmq]:-}" ]]; then
     printf '%-10s %5s' 'ratio w/r' ''
-    for key in publish_rate consume_rate overall_rate; do
+    for key in publish_rate consume_first_last overall; do
         printf ' %12s' "$(awk -v w="$(median warren "$key")" -v r="$(median rabbitmq "$key")" \
             'BEGIN { if (r > 0) printf "%.2fx", w / r; else print "n/a" }')"
     done

@@ -7,6 +7,7 @@
 //!   `warren-amqp` codec, translates methods into core calls and core deliveries into frames.
 //! - [`broker`]: wires the core and the listeners together and owns shutdown.
 //! - [`config`]: what the broker needs to start.
+//! - [`perf`]: the `warren perf` load generator (a client of any AMQP or MQTT broker).
 //!
 //! A publish travels: socket → `warren_amqp::decode_frame` → `amqp::channel` assembles
 //! method + header + body → `core::Vhost::publish` routes through the exchange to queues →
@@ -20,6 +21,7 @@ pub mod config;
 pub mod core;
 pub mod mqtt;
 mod net;
+pub mod perf;
 pub mod store;
 
 pub use broker::{Broker, StartError};

@@ -1,15 +1,20 @@
 //! The warren broker binary: parses flags, starts the broker, stops it on SIGTERM/Ctrl-C.
+//! `warren perf …` runs the load generator instead (see [`warren::perf`]).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use warren::{Broker, Config};
 
 /// warren: a message broker speaking AMQP 0-9-1, a drop-in for RabbitMQ.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    /// Run a tool instead of the broker.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address every listener binds to.
     #[arg(long, default_value = "0.0.0.0", env = "WARREN_BIND")]
     bind: IpAddr,
@@ -37,15 +42,46 @@ struct Args {
     memory_high_watermark: Option<u64>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Subcommands; without one, `warren` runs the broker.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load generator for any AMQP 0-9-1 or MQTT broker (RabbitMQ PerfTest-style).
+    Perf(Box<warren::perf::Options>),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::Perf(options)) = &args.command {
+        return warren::perf::cli(options);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: building the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_broker(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The same form `main() -> anyhow::Result<()>` printed.
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the broker until SIGTERM or Ctrl-C.
+async fn run_broker(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let args = Args::parse();
     let mut config = Config {
         bind: args.bind,
         amqp_port: args.amqp_port,

@@ -22,11 +22,9 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 /// A fresh latency histogram (nanoseconds, 3 significant digits).
-pub(crate) fn new_histogram() -> Histogram<u64> {
-    // The bounds are constants that hdrhistogram accepts; the fallback is unreachable.
+pub(crate) fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
-        .or_else(|_| Histogram::new(3))
-        .unwrap_or_else(|_| Histogram::new_with_max(MAX_LATENCY_NS, 2).unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("creating the latency histogram: {e}"))
 }
 
 /// Records one end-to-end latency (nanoseconds), clamped into the histogram's range.
@@ -137,11 +135,7 @@ pub(crate) fn threads_cpu(prefix: &str) -> Duration {
         if !named {
             continue;
         }
-        if let Some(v) = path
-            .join("schedstat")
-            .to_str()
-            .and_then(schedstat_ns)
-        {
+        if let Some(v) = path.join("schedstat").to_str().and_then(schedstat_ns) {
             ns += v;
         }
     }
@@ -205,16 +199,18 @@ pub(crate) fn raise_fd_limit() -> Option<u64> {
             }
         }
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
     Some(lim.rlim_cur as u64)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
     fn summary_of_known_values() {
-        let mut h = new_histogram();
+        let mut h = new_histogram().unwrap();
         for us in 1..=1000u64 {
             record(&mut h, us * 1000);
         }
@@ -233,9 +229,12 @@ mod tests {
 
     #[test]
     fn empty_and_out_of_range() {
-        let h = new_histogram();
-        assert_eq!(LatencySummary::from_histogram(&h), LatencySummary::default());
-        let mut h = new_histogram();
+        let h = new_histogram().unwrap();
+        assert_eq!(
+            LatencySummary::from_histogram(&h),
+            LatencySummary::default()
+        );
+        let mut h = new_histogram().unwrap();
         record(&mut h, 0);
         record(&mut h, u64::MAX);
         assert_eq!(h.len(), 2);

@@ -246,7 +246,10 @@ mod tests {
         assert_eq!(AmqpUri::parse("amqp://h/").unwrap().vhost, "/");
         let u = AmqpUri::parse("amqp://bob:s%40cret@10.0.0.1:5673/%2fprod").unwrap();
         assert_eq!((u.user.as_str(), u.password.as_str()), ("bob", "s@cret"));
-        assert_eq!((u.host.as_str(), u.port, u.vhost.as_str()), ("10.0.0.1", 5673, "/prod"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.vhost.as_str()),
+            ("10.0.0.1", 5673, "/prod")
+        );
         assert_eq!(AmqpUri::parse("AMQP://h/dev").unwrap().vhost, "dev");
         assert_eq!(u.to_string(), "amqp://bob:***@10.0.0.1:5673/%2fprod");
     }
@@ -265,7 +268,10 @@ mod tests {
         let m = MqttUri::parse("mqtt://127.0.0.1:1884").unwrap();
         assert_eq!((m.port, m.user.clone()), (1884, None));
         let m = MqttUri::parse("mqtt://dev:pw@h").unwrap();
-        assert_eq!((m.user.as_deref(), m.password.as_deref()), (Some("dev"), Some("pw")));
+        assert_eq!(
+            (m.user.as_deref(), m.password.as_deref()),
+            (Some("dev"), Some("pw"))
+        );
         assert!(MqttUri::parse("tcp://h:1").is_ok());
         assert!(MqttUri::parse("mqtt://h/topic").is_err());
     }

@@ -1,0 +1,219 @@
+//! `warren perf` against an in-process warren: short AMQP, MQTT, mqtt-to-amqp and idle runs
+//! through the library API, checking that every published message was consumed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+
+use warren::perf::{self, Options, Report};
+
+/// Starts warren on ephemeral loopback ports with a temporary data directory.
+async fn start() -> (warren::Broker, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary data directory");
+    let config = warren::Config {
+        bind: "127.0.0.1".parse().expect("loopback"),
+        amqp_port: 0,
+        mqtt_port: 0,
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let broker = warren::Broker::start(config).await.expect("warren starts");
+    (broker, dir)
+}
+
+fn amqp_uri(addr: SocketAddr) -> String {
+    format!("amqp://guest:guest@{addr}/%2f")
+}
+
+fn mqtt_uri(addr: SocketAddr) -> String {
+    format!("mqtt://{addr}")
+}
+
+/// Runs `perf::run` on a blocking thread (it builds its own runtime) while this runtime keeps
+/// serving the broker.
+async fn run(options: Options) -> Report {
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || perf::run(&options)),
+    )
+    .await
+    .expect("the perf run finishes within 2 minutes")
+    .expect("the perf thread does not panic")
+    .unwrap_or_else(|e| panic!("perf run failed: {e:#}"));
+    let json = report.to_json();
+    assert!(!json.contains('\n'), "one JSON line: {json}");
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(parsed["consumed"], report.consumed);
+    report
+}
+
+fn quiet() -> Options {
+    Options {
+        quiet: true,
+        timeout: 20,
+        threads: Some(2),
+        ..Options::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_one_producer_one_consumer() {
+    let (broker, _dir) = start().await;
+    let report = run(Options {
+        uri: amqp_uri(broker.amqp_addr()),
+        count: Some(2000),
+        size: 64,
+        confirm: Some(100),
+        prefetch: 50,
+        multi_ack_every: Some(10),
+        mandatory: true,
+        broker_pid: Some(std::process::id()),
+        ..quiet()
+    })
+    .await;
+    assert_eq!(report.published, 2000);
+    assert_eq!(report.confirmed, 2000);
+    assert_eq!(report.consumed, report.published);
+    assert_eq!((report.lost, report.foreign), (0, 0));
+    assert_eq!(report.latency.samples, 2000);
+    assert!(report.latency.p50_us > 0.0 && report.latency.max_us >= report.latency.p99_us);
+    assert!(report.publish_rate > 0.0 && report.consume_rate > 0.0);
+    assert!(report.client_cpu_s > 0.0);
+    assert!(report.broker_rss_after_kib.is_some());
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_several_queues_persistent_auto_ack() {
+    let (broker, _dir) = start().await;
+    let report = run(Options {
+        uri: amqp_uri(broker.amqp_addr()),
+        producers: 2,
+        consumers: 2,
+        queues: 2,
+        count: Some(1000),
+        size: 16,
+        persistent: true,
+        confirm: Some(64),
+        auto_ack: true,
+        ..quiet()
+    })
+    .await;
+    assert_eq!(report.published, 2000);
+    assert_eq!(report.consumed, 2000);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_qos1_one_publisher_one_subscriber() {
+    let (broker, _dir) = start().await;
+    let report = run(Options {
+        uri: mqtt_uri(broker.mqtt_addr()),
+        count: Some(2000),
+        size: 64,
+        qos: 1,
+        ..quiet()
+    })
+    .await;
+    assert_eq!(report.mode, "mqtt");
+    assert_eq!(report.published, 2000);
+    assert_eq!(report.confirmed, 2000);
+    assert_eq!(report.consumed, report.published);
+    assert_eq!(report.latency.samples, 2000);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_qos2_and_fan_out() {
+    let (broker, _dir) = start().await;
+    // Two subscribers on one topic: every message is delivered twice.
+    let report = run(Options {
+        uri: mqtt_uri(broker.mqtt_addr()),
+        consumers: 2,
+        count: Some(500),
+        size: 32,
+        qos: 2,
+        ..quiet()
+    })
+    .await;
+    assert_eq!(report.published, 500);
+    assert_eq!(report.confirmed, 500);
+    assert_eq!(report.expected, 1000);
+    assert_eq!(report.consumed, 1000);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_to_amqp_through_amq_topic() {
+    let (broker, _dir) = start().await;
+    let report = run(Options {
+        mode: perf::Mode::MqttToAmqp,
+        uri: mqtt_uri(broker.mqtt_addr()),
+        amqp_uri: Some(amqp_uri(broker.amqp_addr())),
+        count: Some(1000),
+        size: 64,
+        qos: 1,
+        ..quiet()
+    })
+    .await;
+    assert_eq!(report.mode, "mqtt-to-amqp");
+    assert_eq!(report.published, 1000);
+    assert_eq!(report.consumed, report.published);
+    assert_eq!(report.latency.samples, 1000);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_both_protocols() {
+    let (broker, _dir) = start().await;
+    for uri in [amqp_uri(broker.amqp_addr()), mqtt_uri(broker.mqtt_addr())] {
+        let report = run(Options {
+            uri,
+            idle: Some(50),
+            duration: Some(0.5),
+            broker_pid: Some(std::process::id()),
+            ..quiet()
+        })
+        .await;
+        let idle = report.idle.expect("idle report");
+        assert_eq!((idle.requested, idle.opened, idle.failed), (50, 50, 0));
+        assert_eq!(idle.still_open, 50);
+        assert!(idle.rss_per_conn_kib.is_some());
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_errors_fail_the_run() {
+    let (broker, _dir) = start().await;
+    // A wrong password: the broker refuses the login.
+    let err = tokio::task::spawn_blocking({
+        let uri = format!("amqp://guest:wrong@{}/%2f", broker.amqp_addr());
+        move || {
+            perf::run(&Options {
+                uri,
+                count: Some(10),
+                ..quiet()
+            })
+        }
+    })
+    .await
+    .unwrap()
+    .expect_err("a refused login fails the run");
+    assert!(format!("{err:#}").contains("connection"), "{err:#}");
+    // A vhost that does not exist.
+    let err = tokio::task::spawn_blocking({
+        let uri = format!("amqp://guest:guest@{}/nowhere", broker.amqp_addr());
+        move || {
+            perf::run(&Options {
+                uri,
+                count: Some(10),
+                ..quiet()
+            })
+        }
+    })
+    .await
+    .unwrap()
+    .expect_err("a missing vhost fails the run");
+    assert!(format!("{err:#}").contains("530"), "{err:#}");
+    broker.shutdown().await;
+}
