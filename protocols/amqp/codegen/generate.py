@@ -246,6 +246,7 @@ def gen(spec, methods, json_name):
     w("")
     w("mod hot;")
     w("")
+    w("pub(crate) use hot::decode_hot_method;")
     w("pub use hot::{encode_basic_deliver_frame, encode_basic_publish_frame};")
     w("")
     for m in methods:

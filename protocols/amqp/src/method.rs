@@ -20,6 +20,7 @@ use crate::wire;
 
 mod hot;
 
+pub(crate) use hot::decode_hot_method;
 pub use hot::{encode_basic_deliver_frame, encode_basic_publish_frame};
 
 /// `connection.start` (class 10, method 10), synchronous.

@@ -1,12 +1,13 @@
-//! Hand-written encoders for the per-message hot path: complete `basic.deliver` and
+//! Hand-written encoders and decoders for the per-message hot path: complete `basic.deliver` and
 //! `basic.publish` method frames written straight from borrowed strings, with no
 //! `Method` value and no `String` built. Byte-for-byte the same as
 //! [`crate::frame::encode_method_frame`] on the equivalent [`super::Method`].
 
 use bytes::{BufMut, BytesMut};
 
-use super::{BasicDeliver, BasicPublish};
+use super::{BasicAck, BasicDeliver, BasicPublish, Method};
 use crate::constants::{FRAME_END, FRAME_METHOD};
+use crate::error::DecodeError;
 use crate::wire;
 
 /// Writes a complete `basic.deliver` METHOD frame (envelope included) to `out`.
@@ -71,4 +72,89 @@ pub fn encode_basic_publish_frame(
     out.put_slice(routing_key);
     out.put_u8(u8::from(mandatory) | (u8::from(immediate) << 1));
     out.put_u8(FRAME_END);
+}
+
+/// Decodes the two methods every message crosses (`basic.publish`, `basic.ack`) straight
+/// from the frame payload, without first splitting it off the input buffer; `None` for
+/// any other method. Results and errors are the same as [`super::Method::decode`]'s.
+pub(crate) fn decode_hot_method(payload: &[u8]) -> Option<Result<Method, DecodeError>> {
+    let mut reader = SliceReader(payload);
+    let class_id = reader.u16("method class id").ok()?;
+    let method_id = reader.u16("method id").ok()?;
+    let method = match (class_id, method_id) {
+        (BasicPublish::CLASS_ID, BasicPublish::METHOD_ID) => decode_publish(&mut reader),
+        (BasicAck::CLASS_ID, BasicAck::METHOD_ID) => decode_ack(&mut reader),
+        _ => return None,
+    };
+    Some(method.and_then(|method| {
+        if reader.0.is_empty() {
+            Ok(method)
+        } else {
+            Err(DecodeError::TrailingBytes)
+        }
+    }))
+}
+
+fn decode_publish(reader: &mut SliceReader<'_>) -> Result<Method, DecodeError> {
+    let ticket = reader.u16("basic.publish ticket")?;
+    let exchange = reader.shortstr("basic.publish exchange")?;
+    let routing_key = reader.shortstr("basic.publish routing-key")?;
+    let bits = reader.u8("basic.publish mandatory")?;
+    Ok(Method::BasicPublish(BasicPublish {
+        ticket,
+        exchange,
+        routing_key,
+        mandatory: bits & 1 != 0,
+        immediate: bits & 2 != 0,
+    }))
+}
+
+fn decode_ack(reader: &mut SliceReader<'_>) -> Result<Method, DecodeError> {
+    let delivery_tag = reader.u64("basic.ack delivery-tag")?;
+    let bits = reader.u8("basic.ack multiple")?;
+    Ok(Method::BasicAck(BasicAck {
+        delivery_tag,
+        multiple: bits & 1 != 0,
+    }))
+}
+
+/// Big-endian reads from a borrowed payload, with the generic decoder's error values.
+struct SliceReader<'a>(&'a [u8]);
+
+impl SliceReader<'_> {
+    fn take<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let Some((head, rest)) = self.0.split_first_chunk::<N>() else {
+            return Err(DecodeError::Truncated(what));
+        };
+        self.0 = rest;
+        Ok(*head)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take::<1>(what)?[0])
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.take(what)?))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.take(what)?))
+    }
+
+    fn shortstr(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let len = usize::from(self.u8(what)?);
+        let Some((bytes, rest)) = self.0.split_at_checked(len) else {
+            return Err(DecodeError::Truncated(what));
+        };
+        self.0 = rest;
+        if bytes.is_empty() {
+            // No copy from an empty slice: see `Connection::route_message` on why
+            // zero-length memcpy/memcmp calls are worth avoiding here.
+            return Ok(String::new());
+        }
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::InvalidUtf8)
+    }
 }

@@ -132,7 +132,7 @@ fn publish_header_body() {
     else {
         panic!("not a header: {:?}", frames[1]);
     };
-    assert_eq!(got, &header);
+    assert_eq!(**got, header);
     assert_eq!(&raw[..], &PUBLISH[22 + 7..22 + 7 + 26]);
     assert_eq!(
         frames[2],

@@ -21,7 +21,7 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             header.encode(&mut raw);
             Frame::Header {
                 channel,
-                header,
+                header: Box::new(header),
                 raw: raw.freeze(),
             }
         }),
@@ -134,5 +134,21 @@ proptest! {
         }
         prop_assert!(buf.is_empty());
         prop_assert_eq!(got, frames);
+    }
+}
+
+proptest! {
+    /// The hot-path decoder of basic.publish / basic.ack must agree with the generated one
+    /// on every payload, well-formed or not (same method, same error).
+    #[test]
+    fn hot_method_decoder_matches_generic(
+        ack in any::<bool>(),
+        args in proptest::collection::vec(any::<u8>(), 0..40),
+        ascii in any::<bool>(),
+    ) {
+        let mut payload = if ack { vec![0, 60, 0, 80] } else { vec![0, 60, 0, 40] };
+        payload.extend(args.iter().map(|b| if ascii { b % 0x60 + 0x20 } else { *b }));
+        let hot = crate::method::decode_hot_method(&payload);
+        prop_assert_eq!(hot, Some(Method::decode(Bytes::from(payload))));
     }
 }
