@@ -67,7 +67,7 @@ pub(super) enum AckOp {
 
 #[derive(Default)]
 pub(super) struct Transaction {
-    pub(super) publishes: Vec<(Message, bool)>,
+    pub(super) publishes: Vec<(Arc<Message>, bool)>,
     pub(super) acks: Vec<AckOp>,
 }
 

@@ -1,6 +1,8 @@
 //! Publishing: assembling basic.publish with its content header and body frames,
 //! routing the complete message, and publisher confirms.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use warren_amqp::constants as c;
 use warren_amqp::method::{self as m, Method};
@@ -10,7 +12,7 @@ use super::channel::{ChannelException, Failure};
 use super::connection::{Connection, ConnectionException};
 use super::translate::{properties_from_amqp, HEADER_CACHE_FORMAT};
 use super::MAX_MESSAGE_SIZE;
-use crate::core::{Message, Properties, Routed, WireCache};
+use crate::core::{Message, Routed, WireCache};
 
 /// A publish waiting for its header and body frames.
 pub(super) struct PendingPublish {
@@ -23,8 +25,10 @@ pub(super) struct PendingPublish {
 }
 
 pub(super) struct PendingHeader {
-    properties: Properties,
-    raw: Bytes,
+    /// The message being assembled, built once when its header arrives (the body is set
+    /// when the last body frame does): moving it whole from stage to stage copied ~400
+    /// bytes several times per message.
+    message: Arc<Message>,
     body_size: u64,
     body: Body,
 }
@@ -112,9 +116,19 @@ impl Connection {
             });
         }
         let body_size = header.body_size;
-        pending.header = Some(PendingHeader {
+        let message = Message {
+            exchange: std::mem::take(&mut pending.exchange),
+            routing_key: std::mem::take(&mut pending.routing_key),
             properties: properties_from_amqp(header.properties),
-            raw,
+            body: Bytes::new(),
+            wire_cache: Some(WireCache {
+                format: HEADER_CACHE_FORMAT,
+                bytes: raw,
+            }),
+            origin: Some(self.id),
+        };
+        pending.header = Some(PendingHeader {
+            message: Arc::new(message),
             body_size,
             body: Body::Empty,
         });
@@ -186,7 +200,8 @@ impl Connection {
         let Some(header) = pending.header else {
             return Ok(());
         };
-        if let Some(expiration) = &header.properties.expiration {
+        let mut message = header.message;
+        if let Some(expiration) = &message.properties.expiration {
             if expiration.parse::<u64>().is_err() {
                 let text = format!("PRECONDITION_FAILED - invalid expiration '{expiration}'");
                 self.fail_channel(
@@ -200,17 +215,11 @@ impl Connection {
                 return Ok(());
             }
         }
-        let message = Message {
-            exchange: pending.exchange,
-            routing_key: pending.routing_key,
-            properties: header.properties,
-            body: header.body.into_bytes(),
-            wire_cache: Some(WireCache {
-                format: HEADER_CACHE_FORMAT,
-                bytes: header.raw,
-            }),
-            origin: Some(self.id),
-        };
+        let body = header.body.into_bytes();
+        if !body.is_empty() {
+            // The message is not shared yet, so this never clones.
+            Arc::make_mut(&mut message).body = body;
+        }
         if let Some(transaction) = state.transaction.as_mut() {
             transaction.publishes.push((message, pending.mandatory));
             return Ok(());
@@ -230,7 +239,7 @@ impl Connection {
     pub(super) fn route_message(
         &mut self,
         channel: u16,
-        message: Message,
+        message: Arc<Message>,
         mandatory: bool,
     ) -> Result<(), Failure> {
         let cached = self

@@ -75,7 +75,7 @@ pub enum Routed {
         ticket: Option<Ticket>,
     },
     /// No queue matched; the message is handed back.
-    Unroutable(Box<Message>),
+    Unroutable(Arc<Message>),
 }
 
 /// Queue arguments that must be equal when a queue is redeclared (as RabbitMQ checks).
@@ -658,12 +658,12 @@ impl Vhost {
     pub fn publish(
         &self,
         exchange: &Exchange,
-        message: Message,
+        message: Arc<Message>,
         targets: &mut RouteTargets,
     ) -> CoreResult<Routed> {
         self.route(exchange, &message, targets)?;
         if targets.queues.is_empty() {
-            return Ok(Routed::Unroutable(Box::new(message)));
+            return Ok(Routed::Unroutable(message));
         }
         let count = targets.queues.len();
         // A persistent message reaching durable queues is written once, for all of them.
@@ -678,7 +678,6 @@ impl Vhost {
                 persisted = Some(store.persist_publish(&keys, &message));
             }
         }
-        let message = Arc::new(message);
         for queue in targets.queues.drain(..) {
             let msg_id = persisted
                 .filter(|_| queue.store_key().is_some())

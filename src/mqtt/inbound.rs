@@ -229,7 +229,7 @@ fn publish_to_core(
     targets: &mut RouteTargets,
 ) -> Option<Ticket> {
     match vhost.exchange(&shared.settings.exchange) {
-        Ok(exchange) => match vhost.publish(&exchange, message, targets) {
+        Ok(exchange) => match vhost.publish(&exchange, std::sync::Arc::new(message), targets) {
             Ok(Routed::Queued { ticket, .. }) => ticket,
             Ok(Routed::Unroutable(_)) => None,
             Err(error) => {

@@ -34,13 +34,13 @@ pub fn encode_basic_deliver_frame(
     out.put_u16(BasicDeliver::CLASS_ID);
     out.put_u16(BasicDeliver::METHOD_ID);
     out.put_u8(consumer_tag.len() as u8);
-    out.put_slice(consumer_tag);
+    wire::put_bytes(out, consumer_tag);
     out.put_u64(delivery_tag);
     out.put_u8(u8::from(redelivered));
     out.put_u8(exchange.len() as u8);
-    out.put_slice(exchange);
+    wire::put_bytes(out, exchange);
     out.put_u8(routing_key.len() as u8);
-    out.put_slice(routing_key);
+    wire::put_bytes(out, routing_key);
     out.put_u8(FRAME_END);
 }
 
@@ -67,9 +67,9 @@ pub fn encode_basic_publish_frame(
     out.put_u16(BasicPublish::METHOD_ID);
     out.put_u16(0);
     out.put_u8(exchange.len() as u8);
-    out.put_slice(exchange);
+    wire::put_bytes(out, exchange);
     out.put_u8(routing_key.len() as u8);
-    out.put_slice(routing_key);
+    wire::put_bytes(out, routing_key);
     out.put_u8(u8::from(mandatory) | (u8::from(immediate) << 1));
     out.put_u8(FRAME_END);
 }
@@ -149,8 +149,7 @@ impl SliceReader<'_> {
         };
         self.0 = rest;
         if bytes.is_empty() {
-            // No copy from an empty slice: see `Connection::route_message` on why
-            // zero-length memcpy/memcmp calls are worth avoiding here.
+            // No zero-length copy (see `wire::put_bytes`).
             return Ok(String::new());
         }
         std::str::from_utf8(bytes)
