@@ -53,3 +53,46 @@ pub(crate) fn read_ready(
         Err(error) => Err(error),
     }
 }
+
+/// The longest a publisher waits for one congested queue before reading again, so a cycle
+/// of connections waiting on each other's consumers cannot stall for good.
+pub(crate) const FLOW_MAX_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A publisher's pause for a congested queue (see [`crate::core::Queue::congested`]): the
+/// queue, and until when reading waits for it to drain. RabbitMQ shows such a connection
+/// in state "flow".
+pub(crate) type Flow = Option<(std::sync::Arc<crate::core::Queue>, tokio::time::Instant)>;
+
+/// Starts a pause for the queue the last publish found congested (taken from `congested`),
+/// unless one is already running or `consumes_from` says this connection consumes from that
+/// queue itself (its acks must get through).
+pub(crate) fn start_flow(
+    flow: &mut Flow,
+    congested: &mut Option<std::sync::Arc<crate::core::Queue>>,
+    consumes_from: impl FnOnce(&crate::core::Queue) -> bool,
+) {
+    let Some(queue) = congested.take() else {
+        return;
+    };
+    if flow.is_none() && !consumes_from(&queue) {
+        *flow = Some((queue, tokio::time::Instant::now() + FLOW_MAX_PAUSE));
+    }
+}
+
+/// The pause still holding, if any (a clone to wait on); ends it once the queue drained or
+/// the deadline passed.
+pub(crate) fn current_flow(flow: &mut Flow) -> Flow {
+    let (queue, until) = flow.as_ref()?;
+    if !queue.congested() || tokio::time::Instant::now() >= *until {
+        *flow = None;
+        return None;
+    }
+    Some((queue.clone(), *until))
+}
+
+/// Waits for a paused publisher's queue to drain, or for the pause's deadline.
+pub(crate) async fn flow_wait(flow: Flow) {
+    if let Some((queue, until)) = flow {
+        let _ = tokio::time::timeout_at(until, queue.drained()).await;
+    }
+}

@@ -152,3 +152,110 @@ async fn fast_publisher_is_blocked_at_the_watermark_and_released_when_drained() 
     assert_eq!(received, total, "every message published arrives");
     broker.shutdown().await;
 }
+
+/// Per-queue flow: a publisher faster than the consumers of its queue is paused while the
+/// queue's backlog is over the flow threshold (8 MiB of bodies), so the queue stays short
+/// instead of growing until it pages, and every message still arrives, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_is_paused_while_its_queue_is_far_ahead_of_the_consumers() {
+    let broker = common::start_broker().await;
+    let publisher = common::connect(&broker).await;
+    let publish_channel = common::channel(&publisher).await;
+    let consumer_connection = common::connect(&broker).await;
+    let consume_channel = common::channel(&consumer_connection).await;
+    let queue = unique("queue-flow");
+    within(
+        "queue.declare",
+        publish_channel.queue_declare(
+            &queue,
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("queue declared");
+    within(
+        "basic.qos",
+        consume_channel.basic_qos(10, lapin::options::BasicQosOptions::default()),
+    )
+    .await
+    .expect("qos");
+    let mut consumer = common::consume(&consume_channel, &queue).await;
+
+    // 40 MiB in 4 KiB messages: five times the flow threshold.
+    const TOTAL: usize = 10_000;
+    let publishing_queue = queue.clone();
+    let publishing = tokio::spawn(async move {
+        for i in 0..TOTAL {
+            let mut body = vec![0u8; BODY];
+            body[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            publish_channel
+                .basic_publish(
+                    "",
+                    &publishing_queue,
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default(),
+                )
+                .await
+                .expect("publish");
+        }
+    });
+
+    // A slow consumer (at most ~10,000 messages a second) that checks the order.
+    let consuming = tokio::spawn(async move {
+        for expected in 0..TOTAL as u64 {
+            let delivery = common::next_delivery(&mut consumer).await;
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&delivery.data[..8]);
+            assert_eq!(
+                u64::from_be_bytes(seq),
+                expected,
+                "messages arrive in order"
+            );
+            delivery
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .expect("ack");
+            if expected % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+
+    let observer = common::connect(&broker).await;
+    let observe = common::channel(&observer).await;
+    let mut deepest = 0;
+    while !consuming.is_finished() {
+        let depth = within(
+            "passive declare",
+            observe.queue_declare(
+                &queue,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .expect("queue exists")
+        .message_count() as usize;
+        deepest = deepest.max(depth);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    within("consumer task", consuming)
+        .await
+        .expect("every message arrives in order");
+    within("publisher task", publishing)
+        .await
+        .expect("publisher task");
+    // 8 MiB of 4 KiB bodies is 2,048 messages; one read burst of the publisher may land on
+    // top of that before it pauses.
+    assert!(
+        deepest <= 3_000,
+        "the queue reached {deepest} messages of {BODY} bytes: its publisher was not paused"
+    );
+    assert!(deepest > 0, "the observer never saw a backlog");
+    broker.shutdown().await;
+}

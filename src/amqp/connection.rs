@@ -99,6 +99,8 @@ pub(super) struct Connection {
     finished: bool,
     /// How far the store has synced, for confirms of persistent messages.
     synced: Option<tokio::sync::watch::Receiver<crate::store::Ticket>>,
+    /// A pause for a congested queue this connection published to.
+    flow: crate::net::Flow,
 }
 
 /// Serves one accepted socket until it closes.
@@ -186,6 +188,7 @@ async fn open(
         targets: RouteTargets::default(),
         finished: false,
         synced: None,
+        flow: None,
     }))
 }
 
@@ -210,7 +213,8 @@ impl Connection {
                 return "closed by client".into();
             }
             self.update_blocked();
-            let can_read = !self.blocked;
+            let flow = crate::net::current_flow(&mut self.flow);
+            let can_read = !self.blocked && flow.is_none();
             let waiting_for_sync = self.channels.values().any(|c| c.awaits_sync());
             if waiting_for_sync && self.synced.is_none() {
                 self.synced = self.core.store().map(|store| store.synced());
@@ -281,12 +285,23 @@ impl Connection {
                         }
                     }
                 }
+                _ = crate::net::flow_wait(flow.clone()), if flow.is_some() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)), if self.blocked => {}
             }
         }
     }
 
     /// Decodes and handles every complete frame in the read buffer.
+    /// Pauses reading after this burst if the last publish found its queue congested.
+    pub(super) fn note_congestion(&mut self) {
+        let consumers = &self.consumers;
+        crate::net::start_flow(&mut self.flow, &mut self.targets.congested, |queue| {
+            consumers
+                .values()
+                .any(|route| std::ptr::eq(Arc::as_ptr(&route.queue), queue))
+        });
+    }
+
     fn process_input(&mut self) -> Result<(), ConnectionException> {
         loop {
             let ids = method_ids(&self.read_buf);

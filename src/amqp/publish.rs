@@ -268,6 +268,7 @@ impl Connection {
         let mut targets = std::mem::take(&mut self.targets);
         let routed = self.vhost.publish(&exchange, message, &mut targets);
         self.targets = targets;
+        self.note_congestion();
         let mut ticket = 0;
         let routed = routed?;
         if let Routed::Queued {

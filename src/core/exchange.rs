@@ -112,6 +112,9 @@ struct Routing {
 pub struct RouteTargets {
     /// Queues the message goes to.
     pub queues: Vec<Arc<Queue>>,
+    /// A queue the last publish found congested (see [`Queue::congested`]); the publishing
+    /// listener takes it and pauses reading until it drains.
+    pub congested: Option<Arc<Queue>>,
     /// Addresses of the exchanges already walked (identities only), to stop binding cycles.
     exchanges_seen: Vec<usize>,
 }

@@ -8,11 +8,13 @@
 //! a window of messages in flight and the rest waits here, where memory limits see it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
 
 use super::error::{CoreError, CoreResult};
 use super::message::Message;
@@ -27,6 +29,14 @@ pub struct ConnectionId(pub u64);
 /// Identifies one consumer across the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConsumerId(pub u64);
+
+/// Ready messages over which a queue with consumers asks its publishers to pause.
+pub const FLOW_HIGH_MESSAGES: usize = 16 * 1024;
+
+/// Bytes of in-memory ready bodies over which a queue with consumers asks its publishers
+/// to pause; well under [`QUEUE_MEMORY_BUDGET`], so a queue its consumers keep up with
+/// never pages.
+pub const FLOW_HIGH_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Bytes of ready message bodies a queue keeps in memory; beyond this, bodies are paged out
 /// to the store and read back when they reach the head.
@@ -240,6 +250,11 @@ pub struct Queue {
     store: Option<(Arc<Store>, String)>,
     /// Where bodies go when the queue holds more than [`QUEUE_MEMORY_BUDGET`] in memory.
     pager: Option<Arc<Store>>,
+    /// Set while the queue's backlog is over [`FLOW_HIGH_MESSAGES`] / [`FLOW_HIGH_BYTES`]
+    /// with consumers attached: publishers should pause until it drains (see [`Queue::congested`]).
+    congested: AtomicBool,
+    /// Woken when `congested` clears.
+    drained: Notify,
     state: Mutex<QueueState>,
 }
 
@@ -333,7 +348,45 @@ impl Queue {
             memory,
             store,
             pager,
+            congested: AtomicBool::new(false),
+            drained: Notify::new(),
             state: Mutex::new(QueueState::default()),
+        }
+    }
+
+    /// Whether publishers to this queue should pause: its consumers are behind by more than
+    /// the flow thresholds. RabbitMQ's credit flow does the same; without it a flat-out
+    /// publisher outruns its consumers until the queue pages to disk, and then everyone
+    /// slows down to the disk's pace.
+    pub fn congested(&self) -> bool {
+        self.congested.load(Ordering::Acquire)
+    }
+
+    /// Waits until the queue is no longer congested (returns at once if it is not).
+    pub async fn drained(&self) {
+        let notified = self.drained.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.congested() {
+            notified.await;
+        }
+    }
+
+    /// Sets or clears `congested` after the backlog changed, with hysteresis.
+    fn update_flow(&self, state: &QueueState) {
+        let backlog = state.ready.len();
+        if self.congested.load(Ordering::Relaxed) {
+            let clear = state.consumers.is_empty()
+                || state.deleted
+                || (backlog <= FLOW_HIGH_MESSAGES / 2 && state.loaded_bytes <= FLOW_HIGH_BYTES / 2);
+            if clear {
+                self.congested.store(false, Ordering::Release);
+                self.drained.notify_waiters();
+            }
+        } else if !state.consumers.is_empty()
+            && (backlog > FLOW_HIGH_MESSAGES || state.loaded_bytes > FLOW_HIGH_BYTES)
+        {
+            self.congested.store(true, Ordering::Release);
         }
     }
 
@@ -354,14 +407,15 @@ impl Queue {
 
     /// Appends a message and hands it to a consumer if one has credit. `persisted` is its
     /// store id when it was written to disk for this queue.
-    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>, persisted: Option<u64>) {
+    /// Returns whether the queue is now congested (see [`Queue::congested`]).
+    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>, persisted: Option<u64>) -> bool {
         let size = message.memory_size();
         let mut state = self.state.lock();
         if state.deleted {
             if let Some(msg_id) = persisted {
                 self.record_ack(msg_id);
             }
-            return;
+            return false;
         }
         self.memory.add(size);
         let seq = state.next_seq;
@@ -392,6 +446,8 @@ impl Queue {
             self.page_out(&mut state);
         }
         self.dispatch(&mut state);
+        self.update_flow(&state);
+        self.congested.load(Ordering::Relaxed)
     }
 
     /// Drops bodies of the oldest loaded entries at the tail that have a disk copy, until
@@ -580,6 +636,7 @@ impl Queue {
         let before = state.consumers.len();
         state.consumers.retain(|c| c.spec.id != consumer);
         let found = state.consumers.len() != before;
+        self.update_flow(&state);
         ConsumerRemoved {
             found,
             auto_delete_now: found
@@ -670,6 +727,7 @@ impl Queue {
         }
         state.loaded_bytes = 0;
         state.tail_loaded = 0;
+        self.update_flow(&state);
         saturating_u32(count)
     }
 
@@ -694,11 +752,20 @@ impl Queue {
         for (_, unacked) in state.unacked.drain() {
             self.release(&unacked.entry);
         }
+        self.update_flow(&state);
         saturating_u32(count)
     }
 
-    /// Hands ready messages to consumers with credit, round-robin.
+    /// Hands ready messages to consumers with credit, round-robin, then updates the flow
+    /// state.
     fn dispatch(self: &Arc<Self>, state: &mut QueueState) {
+        self.dispatch_ready(state);
+        if self.congested.load(Ordering::Relaxed) {
+            self.update_flow(state);
+        }
+    }
+
+    fn dispatch_ready(self: &Arc<Self>, state: &mut QueueState) {
         if state.consumers.is_empty() {
             return;
         }

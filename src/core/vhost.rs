@@ -682,7 +682,9 @@ impl Vhost {
             let msg_id = persisted
                 .filter(|_| queue.store_key().is_some())
                 .map(|(msg_id, _)| msg_id);
-            queue.enqueue(message.clone(), msg_id);
+            if queue.enqueue(message.clone(), msg_id) {
+                targets.congested = Some(queue);
+            }
         }
         Ok(Routed::Queued {
             count,

@@ -74,6 +74,15 @@ pub(super) struct SyncWait {
     pub(super) synced: Option<tokio::sync::watch::Receiver<Ticket>>,
 }
 
+/// What a publishing connection keeps between publishes.
+#[derive(Default)]
+pub(super) struct Publishing {
+    /// Routing scratch space.
+    pub(super) targets: RouteTargets,
+    /// A pause for a congested queue this connection published to.
+    pub(super) flow: crate::net::Flow,
+}
+
 /// Topic aliases (MQTT 5) of one connection.
 #[derive(Default)]
 pub(super) struct Aliases {
@@ -122,8 +131,8 @@ pub(super) struct MqttConnection {
     /// Topic aliases in both directions, allocated on first use.
     pub(super) aliases: Option<Box<Aliases>>,
     pub(super) client_topic_alias_maximum: u16,
-    /// Routing scratch space, allocated on the first publish.
-    pub(super) targets: Option<Box<RouteTargets>>,
+    /// Routing scratch space and flow state, allocated on the first publish.
+    pub(super) publishing: Option<Box<Publishing>>,
     /// Acknowledgements waiting for the store's fsync; allocated on first use.
     pub(super) sync_wait: Option<Box<SyncWait>>,
     /// A DISCONNECT arrived: the loop ends after flushing.
@@ -373,7 +382,7 @@ async fn accept_connect(
         inbound_inflight: 0,
         aliases: None,
         client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
-        targets: None,
+        publishing: None,
         sync_wait: None,
         finished: false,
         send_will: true,
@@ -441,6 +450,10 @@ impl MqttConnection {
             if self.finished {
                 return Closing::new(rc::SUCCESS, "client disconnected");
             }
+            let flow = match self.publishing.as_mut() {
+                Some(publishing) => crate::net::current_flow(&mut publishing.flow),
+                None => None,
+            };
             let blocked = self.shared.core.memory().over_limit();
             let keep_alive_deadline = self.keep_alive.map(|ka| self.last_read + ka + ka / 2);
             // One timer serves both the keepalive and, while blocked, the memory re-check.
@@ -483,7 +496,7 @@ impl MqttConnection {
                     }
                     return Closing::new(rc::SESSION_TAKEN_OVER, "session taken over by another connection");
                 }
-                ready = self.stream.readable(), if !blocked => {
+                ready = self.stream.readable(), if !blocked && flow.is_none() => {
                     let read = ready.and_then(|()| crate::net::read_ready(&self.stream, &mut self.read_buf, &mut self.read_size));
                     match read {
                         Ok(None) => {}
@@ -515,6 +528,7 @@ impl MqttConnection {
                     }
                 }
                 _ = crate::store::synced_changed(synced) => {}
+                _ = crate::net::flow_wait(flow.clone()), if flow.is_some() => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     // [MQTT-3.1.2-24]: 1.5 times the keepalive without a packet.
                     if keep_alive_deadline.is_some_and(|at| at <= Instant::now()) {

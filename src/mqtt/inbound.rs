@@ -123,8 +123,21 @@ impl MqttConnection {
     /// Routes a message through the MQTT exchange into the core; returns the store ticket
     /// when it was persisted.
     fn route(&mut self, message: Message) -> Option<Ticket> {
-        let targets = self.targets.get_or_insert_with(Box::default);
-        publish_to_core(&self.shared, &self.vhost, message, targets)
+        let publishing = self.publishing.get_or_insert_with(Box::default);
+        let ticket = publish_to_core(&self.shared, &self.vhost, message, &mut publishing.targets);
+        let consumers = self.delivering.as_ref().map(|d| &d.consumers);
+        crate::net::start_flow(
+            &mut publishing.flow,
+            &mut publishing.targets.congested,
+            |queue| {
+                consumers.is_some_and(|consumers| {
+                    consumers
+                        .values()
+                        .any(|source| std::ptr::eq(Arc::as_ptr(&source.queue), queue))
+                })
+            },
+        );
+        ticket
     }
 
     /// Sends the acknowledgements whose messages are now on disk.
