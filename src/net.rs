@@ -93,6 +93,11 @@ pub(crate) fn current_flow(flow: &mut Flow) -> Flow {
 /// Waits for a paused publisher's queue to drain, or for the pause's deadline.
 pub(crate) async fn flow_wait(flow: Flow) {
     if let Some((queue, until)) = flow {
-        let _ = tokio::time::timeout_at(until, queue.drained()).await;
+        // Boxed: this future sits in every connection's idle select, and the timer and the
+        // wait would otherwise be paid for by idle connections that never pause.
+        let _ = Box::pin(tokio::time::timeout_at(until, async move {
+            queue.drained().await
+        }))
+        .await;
     }
 }

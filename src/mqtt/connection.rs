@@ -10,7 +10,6 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use warren_mqtt::reason as rc;
 use warren_mqtt::{
     Codec, ConnAck, ConnAckProperties, Connect, DecodeError, Disconnect, Packet, ProtocolVersion,
@@ -18,7 +17,7 @@ use warren_mqtt::{
 };
 
 use super::inbound::publish_will;
-use super::session::{SessionState, Subscription};
+use super::session::{Kick, SessionState, Subscription};
 use super::Shared;
 use crate::core::{
     ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, EventSink, Queue, RouteTargets, Vhost,
@@ -102,7 +101,6 @@ pub(super) struct ConsumerSource {
 pub(super) struct MqttConnection {
     pub(super) shared: Arc<Shared>,
     pub(super) id: ConnectionId,
-    peer: SocketAddr,
     stream: TcpStream,
     read_buf: BytesMut,
     /// How much the next socket read asks for.
@@ -112,12 +110,13 @@ pub(super) struct MqttConnection {
     version: ProtocolVersion,
     pub(super) vhost: Arc<Vhost>,
     pub(super) client_id: String,
-    keep_alive: Option<Duration>,
+    /// The client's keepalive in seconds (0 = none); 2 bytes, as every idle client pays it.
+    keep_alive: u16,
     last_read: Instant,
     pub(super) session: SessionState,
     pub(super) persistent: bool,
     generation: u64,
-    kick: CancellationToken,
+    kick: Kick,
     /// Boxed: most of the struct's size otherwise, and absent for many clients.
     will: Option<Box<Will>>,
     /// Consumers, deliveries in flight and their channel; allocated once the connection
@@ -299,11 +298,16 @@ async fn accept_connect(
     };
 
     let id = shared.core.next_connection_id();
-    let kick = shared.shutdown.child_token();
+    let kick = Kick::default();
     let claim = shared
         .sessions
         .claim(&vhost.name, &client_id, id, kick.clone())
         .await;
+    // A shutdown kicks every registered connection; one that registered just as it began
+    // may have been missed, so it kicks itself (the registry lock orders the two).
+    if shared.shutdown.is_cancelled() {
+        kick.kick();
+    }
     let session_present = !connect.clean_start && claim.state.is_some();
     let mut session = if connect.clean_start {
         None
@@ -326,8 +330,7 @@ async fn accept_connect(
     };
     codec.set_max_outgoing_packet_size(connect.properties.maximum_packet_size);
 
-    let keep_alive =
-        (connect.keep_alive > 0).then(|| Duration::from_secs(connect.keep_alive.into()));
+    let keep_alive = connect.keep_alive;
     let settings = &shared.settings;
     let properties = match version {
         ProtocolVersion::V311 => ConnAckProperties::default(),
@@ -360,7 +363,6 @@ async fn accept_connect(
         .clamp(1, settings.max_inflight);
     let mut connection = Box::new(MqttConnection {
         id,
-        peer,
         stream,
         read_buf,
         read_size: crate::net::ReadSize::new(READ_CHUNK),
@@ -455,7 +457,10 @@ impl MqttConnection {
                 None => None,
             };
             let blocked = self.shared.core.memory().over_limit();
-            let keep_alive_deadline = self.keep_alive.map(|ka| self.last_read + ka + ka / 2);
+            let keep_alive_deadline = (self.keep_alive > 0).then(|| {
+                let keep_alive = Duration::from_secs(self.keep_alive.into());
+                self.last_read + keep_alive + keep_alive / 2
+            });
             // One timer serves both the keepalive and, while blocked, the memory re-check.
             let deadline = match (keep_alive_deadline, blocked) {
                 (Some(at), false) => at,
@@ -489,8 +494,8 @@ impl MqttConnection {
             let events = self.delivering.as_mut().map(|d| &mut d.events);
             tokio::select! {
                 biased;
-                _ = self.kick.cancelled() => {
-                    // The kick token is a child of the shutdown token: one wait covers both.
+                _ = self.kick.kicked() => {
+                    // Shutdown kicks every connection too: one wait covers both.
                     if self.shared.shutdown.is_cancelled() {
                         return Closing::new(rc::SERVER_SHUTTING_DOWN, "broker shutdown");
                     }
@@ -629,7 +634,9 @@ impl MqttConnection {
         }
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
-        tracing::info!(peer = %self.peer, client_id = %self.client_id, connection = self.id.0, reason = %closing.log, "connection closed");
+        // The peer address is not kept per connection (every idle client would pay for
+        // it): "connection opened" logged it with the same connection id.
+        tracing::info!(client_id = %self.client_id, connection = self.id.0, reason = %closing.log, "connection closed");
 
         for (id, source) in active(&mut self.delivering).consumers.drain() {
             self.vhost.cancel(&source.queue, id);

@@ -153,7 +153,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shared.shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => {
+                shared.sessions.kick_all();
+                return;
+            }
         };
         match accepted {
             Ok((stream, peer)) => {

@@ -3,10 +3,14 @@
 //! over from an older connection with the same client id [MQTT-3.1.4-3].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio_util::sync::CancellationToken;
 use warren_mqtt::QoS;
 
 use crate::core::ConnectionId;
@@ -41,8 +45,61 @@ pub(crate) struct SessionState {
     pub(crate) expiry: Option<Duration>,
 }
 
+/// Tells one connection to end, for a session take-over or a broker shutdown.
+///
+/// Lighter than a child `CancellationToken` (one small allocation, and an 8-byte future in
+/// the connection's select loop instead of 72 bytes), which matters because every idle
+/// MQTT connection holds one.
+#[derive(Clone, Default)]
+pub(crate) struct Kick(Arc<KickState>);
+
+#[derive(Default)]
+struct KickState {
+    kicked: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Kick {
+    /// Ends the connection: its [`Kick::kicked`] future completes.
+    pub(crate) fn kick(&self) {
+        self.0.kicked.store(true, Ordering::Release);
+        if let Some(waker) = self.0.waker.lock().take() {
+            waker.wake();
+        }
+    }
+
+    /// Completes once [`Kick::kick`] was called.
+    pub(crate) fn kicked(&self) -> Kicked<'_> {
+        Kicked(&self.0)
+    }
+}
+
+/// The future of [`Kick::kicked`].
+pub(crate) struct Kicked<'a>(&'a KickState);
+
+impl Future for Kicked<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        if self.0.kicked.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        let mut waker = self.0.waker.lock();
+        match waker.as_mut() {
+            Some(stored) if stored.will_wake(context.waker()) => {}
+            _ => *waker = Some(context.waker().clone()),
+        }
+        drop(waker);
+        // A kick between the first check and storing the waker found no waker to wake.
+        if self.0.kicked.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
 struct Slot {
-    active: Option<(ConnectionId, CancellationToken)>,
+    active: Option<(ConnectionId, Kick)>,
     /// Boxed: the registry holds one slot per connected client.
     stored: Option<Box<SessionState>>,
     /// Bumped at every claim, so delayed actions (expiry, will delay) can tell whether the
@@ -61,7 +118,19 @@ pub(crate) struct Claim {
 /// Every MQTT session, by (vhost, client id).
 #[derive(Default)]
 pub(crate) struct Sessions {
-    slots: Mutex<HashMap<(String, String), Slot>>,
+    /// Keyed by [`session_key`].
+    slots: Mutex<HashMap<Box<str>, Slot>>,
+}
+
+/// One string for (vhost, client id): half the size of a pair of strings in every slot,
+/// and one allocation instead of two. Client ids cannot contain U+0000 [MQTT-1.5.4-2], so
+/// the key is unambiguous even for a vhost name that does.
+fn session_key(vhost: &str, client_id: &str) -> Box<str> {
+    let mut key = String::with_capacity(vhost.len() + 1 + client_id.len());
+    key.push_str(vhost);
+    key.push('\u{0}');
+    key.push_str(client_id);
+    key.into_boxed_str()
 }
 
 impl Sessions {
@@ -72,9 +141,9 @@ impl Sessions {
         vhost: &str,
         client_id: &str,
         connection: ConnectionId,
-        kick: CancellationToken,
+        kick: Kick,
     ) -> Claim {
-        let key = (vhost.to_string(), client_id.to_string());
+        let key = session_key(vhost, client_id);
         // Bounded wait: a holder that does not let go within this time is overruled.
         for _ in 0..500 {
             {
@@ -85,7 +154,7 @@ impl Sessions {
                     generation: 0,
                 });
                 match &slot.active {
-                    Some((_, holder)) => holder.cancel(),
+                    Some((_, holder)) => holder.kick(),
                     None => return take(slot, connection, kick),
                 }
             }
@@ -108,7 +177,7 @@ impl Sessions {
         connection: ConnectionId,
         state: Option<SessionState>,
     ) {
-        let key = (vhost.to_string(), client_id.to_string());
+        let key = session_key(vhost, client_id);
         let mut slots = self.slots.lock();
         let Some(slot) = slots.get_mut(&key) else {
             return;
@@ -125,7 +194,7 @@ impl Sessions {
 
     /// Registers a session recovered from disk as dormant; returns its generation.
     pub(crate) fn insert_dormant(&self, vhost: &str, client_id: &str, state: SessionState) -> u64 {
-        let key = (vhost.to_string(), client_id.to_string());
+        let key = session_key(vhost, client_id);
         let mut slots = self.slots.lock();
         let slot = slots.entry(key).or_insert_with(|| Slot {
             active: None,
@@ -139,7 +208,7 @@ impl Sessions {
 
     /// Whether the session is still unclaimed since `generation` (for expiry and will delay).
     pub(crate) fn is_dormant(&self, vhost: &str, client_id: &str, generation: u64) -> bool {
-        let key = (vhost.to_string(), client_id.to_string());
+        let key = session_key(vhost, client_id);
         self.slots
             .lock()
             .get(&key)
@@ -148,7 +217,7 @@ impl Sessions {
 
     /// Ends a dormant session (expiry); returns whether it was still dormant at `generation`.
     pub(crate) fn expire(&self, vhost: &str, client_id: &str, generation: u64) -> bool {
-        let key = (vhost.to_string(), client_id.to_string());
+        let key = session_key(vhost, client_id);
         let mut slots = self.slots.lock();
         let dormant = slots
             .get(&key)
@@ -160,7 +229,18 @@ impl Sessions {
     }
 }
 
-fn take(slot: &mut Slot, connection: ConnectionId, kick: CancellationToken) -> Claim {
+impl Sessions {
+    /// Kicks every connected client (broker shutdown).
+    pub(crate) fn kick_all(&self) {
+        for slot in self.slots.lock().values() {
+            if let Some((_, kick)) = &slot.active {
+                kick.kick();
+            }
+        }
+    }
+}
+
+fn take(slot: &mut Slot, connection: ConnectionId, kick: Kick) -> Claim {
     slot.generation += 1;
     slot.active = Some((connection, kick));
     Claim {

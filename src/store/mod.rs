@@ -161,8 +161,10 @@ impl std::fmt::Debug for Store {
 /// select on this while confirms wait for the disk.
 pub async fn synced_changed(synced: Option<&mut watch::Receiver<Ticket>>) {
     match synced {
+        // Boxed: this future sits in every connection's idle select; unboxed, the watch
+        // future's size would be paid by idle connections that never wait for the store.
         Some(synced) => {
-            if synced.changed().await.is_err() {
+            if Box::pin(synced.changed()).await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
