@@ -272,6 +272,28 @@ async fn takeover_v5_raw_first_connection_gets_disconnect_0x8e() {
     broker.shutdown().await;
 }
 
+/// A broker shutdown ends every MQTT connection, idle ones included: a v5 client receives
+/// DISCONNECT 0x8B (server shutting down) and then EOF, and the shutdown completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_sends_v5_clients_disconnect_0x8b() {
+    let broker = mqtt_support::start().await;
+    if broker.is_external() {
+        return; // Shutting down someone else's broker is not this test's business.
+    }
+    let connect = Connect::new(Version::V5, &unique_id("shutdown5raw"));
+    let (mut client, _) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
+    let (packets, ()) = tokio::join!(client.until_closed(), broker.shutdown());
+    let reasons: Vec<_> = packets
+        .iter()
+        .map(|p| (p.kind(), p.disconnect_reason()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![(raw::DISCONNECT, Some(raw::RC_SERVER_SHUTTING_DOWN))],
+        "an idle v5 connection gets DISCONNECT 0x8B at shutdown, then EOF"
+    );
+}
+
 /// Keep-alive enforcement (MQTT 3.1.1 §3.1.2.10): a client that said keep-alive 1 s and then
 /// stays silent is disconnected by the broker after 1.5 × keep-alive (about 1.5 s; the test
 /// allows 10 s). It is not disconnected instantly either.

@@ -40,6 +40,7 @@ pub(crate) const PROP_MAXIMUM_PACKET_SIZE: u8 = 0x27;
 /// MQTT 5 reason codes the tests expect (MQTT 5.0 §2.4).
 pub(crate) const RC_MALFORMED_PACKET: u8 = 0x81;
 pub(crate) const RC_PROTOCOL_ERROR: u8 = 0x82;
+pub(crate) const RC_SERVER_SHUTTING_DOWN: u8 = 0x8B;
 pub(crate) const RC_SESSION_TAKEN_OVER: u8 = 0x8E;
 pub(crate) const RC_TOPIC_NAME_INVALID: u8 = 0x90;
 pub(crate) const RC_RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
