@@ -5,7 +5,9 @@
 #
 # Usage: scripts/bench-compare.sh [options]
 #   --only LIST        comma-separated scenarios (default: all, see below)
-#   --brokers LIST     comma-separated brokers among warren,rabbitmq,mosquitto (default: all)
+#   --brokers LIST     comma-separated brokers among warren,rabbitmq,mosquitto,relay (default:
+#                      all); relay is `warren relay`, a loopback forwarder with no queues that
+#                      shows the client's own ceiling on the throughput scenarios
 #   --runs N           repetitions per scenario and broker (default 3; the table shows medians)
 #   --warren-bin PATH  warren binary, also used as the client (default:
 #                      ${CARGO_TARGET_DIR:-target}/release/warren, built when missing)
@@ -50,8 +52,10 @@
 # open at most 80% of what it has left (the count is shown in the table).
 #
 # Table: one row per figure, the median over the runs of each broker, and warren/peer ratios
-# (above 1 = warren higher: better for rates, worse for latency and memory). client% is the
-# highest median CPU use of the client over the brokers (share of one core, all its threads);
+# (above 1 = warren higher: better for rates, worse for latency and memory); relay/w is the
+# relay's figure over warren's: how many times warren's load the client can drive on this
+# machine (its ceiling, with the relay itself sharing the CPUs). client% is the highest median
+# CPU use of the client over the brokers, relay runs excepted (share of one core, all threads);
 # the JSON lines (with --keep) also carry the broker's CPU and the client's per-message CPU.
 # Exit status: non-zero if any run failed (the table shows "FAIL", or marks with "*" the figures
 # that include runs which failed after reporting them, e.g. messages lost; the notes say why).
@@ -77,7 +81,7 @@ QUIET_WAIT="${QUIET_WAIT:-0}"
 MOSQ_MAX_INFLIGHT="${MOSQ_MAX_INFLIGHT:-256}"
 ALL_SCENARIOS="amqp-16b amqp-1k-4p4c amqp-persistent mqtt-qos0-1p1c mqtt-qos0-10p10c mqtt-qos1-10p10c mqtt-to-amqp latency-amqp latency-mqtt idle-mqtt idle-amqp queue-1m"
 SCENARIOS="$ALL_SCENARIOS"
-BROKERS="warren mosquitto rabbitmq"
+BROKERS="warren mosquitto rabbitmq relay"
 WARREN_BIN=""
 INSTALL=1
 KEEP_DIR=""
@@ -98,11 +102,11 @@ while [[ $# -gt 0 ]]; do
     --brokers)
         [[ $# -ge 2 ]] || die "--brokers needs a list"
         BROKERS=""
-        for b in warren mosquitto rabbitmq; do
+        for b in warren mosquitto rabbitmq relay; do
             [[ ",$2," == *",$b,"* ]] && BROKERS+="$b "
         done
         for b in ${2//,/ }; do
-            [[ " warren mosquitto rabbitmq " == *" $b "* ]] || die "unknown broker $b"
+            [[ " warren mosquitto rabbitmq relay " == *" $b "* ]] || die "unknown broker $b"
         done
         shift 2
         ;;
@@ -139,11 +143,12 @@ for s in $SCENARIOS; do
 done
 
 # Which brokers a scenario applies to.
+# The relay (the client's ceiling) runs the throughput scenarios without persistence.
 scenario_brokers() {
     case "$1" in
-    mqtt-qos0-1p1c | mqtt-qos0-10p10c | mqtt-qos1-10p10c | latency-mqtt | idle-mqtt)
-        echo "warren mosquitto rabbitmq"
-        ;;
+    mqtt-qos0-1p1c | mqtt-qos0-10p10c | mqtt-qos1-10p10c) echo "warren mosquitto rabbitmq relay" ;;
+    latency-mqtt | idle-mqtt) echo "warren mosquitto rabbitmq" ;;
+    amqp-16b | amqp-1k-4p4c) echo "warren rabbitmq relay" ;;
     *) echo "warren rabbitmq" ;;
     esac
 }
@@ -279,6 +284,7 @@ stop() {
 
 cleanup() {
     stop warren
+    stop relay
     stop mosquitto
     stop rabbitmq
     if [[ "$RABBIT_MQTT_ENABLED_BY_US" == 1 ]]; then
@@ -325,6 +331,19 @@ start_warren() {
     MQTT[warren]="127.0.0.1:$mport"
     wait_listening warren "${AMQP[warren]}" "$TMP/warren.log" &&
         wait_listening warren "${MQTT[warren]}" "$TMP/warren.log"
+}
+
+start_relay() {
+    local aport mport
+    aport="$(free_port)" && mport="$(free_port)" || return 1
+    (ulimit -n "$NOFILE" && exec "$WARREN_BIN" relay --bind 127.0.0.1 --amqp-port "$aport" \
+        --mqtt-port "$mport") >>"$TMP/relay.log" 2>&1 &
+    PID[relay]=$!
+    OWNED[relay]=1
+    AMQP[relay]="127.0.0.1:$aport"
+    MQTT[relay]="127.0.0.1:$mport"
+    wait_listening relay "${AMQP[relay]}" "$TMP/relay.log" &&
+        wait_listening relay "${MQTT[relay]}" "$TMP/relay.log"
 }
 
 start_mosquitto() {
@@ -535,7 +554,7 @@ def line(scen, path):
     return ", ".join(parts)
 
 def table(resdir, scenarios, brokers):
-    brokers = [b for b in ["warren", "rabbitmq", "mosquitto"] if b in brokers]
+    brokers = [b for b in ["warren", "rabbitmq", "mosquitto", "relay"] if b in brokers]
     rows = []
     notes = []
     for scen in scenarios:
@@ -581,6 +600,8 @@ def table(resdir, scenarios, brokers):
                 if l in ("conns open", "lost"):
                     return ""
                 w, o = vals.get("warren"), vals.get(p)
+                if p == "relay":
+                    w, o = o, w
                 if isinstance(w, (int, float)) and isinstance(o, (int, float)) and o:
                     return f"{w / o:.2f}x"
                 return ""
@@ -588,18 +609,19 @@ def table(resdir, scenarios, brokers):
             label = f"{l} ({u})" if u else l
             if scen.startswith("idle-") and k == 0 and any(n != n_idle.get("warren") for n in n_idle.values()):
                 label += " n=" + "/".join(str(n_idle.get(b, "-")) for b in brokers if b in n_idle)
-            c = max((statistics.median(v) for v in cpu.values()), default=0)
+            c = max((statistics.median(v) for b, v in cpu.items() if b != "relay"), default=0)
             def cell(b):
                 v = vals.get(b, "-")
                 if not isinstance(v, (int, float)):
                     return v
                 return fmt(v, u) + ("*" if b in fails else "")
             rows.append([scen if k == 0 else "", label] + [cell(b) for b in brokers] +
-                        [ratio("rabbitmq"), ratio("mosquitto"), f"{c:.0f}" if k == 0 else ""])
+                        [ratio("rabbitmq"), ratio("mosquitto")] +
+                        ([ratio("relay")] if "relay" in brokers else []) + [f"{c:.0f}" if k == 0 else ""])
         for b, fs in fails.items():
             notes.append(f"* {scen} on {b}: {len(fs)} failed run(s) (figures of failed runs that"
                          f" reported them are included): {fs[0][:200]}")
-    head = ["scenario", "figure"] + brokers + ["w/rabbit", "w/mosq", "client%"]
+    head = ["scenario", "figure"] + brokers + ["w/rabbit", "w/mosq"] + (["relay/w"] if "relay" in brokers else []) + ["client%"]
     widths = [max(len(str(x[i])) for x in [head] + rows) for i in range(len(head))]
     def pr(cells):
         print("  ".join(str(c).ljust(widths[i]) if i < 2 else str(c).rjust(widths[i]) for i, c in enumerate(cells)))

@@ -217,3 +217,40 @@ async fn broker_errors_fail_the_run() {
     assert!(format!("{err:#}").contains("530"), "{err:#}");
     broker.shutdown().await;
 }
+
+/// The loopback relay (`warren relay`) that measures the load tool's own ceiling carries a
+/// full AMQP run (confirms, manual acks, several queues) and an MQTT QoS 1 run end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_carries_amqp_and_mqtt_runs() {
+    let relay = perf::relay::start(&perf::relay::RelayOptions {
+        bind: "127.0.0.1".parse().expect("loopback"),
+        amqp_port: 0,
+        mqtt_port: 0,
+    })
+    .await
+    .expect("relay starts");
+    let amqp = run(Options {
+        uri: amqp_uri(relay.amqp_addr),
+        count: Some(1000),
+        producers: 2,
+        consumers: 2,
+        queues: 2,
+        size: 256,
+        confirm: Some(50),
+        prefetch: 20,
+        ..quiet()
+    })
+    .await;
+    assert_eq!(amqp.published, 2000);
+    assert_eq!(amqp.confirmed, 2000);
+    assert_eq!((amqp.consumed, amqp.lost), (2000, 0));
+    let mqtt = run(Options {
+        uri: mqtt_uri(relay.mqtt_addr),
+        count: Some(1000),
+        qos: 1,
+        size: 64,
+        ..quiet()
+    })
+    .await;
+    assert_eq!((mqtt.published, mqtt.consumed, mqtt.lost), (1000, 1000, 0));
+}

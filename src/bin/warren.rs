@@ -47,12 +47,17 @@ struct Args {
 enum Command {
     /// Load generator for any AMQP 0-9-1 or MQTT broker (RabbitMQ PerfTest-style).
     Perf(Box<warren::perf::Options>),
+    /// Loopback relay for checking `warren perf` itself: forwards AMQP and MQTT messages
+    /// straight to consumers, with no queues or routing (not a broker).
+    Relay(warren::perf::relay::RelayOptions),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::Perf(options)) = &args.command {
-        return warren::perf::cli(options);
+    match &args.command {
+        Some(Command::Perf(options)) => return warren::perf::cli(options),
+        Some(Command::Relay(options)) => return warren::perf::relay::cli(options),
+        None => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -46,6 +46,7 @@
 
 mod amqp;
 mod mqtt;
+pub mod relay;
 mod stats;
 mod uri;
 
