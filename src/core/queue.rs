@@ -10,10 +10,10 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 
 use super::error::{CoreError, CoreResult};
@@ -111,13 +111,52 @@ pub struct Delivery {
     pub expires_at: Option<Instant>,
 }
 
-/// Where a connection receives its consumers' events.
-pub type EventSink = UnboundedSender<ConsumerEvent>;
+/// Where a queue sends a consumer's events: the sending side of its connection's
+/// [`ConsumerEvents`].
+///
+/// A mutex-guarded deque rather than a tokio channel: every delivery crosses it, and this way
+/// a send is one uncontended lock and a push, the connection is woken only when its queue of
+/// events goes from empty to not empty, and it takes everything waiting in one swap.
+#[derive(Clone)]
+pub struct EventSink(Arc<Mutex<EventQueue>>);
 
-/// A connection's consumer-event channel, created when its first consumer starts (so
-/// connections that only publish or idle do not pay for it).
+#[derive(Default)]
+struct EventQueue {
+    events: VecDeque<ConsumerEvent>,
+    /// The connection's task, when it found no events and waits for some.
+    waker: Option<Waker>,
+    /// The connection is gone: sends fail and hand the event back.
+    closed: bool,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
+impl EventSink {
+    /// Queues an event for the connection; gives it back if the connection is gone.
+    #[allow(clippy::result_large_err)] // The event comes back to be requeued, as with mpsc.
+    pub fn send(&self, event: ConsumerEvent) -> Result<(), ConsumerEvent> {
+        let mut queue = self.0.lock();
+        if queue.closed {
+            return Err(event);
+        }
+        queue.events.push_back(event);
+        let waker = queue.waker.take();
+        drop(queue);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
+/// A connection's consumer events, created when its first consumer starts (so connections
+/// that only publish or idle do not pay for it).
 #[derive(Debug, Default)]
-pub struct ConsumerEvents(Option<(EventSink, UnboundedReceiver<ConsumerEvent>)>);
+pub struct ConsumerEvents(Option<(EventSink, VecDeque<ConsumerEvent>)>);
 
 impl ConsumerEvents {
     /// The sender consumers of this connection deliver to.
@@ -125,8 +164,8 @@ impl ConsumerEvents {
         match &self.0 {
             Some((sink, _)) => sink.clone(),
             None => {
-                let (sink, events) = tokio::sync::mpsc::unbounded_channel();
-                self.0 = Some((sink.clone(), events));
+                let sink = EventSink(Arc::new(Mutex::new(EventQueue::default())));
+                self.0 = Some((sink.clone(), VecDeque::new()));
                 sink
             }
         }
@@ -134,32 +173,73 @@ impl ConsumerEvents {
 
     /// Waits for the next event; never resolves while no consumer was ever started.
     pub async fn recv(&mut self) -> Option<ConsumerEvent> {
-        match &mut self.0 {
-            Some((_, events)) => events.recv().await,
-            None => std::future::pending().await,
-        }
+        let Some((sink, taken)) = &mut self.0 else {
+            return std::future::pending().await;
+        };
+        std::future::poll_fn(|context| {
+            if let Some(event) = taken.pop_front() {
+                return Poll::Ready(Some(event));
+            }
+            let mut queue = sink.0.lock();
+            if !queue.events.is_empty() {
+                std::mem::swap(taken, &mut queue.events);
+                return Poll::Ready(taken.pop_front());
+            }
+            if queue.closed {
+                return Poll::Ready(None);
+            }
+            match &queue.waker {
+                Some(waker) if waker.will_wake(context.waker()) => {}
+                _ => queue.waker = Some(context.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// The next event if one is waiting.
     pub fn try_recv(&mut self) -> Option<ConsumerEvent> {
-        self.0
-            .as_mut()
-            .and_then(|(_, events)| events.try_recv().ok())
+        let (sink, taken) = self.0.as_mut()?;
+        if taken.is_empty() {
+            std::mem::swap(taken, &mut sink.0.lock().events);
+        }
+        taken.pop_front()
     }
 
     /// Closes the channel and returns the deliveries still in it, for requeueing.
     pub fn close(&mut self) -> Vec<Delivery> {
-        let Some((_, mut events)) = self.0.take() else {
+        let Some((sink, mut taken)) = self.0.take() else {
             return Vec::new();
         };
-        events.close();
-        let mut left = Vec::new();
-        while let Ok(event) = events.try_recv() {
-            if let ConsumerEvent::Deliver(delivery) = event {
-                left.push(delivery);
-            }
+        {
+            let mut queue = sink.0.lock();
+            queue.closed = true;
+            queue.waker = None;
+            taken.append(&mut queue.events);
         }
-        left
+        taken
+            .into_iter()
+            .filter_map(|event| match event {
+                ConsumerEvent::Deliver(delivery) => Some(delivery),
+                ConsumerEvent::Cancelled { .. } => None,
+            })
+            .collect()
+    }
+}
+
+impl Drop for ConsumerEvents {
+    fn drop(&mut self) {
+        // Senders must see the connection gone even if it never called `close`, and the
+        // events left must not stay with the queues' senders (they hold the queues).
+        if let Some((sink, _)) = &self.0 {
+            let left = {
+                let mut queue = sink.0.lock();
+                queue.closed = true;
+                queue.waker = None;
+                std::mem::take(&mut queue.events)
+            };
+            drop(left);
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! Unit tests of queue dispatch, acknowledgement, expiry and deletion.
 use super::*;
 use bytes::Bytes;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 fn queue() -> Arc<Queue> {
     Arc::new(Queue::new(
@@ -25,12 +24,9 @@ fn message(body: &'static str) -> Arc<Message> {
     })
 }
 
-fn consumer(
-    id: u64,
-    prefetch: u32,
-    no_ack: bool,
-) -> (ConsumerSpec, UnboundedReceiver<ConsumerEvent>) {
-    let (sink, events) = unbounded_channel();
+fn consumer(id: u64, prefetch: u32, no_ack: bool) -> (ConsumerSpec, ConsumerEvents) {
+    let mut events = ConsumerEvents::default();
+    let sink = events.sink();
     let spec = ConsumerSpec {
         id: ConsumerId(id),
         tag: format!("c{id}"),
@@ -43,9 +39,9 @@ fn consumer(
     (spec, events)
 }
 
-fn deliveries(events: &mut UnboundedReceiver<ConsumerEvent>) -> Vec<Delivery> {
+fn deliveries(events: &mut ConsumerEvents) -> Vec<Delivery> {
     let mut out = Vec::new();
-    while let Ok(ConsumerEvent::Deliver(d)) = events.try_recv() {
+    while let Some(ConsumerEvent::Deliver(d)) = events.try_recv() {
         out.push(d);
     }
     out
@@ -130,7 +126,7 @@ fn delete_cancels_consumers_and_frees_memory() {
     assert_eq!(q.delete(), 1);
     assert_eq!(gauge.used(), 0);
     let mut cancelled = false;
-    while let Ok(event) = events.try_recv() {
+    while let Some(event) = events.try_recv() {
         cancelled |= matches!(
             event,
             ConsumerEvent::Cancelled {
@@ -140,4 +136,34 @@ fn delete_cancels_consumers_and_frees_memory() {
     }
     assert!(cancelled, "the consumer must be told its queue is gone");
     assert!(q.is_deleted());
+}
+
+#[test]
+fn a_consumer_whose_connection_is_gone_is_skipped_and_undelivered_events_come_back() {
+    let q = queue();
+    let (a, a_events) = consumer(1, 10, false);
+    let (b, mut b_events) = consumer(2, 10, false);
+    q.add_consumer(a).unwrap();
+    q.add_consumer(b).unwrap();
+    // The first connection goes away without cancelling: its consumer is dropped on the next
+    // delivery attempt and every message reaches the other one.
+    drop(a_events);
+    for body in ["1", "2", "3"] {
+        q.enqueue(message(body), None);
+    }
+    let got: Vec<_> = deliveries(&mut b_events)
+        .iter()
+        .map(|d| d.message.body.clone())
+        .collect();
+    assert_eq!(
+        got,
+        ["1", "2", "3"].map(|b| Bytes::from_static(b.as_bytes()))
+    );
+    assert_eq!(q.counts().consumers, 1);
+
+    // Closing hands back what was sent but not yet taken, for requeueing.
+    q.enqueue(message("4"), None);
+    let left = b_events.close();
+    assert_eq!(left.len(), 1);
+    assert_eq!(&left[0].message.body[..], b"4");
 }
