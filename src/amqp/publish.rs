@@ -242,10 +242,12 @@ impl Connection {
         message: Arc<Message>,
         mandatory: bool,
     ) -> Result<(), Failure> {
+        // The channel's cached exchange is taken out and put back, not cloned: two atomic
+        // refcount updates per message saved.
         let cached = self
             .channels
-            .get(&channel)
-            .and_then(|state| state.last_exchange.as_ref())
+            .get_mut(&channel)
+            .and_then(|state| state.last_exchange.take())
             // Lengths first: glibc's AVX-512 memcmp on two empty strings (the default exchange) does
             // a masked load from their dangling pointers, whose fault suppression costs a
             // microcode assist, about 8% of this path in profiles.
@@ -253,21 +255,17 @@ impl Connection {
                 e.name.len() == message.exchange.len()
                     && (message.exchange.is_empty() || e.name == message.exchange)
                     && !e.is_deleted()
-            })
-            .cloned();
+            });
         let exchange = match cached {
             Some(exchange) => exchange,
-            None => {
-                let exchange = self.vhost.exchange(&message.exchange)?;
-                if let Some(state) = self.channels.get_mut(&channel) {
-                    state.last_exchange = Some(exchange.clone());
-                }
-                exchange
-            }
+            None => self.vhost.exchange(&message.exchange)?,
         };
         let mut targets = std::mem::take(&mut self.targets);
         let routed = self.vhost.publish(&exchange, message, &mut targets);
         self.targets = targets;
+        if let Some(state) = self.channels.get_mut(&channel) {
+            state.last_exchange = Some(exchange);
+        }
         self.note_congestion();
         let mut ticket = 0;
         let routed = routed?;
