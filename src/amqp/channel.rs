@@ -452,8 +452,8 @@ impl Connection {
                 let class_method = (m::BasicPublish::CLASS_ID, m::BasicPublish::METHOD_ID);
                 self.published = true;
                 self.channel(channel)?.publish = Some(PendingPublish {
-                    exchange: publish.exchange,
-                    routing_key: publish.routing_key,
+                    exchange: publish.exchange.into(),
+                    routing_key: publish.routing_key.into(),
                     mandatory: publish.mandatory,
                     class_method,
                     header: None,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -13,13 +13,14 @@ use tokio_util::sync::CancellationToken;
 use warren_amqp::constants as c;
 use warren_amqp::frame::{self, Frame};
 use warren_amqp::method::{
-    ConnectionBlocked, ConnectionClose, ConnectionCloseOk, ConnectionOpenOk, ConnectionStart,
-    ConnectionTune, ConnectionUnblocked, Method,
+    self as m, ConnectionBlocked, ConnectionClose, ConnectionCloseOk, ConnectionOpenOk,
+    ConnectionStart, ConnectionTune, ConnectionUnblocked, Method,
 };
 use warren_amqp::table::{FieldTable, FieldValue};
 use warren_amqp::DecodeError;
 
 use super::channel::{Channel, ConsumerRoute};
+use super::publish::PendingPublish;
 use super::Settings;
 use crate::core::{
     ConnectionId, ConsumerEvents, ConsumerId, Core, RouteTargets, Vhost, WindowGrants,
@@ -304,6 +305,29 @@ impl Connection {
 
     fn process_input(&mut self) -> Result<(), ConnectionException> {
         loop {
+            // basic.publish (every message starts with one) is read in place: its names go
+            // straight into the message's inline strings, with no `String` or `Method` built.
+            // Anything unusual (closed channel, publish in progress, malformed frame) takes
+            // the general path below, which reports it.
+            if let Some(publish) = m::peek_basic_publish(&self.read_buf, self.frame_max) {
+                let ready = self
+                    .channels
+                    .get_mut(&publish.channel)
+                    .filter(|state| !state.closing && state.publish.is_none());
+                if let Some(state) = ready {
+                    state.publish = Some(PendingPublish {
+                        exchange: publish.exchange.into(),
+                        routing_key: publish.routing_key.into(),
+                        mandatory: publish.mandatory,
+                        class_method: (m::BasicPublish::CLASS_ID, m::BasicPublish::METHOD_ID),
+                        header: None,
+                    });
+                    self.published = true;
+                    let frame_len = publish.frame_len;
+                    self.read_buf.advance(frame_len);
+                    continue;
+                }
+            }
             let ids = method_ids(&self.read_buf);
             let frame = match frame::decode_frame(&mut self.read_buf, self.frame_max) {
                 Ok(Some(frame)) => frame,

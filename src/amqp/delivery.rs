@@ -91,8 +91,8 @@ impl Connection {
             &Method::BasicGetOk(m::BasicGetOk {
                 delivery_tag: tag,
                 redelivered: result.redelivered,
-                exchange: message.exchange.clone(),
-                routing_key: message.routing_key.clone(),
+                exchange: message.exchange.to_string(),
+                routing_key: message.routing_key.to_string(),
                 message_count: result.remaining,
             }),
         );

@@ -12,12 +12,12 @@ use super::channel::{ChannelException, Failure};
 use super::connection::{Connection, ConnectionException};
 use super::translate::{properties_from_amqp, HEADER_CACHE_FORMAT};
 use super::MAX_MESSAGE_SIZE;
-use crate::core::{Message, Routed, WireCache};
+use crate::core::{Message, Routed, ShortString, WireCache};
 
 /// A publish waiting for its header and body frames.
 pub(super) struct PendingPublish {
-    pub(super) exchange: String,
-    pub(super) routing_key: String,
+    pub(super) exchange: ShortString,
+    pub(super) routing_key: ShortString,
     pub(super) mandatory: bool,
     /// The method, for error reports once content completes.
     pub(super) class_method: (u16, u16),
@@ -282,8 +282,8 @@ impl Connection {
                     &Method::BasicReturn(m::BasicReturn {
                         reply_code: c::NO_ROUTE,
                         reply_text: "NO_ROUTE".into(),
-                        exchange: message.exchange.clone(),
-                        routing_key: message.routing_key.clone(),
+                        exchange: message.exchange.to_string(),
+                        routing_key: message.routing_key.to_string(),
                     }),
                 );
                 self.encode_content(channel, &message);

@@ -1,6 +1,7 @@
 //! The message as the core sees it: routing information, properties and a shared body.
 
 use bytes::Bytes;
+pub use compact_str::CompactString as ShortString;
 
 use super::queue::ConnectionId;
 use super::table::Table;
@@ -51,10 +52,11 @@ pub struct WireCache {
 /// A published message. Shared (`Arc`) between every queue it is routed to; never copied.
 #[derive(Debug, Clone)]
 pub struct Message {
-    /// The exchange it was published to.
-    pub exchange: String,
+    /// The exchange it was published to. A [`ShortString`] keeps names up to 24 bytes inline:
+    /// no allocation per message for the usual exchange names and routing keys.
+    pub exchange: ShortString,
     /// The routing key it was published with.
-    pub routing_key: String,
+    pub routing_key: ShortString,
     /// Its properties.
     pub properties: Properties,
     /// The payload.

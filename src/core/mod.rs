@@ -22,7 +22,7 @@ use crate::store::{Recovered, Store};
 
 pub use error::{CoreError, CoreResult};
 pub use exchange::{Exchange, ExchangeKind, RouteTargets};
-pub use message::{Message, Properties, WireCache};
+pub use message::{Message, Properties, ShortString, WireCache};
 pub use queue::{
     ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, ConsumerSpec, Delivery, EventSink,
     GetResult, Queue, WindowGrants,

@@ -15,7 +15,7 @@ fn queue() -> Arc<Queue> {
 
 fn message(body: &'static str) -> Arc<Message> {
     Arc::new(Message {
-        exchange: String::new(),
+        exchange: "".into(),
         routing_key: "q".into(),
         properties: Default::default(),
         body: Bytes::from_static(body.as_bytes()),

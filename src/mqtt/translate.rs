@@ -73,8 +73,8 @@ pub(crate) fn message_from_publish(
         headers.insert(PAYLOAD_FORMAT_HEADER, Value::U8(indicator));
     }
     Message {
-        exchange: exchange.to_string(),
-        routing_key: topic_to_routing_key(topic),
+        exchange: exchange.into(),
+        routing_key: topic_to_routing_key(topic).into(),
         properties: Properties {
             content_type: properties.content_type.clone(),
             headers: Some(headers),

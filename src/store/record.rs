@@ -79,8 +79,8 @@ pub(crate) fn decode(payload: Bytes) -> Result<Record, RecordError> {
                 msg_id,
                 queues,
                 message: Box::new(Message {
-                    exchange,
-                    routing_key,
+                    exchange: exchange.into(),
+                    routing_key: routing_key.into(),
                     properties,
                     body,
                     wire_cache: None,

@@ -247,7 +247,9 @@ def gen(spec, methods, json_name):
     w("mod hot;")
     w("")
     w("pub(crate) use hot::decode_hot_method;")
-    w("pub use hot::{encode_basic_deliver_frame, encode_basic_publish_frame};")
+    w("pub use hot::{")
+    w("    encode_basic_deliver_frame, encode_basic_publish_frame, peek_basic_publish, BasicPublishRef,")
+    w("};")
     w("")
     for m in methods:
         gen_struct(m, w)

@@ -21,7 +21,9 @@ use crate::wire;
 mod hot;
 
 pub(crate) use hot::decode_hot_method;
-pub use hot::{encode_basic_deliver_frame, encode_basic_publish_frame};
+pub use hot::{
+    encode_basic_deliver_frame, encode_basic_publish_frame, peek_basic_publish, BasicPublishRef,
+};
 
 /// `connection.start` (class 10, method 10), synchronous.
 ///

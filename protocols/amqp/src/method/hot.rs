@@ -118,10 +118,70 @@ fn decode_ack(reader: &mut SliceReader<'_>) -> Result<Method, DecodeError> {
     }))
 }
 
+/// A well-formed `basic.publish` method frame read in place (see [`peek_basic_publish`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BasicPublishRef<'a> {
+    /// The channel it was sent on.
+    pub channel: u16,
+    /// The exchange name.
+    pub exchange: &'a str,
+    /// The routing key.
+    pub routing_key: &'a str,
+    /// The mandatory flag.
+    pub mandatory: bool,
+    /// The immediate flag.
+    pub immediate: bool,
+    /// Bytes the whole frame takes at the front of the buffer: advance past them once the
+    /// names are copied.
+    pub frame_len: usize,
+}
+
+/// Reads the next frame of `buf` in place if it is a complete, well-formed `basic.publish`
+/// method frame within `frame_max` (0 = no limit); `None` otherwise, leaving it to
+/// [`crate::frame::decode_frame`] (which also reports any error).
+///
+/// Every message starts with this frame, and a broker can copy the two names into its own
+/// (inline, small-string) type instead of allocating `String`s for them.
+pub fn peek_basic_publish(buf: &[u8], frame_max: u32) -> Option<BasicPublishRef<'_>> {
+    let head = buf.get(..7)?;
+    if head[0] != FRAME_METHOD {
+        return None;
+    }
+    let channel = u16::from_be_bytes([head[1], head[2]]);
+    let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
+    if frame_max != 0 && u64::from(size) + 8 > u64::from(frame_max) {
+        return None;
+    }
+    let end = 7usize.checked_add(size as usize)?;
+    if buf.get(end) != Some(&FRAME_END) {
+        return None;
+    }
+    let mut reader = SliceReader(buf.get(7..end)?);
+    let ids = (reader.u16("").ok()?, reader.u16("").ok()?);
+    if ids != (BasicPublish::CLASS_ID, BasicPublish::METHOD_ID) {
+        return None;
+    }
+    let _ticket = reader.u16("").ok()?;
+    let exchange = reader.shortstr_ref("").ok()?;
+    let routing_key = reader.shortstr_ref("").ok()?;
+    let bits = reader.u8("").ok()?;
+    if !reader.0.is_empty() {
+        return None;
+    }
+    Some(BasicPublishRef {
+        channel,
+        exchange,
+        routing_key,
+        mandatory: bits & 1 != 0,
+        immediate: bits & 2 != 0,
+        frame_len: end + 1,
+    })
+}
+
 /// Big-endian reads from a borrowed payload, with the generic decoder's error values.
 struct SliceReader<'a>(&'a [u8]);
 
-impl SliceReader<'_> {
+impl<'a> SliceReader<'a> {
     fn take<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
         let Some((head, rest)) = self.0.split_first_chunk::<N>() else {
             return Err(DecodeError::Truncated(what));
@@ -140,6 +200,15 @@ impl SliceReader<'_> {
 
     fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.take(what)?))
+    }
+
+    fn shortstr_ref(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
+        let len = usize::from(self.u8(what)?);
+        let Some((bytes, rest)) = self.0.split_at_checked(len) else {
+            return Err(DecodeError::Truncated(what));
+        };
+        self.0 = rest;
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)
     }
 
     fn shortstr(&mut self, what: &'static str) -> Result<String, DecodeError> {

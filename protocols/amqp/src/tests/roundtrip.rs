@@ -152,3 +152,41 @@ proptest! {
         prop_assert_eq!(hot, Some(Method::decode(Bytes::from(payload))));
     }
 }
+
+proptest! {
+    /// Whenever the in-place publish reader accepts a frame, the generic decoder reads the
+    /// same basic.publish from it, and a well-formed publish frame is always accepted.
+    #[test]
+    fn peek_basic_publish_agrees_with_decode_frame(
+        channel in any::<u16>(),
+        exchange in "[a-z.]{0,20}",
+        routing_key in "[a-z0-9.]{0,40}",
+        mandatory in any::<bool>(),
+        immediate in any::<bool>(),
+        noise in proptest::collection::vec(any::<u8>(), 0..24),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        let mut wire = BytesMut::new();
+        crate::method::encode_basic_publish_frame(channel, &exchange, &routing_key, mandatory, immediate, &mut wire);
+        let peeked = crate::method::peek_basic_publish(&wire, 0).expect("a publish frame is read");
+        prop_assert_eq!(
+            (peeked.channel, peeked.exchange, peeked.routing_key, peeked.mandatory, peeked.immediate, peeked.frame_len),
+            (channel, exchange.as_str(), routing_key.as_str(), mandatory, immediate, wire.len())
+        );
+        // Corrupt one byte of the frame: whatever the reader still accepts, decode_frame agrees.
+        let mut bad = wire.to_vec();
+        let at = cut.index(bad.len());
+        bad[at] = noise.first().copied().unwrap_or(0);
+        if let Some(peeked) = crate::method::peek_basic_publish(&bad, 0) {
+            let mut buf = BytesMut::from(&bad[..]);
+            let frame = decode_frame(&mut buf, 0);
+            let Ok(Some(Frame::Method { channel, method: Method::BasicPublish(p) })) = frame else {
+                return Err(TestCaseError::fail(format!("peeked {peeked:?}, decode_frame gave {frame:?}")));
+            };
+            prop_assert_eq!(
+                (channel, p.exchange.as_str(), p.routing_key.as_str(), p.mandatory, p.immediate),
+                (peeked.channel, peeked.exchange, peeked.routing_key, peeked.mandatory, peeked.immediate)
+            );
+        }
+    }
+}
