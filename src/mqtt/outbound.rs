@@ -27,7 +27,7 @@ impl MqttConnection {
             delivery.queue.requeue([delivery.seq]);
             return;
         };
-        let topic = routing_key_to_topic(&delivery.message.routing_key);
+        let topic: crate::core::ShortString = routing_key_to_topic(&delivery.message.routing_key);
         // Which of this session's subscriptions the message matches decides its QoS and
         // identifiers; none matching (e.g. `#` versus a `$SYS` topic) means it is not for us.
         let mut granted: Option<QoS> = None;

@@ -73,7 +73,7 @@ impl MqttConnection {
         group: &str,
         filter: &str,
     ) -> Result<(), crate::core::CoreError> {
-        let key = topic_to_routing_key(filter);
+        let key: String = topic_to_routing_key(filter);
         let name = format!("mqtt-shared-{group}-{key}");
         let declared = self.vhost.declare_queue(
             QueueDeclare {
@@ -137,7 +137,7 @@ impl MqttConnection {
                     self.vhost.bind_queue(
                         &queue.name,
                         &self.shared.settings.exchange,
-                        &topic_to_routing_key(&filter),
+                        &topic_to_routing_key::<String>(&filter),
                         Table::default(),
                         self.id,
                     )
@@ -221,7 +221,7 @@ impl MqttConnection {
                 reasons.push(rc::NO_SUBSCRIPTION_EXISTED);
                 continue;
             };
-            let key = topic_to_routing_key(&subscription.filter);
+            let key: String = topic_to_routing_key(&subscription.filter);
             match subscription.group {
                 Some(_) => {
                     let found = active(&mut self.delivering)
@@ -237,11 +237,9 @@ impl MqttConnection {
                     }
                 }
                 None => {
-                    let still_bound = self
-                        .session
-                        .subscriptions
-                        .values()
-                        .any(|s| s.group.is_none() && topic_to_routing_key(&s.filter) == key);
+                    let still_bound = self.session.subscriptions.values().any(|s| {
+                        s.group.is_none() && topic_to_routing_key::<String>(&s.filter) == key
+                    });
                     if !still_bound {
                         let name = session_queue_name(&self.client_id, self.persistent);
                         let _ = self.vhost.unbind_queue(

@@ -18,7 +18,9 @@ pub(crate) const CORRELATION_HEADER: &str = "x-correlation-id";
 pub(crate) const PAYLOAD_FORMAT_HEADER: &str = "x-mqtt-payload-format-indicator";
 
 /// `sensors/+/temp` → `sensors.*.temp`.
-pub(crate) fn topic_to_routing_key(topic: &str) -> String {
+/// Generic over the string type: messages take an inline [`crate::core::ShortString`], so the
+/// usual topics cost no allocation.
+pub(crate) fn topic_to_routing_key<S: FromIterator<char>>(topic: &str) -> S {
     topic
         .chars()
         .map(|c| match c {
@@ -30,7 +32,8 @@ pub(crate) fn topic_to_routing_key(topic: &str) -> String {
 }
 
 /// `cmd.device42` → `cmd/device42`.
-pub(crate) fn routing_key_to_topic(key: &str) -> String {
+/// Generic over the string type, as [`topic_to_routing_key`].
+pub(crate) fn routing_key_to_topic<S: FromIterator<char>>(key: &str) -> S {
     key.chars()
         .map(|c| match c {
             '.' => '/',
@@ -66,7 +69,7 @@ pub(crate) fn message_from_publish(
         // Stored in AMQP form, as RabbitMQ does, so AMQP clients can publish replies to it.
         headers.insert(
             REPLY_TO_TOPIC_HEADER,
-            Value::String(Bytes::from(topic_to_routing_key(response_topic))),
+            Value::String(Bytes::from(topic_to_routing_key::<String>(response_topic))),
         );
     }
     if let Some(indicator) = properties.payload_format_indicator {
@@ -74,7 +77,7 @@ pub(crate) fn message_from_publish(
     }
     Message {
         exchange: exchange.into(),
-        routing_key: topic_to_routing_key(topic).into(),
+        routing_key: topic_to_routing_key(topic),
         properties: Properties {
             content_type: properties.content_type.clone(),
             headers: Some(headers),
@@ -133,7 +136,8 @@ pub(crate) fn publish_properties(
             match key.as_str() {
                 QOS_HEADER => {}
                 REPLY_TO_TOPIC_HEADER => {
-                    out.response_topic = value_text(value).map(|key| routing_key_to_topic(&key))
+                    out.response_topic =
+                        value_text(value).map(|key| routing_key_to_topic::<String>(&key))
                 }
                 CORRELATION_HEADER => {
                     if let Value::ByteArray(bytes) | Value::String(bytes) = value {
@@ -173,13 +177,19 @@ mod tests {
     #[test]
     fn topic_mapping_follows_rabbitmq() {
         assert_eq!(
-            topic_to_routing_key("sensors/kitchen/temp"),
+            topic_to_routing_key::<String>("sensors/kitchen/temp"),
             "sensors.kitchen.temp"
         );
-        assert_eq!(topic_to_routing_key("sensors/+/temp"), "sensors.*.temp");
-        assert_eq!(topic_to_routing_key("a/#"), "a.#");
-        assert_eq!(topic_to_routing_key("v1.2/x"), "v1.2.x");
-        assert_eq!(routing_key_to_topic("cmd.device42"), "cmd/device42");
+        assert_eq!(
+            topic_to_routing_key::<String>("sensors/+/temp"),
+            "sensors.*.temp"
+        );
+        assert_eq!(topic_to_routing_key::<String>("a/#"), "a.#");
+        assert_eq!(topic_to_routing_key::<String>("v1.2/x"), "v1.2.x");
+        assert_eq!(
+            routing_key_to_topic::<String>("cmd.device42"),
+            "cmd/device42"
+        );
     }
 
     #[test]
