@@ -15,7 +15,8 @@
 //!   publishers to `perf/<i>`, AMQP consumers on queues `perf-<i>` bound to `amq.topic` with
 //!   `perf.<i>` (the broker's MQTT ⇔ AMQP topic mapping).
 //! - **idle** (`--idle N`): opens N connections (AMQP with one channel open, MQTT CONNECT),
-//!   holds them for `--duration` seconds and reports how many opened and stayed open; with
+//!   holds them for `--duration` seconds and reports how many opened and stayed open (it stops
+//!   opening more at the first connection that fails, e.g. a broker out of descriptors); with
 //!   `--broker-pid` the broker's resident memory growth per connection.
 //!
 //! A run lasts `--duration` seconds or `--count` messages per producer (whichever comes first;
@@ -158,7 +159,8 @@ pub struct Options {
     /// Messages per producer.
     #[arg(short = 'C', long, value_name = "N")]
     pub count: Option<u64>,
-    /// Idle-connection mode: open N connections and hold them for --duration seconds.
+    /// Idle-connection mode: open N connections and hold them for --duration seconds (opening
+    /// stops at the first connection that fails).
     #[arg(long, value_name = "N")]
     pub idle: Option<usize>,
     /// Idle mode: connection handshakes in progress at once.
@@ -1418,10 +1420,15 @@ where
             Some(Ok(Err(e))) => {
                 set.failed += 1;
                 set.first_error.get_or_insert_with(|| format!("{e:#}"));
+                // A broker that refuses or stalls one connection (out of file descriptors,
+                // say) will do so for the rest: stop opening more instead of waiting out the
+                // timeout for each of thousands.
+                next = n;
             }
             Some(Err(e)) => {
                 set.failed += 1;
                 set.first_error.get_or_insert_with(|| e.to_string());
+                next = n;
             }
             None => break,
         }
