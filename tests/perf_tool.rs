@@ -218,8 +218,8 @@ async fn broker_errors_fail_the_run() {
     broker.shutdown().await;
 }
 
-/// The loopback relay (`warren relay`) that measures the load tool's own ceiling carries a
-/// full AMQP run (confirms, manual acks, several queues) and an MQTT QoS 1 run end to end.
+/// The loopback relay (`warren relay`) that measures the load tool's own ceiling carries
+/// full AMQP runs (confirms, manual acks, several queues) and an MQTT QoS 1 run end to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_carries_amqp_and_mqtt_runs() {
     let relay = perf::relay::start(&perf::relay::RelayOptions {
@@ -229,21 +229,25 @@ async fn relay_carries_amqp_and_mqtt_runs() {
     })
     .await
     .expect("relay starts");
-    let amqp = run(Options {
-        uri: amqp_uri(relay.amqp_addr),
-        count: Some(1000),
-        producers: 2,
-        consumers: 2,
-        queues: 2,
-        size: 256,
-        confirm: Some(50),
-        prefetch: 20,
-        ..quiet()
-    })
-    .await;
-    assert_eq!(amqp.published, 2000);
-    assert_eq!(amqp.confirmed, 2000);
-    assert_eq!((amqp.consumed, amqp.lost), (2000, 0));
+    // Twice on the same queue names: the second run must not lose messages to the first
+    // run's closed consumers.
+    for _ in 0..2 {
+        let amqp = run(Options {
+            uri: amqp_uri(relay.amqp_addr),
+            count: Some(1000),
+            producers: 2,
+            consumers: 2,
+            queues: 2,
+            size: 256,
+            confirm: Some(50),
+            prefetch: 20,
+            ..quiet()
+        })
+        .await;
+        assert_eq!(amqp.published, 2000);
+        assert_eq!(amqp.confirmed, 2000);
+        assert_eq!((amqp.consumed, amqp.lost), (2000, 0));
+    }
     let mqtt = run(Options {
         uri: mqtt_uri(relay.mqtt_addr),
         count: Some(1000),

@@ -292,7 +292,6 @@ impl Connection {
         }
     }
 
-    /// Decodes and handles every complete frame in the read buffer.
     /// Pauses reading after this burst if the last publish found its queue congested.
     pub(super) fn note_congestion(&mut self) {
         let consumers = &self.consumers;
@@ -303,6 +302,7 @@ impl Connection {
         });
     }
 
+    /// Decodes and handles every complete frame in the read buffer.
     fn process_input(&mut self) -> Result<(), ConnectionException> {
         loop {
             // basic.publish (every message starts with one) is read in place: its names go

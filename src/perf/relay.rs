@@ -153,6 +153,25 @@ struct AmqpConsumer {
 /// A connection's outgoing bytes, written by its writer task.
 type Sink = UnboundedSender<Bytes>;
 
+/// Removes a connection's consumers and subscriptions from the routes when it ends, so the
+/// next run on the same queue names does not lose messages to a closed connection.
+struct Registration<'a> {
+    routes: &'a Routes,
+    sink: Sink,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        for route in self.routes.queues.lock().values_mut() {
+            route.consumers.retain(|c| !c.sink.same_channel(&self.sink));
+            route.next = 0;
+        }
+        for subscribers in self.routes.topics.lock().values_mut() {
+            subscribers.retain(|s| !s.same_channel(&self.sink));
+        }
+    }
+}
+
 /// Splits the socket: the returned sender feeds a task that writes everything sent to it,
 /// coalescing what is waiting into one write.
 fn writer(stream: TcpStream) -> (tokio::net::tcp::OwnedReadHalf, Sink) {
@@ -214,6 +233,10 @@ struct AmqpChannel {
 
 async fn amqp_connection(stream: TcpStream, routes: &Routes) -> Result<()> {
     let (mut read, sink) = writer(stream);
+    let _registration = Registration {
+        routes,
+        sink: sink.clone(),
+    };
     let mut buffer = BytesMut::new();
     while buffer.len() < PROTOCOL_HEADER.len() {
         fill(&mut read, &mut buffer).await?;
@@ -524,6 +547,10 @@ fn short_packet(first: u8, packet_id: u16) -> Bytes {
 
 async fn mqtt_connection(stream: TcpStream, routes: &Routes) -> Result<()> {
     let (mut read, sink) = writer(stream);
+    let _registration = Registration {
+        routes,
+        sink: sink.clone(),
+    };
     let mut buffer = BytesMut::new();
     let mut v5 = false;
     let mut batches: Vec<(Sink, BytesMut)> = Vec::new();
