@@ -6,7 +6,9 @@ use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use warren::core::topic::TopicTrie;
 use warren_amqp::frame::{decode_frame, encode_body_frames, encode_header_frame};
-use warren_amqp::method::{encode_basic_deliver_frame, encode_basic_publish_frame};
+use warren_amqp::method::{
+    encode_basic_deliver_frame, encode_basic_publish_frame, peek_basic_publish,
+};
 use warren_amqp::properties::{BasicProperties, ContentHeader};
 use warren_mqtt::{Codec, Packet, ProtocolVersion, Publish, QoS};
 
@@ -52,6 +54,16 @@ fn amqp(c: &mut Criterion) {
                 frames += 1;
             }
             assert_eq!(frames, 3);
+        })
+    });
+    // What the broker does with the method frame of every publish: read it in place and copy
+    // the names into inline strings (no buffer split, no Method, no String).
+    group.bench_function("read basic.publish in place", |b| {
+        b.iter(|| {
+            let publish = peek_basic_publish(black_box(&wire), 131_072).expect("a publish frame");
+            let names: (warren::core::ShortString, warren::core::ShortString) =
+                (publish.exchange.into(), publish.routing_key.into());
+            black_box((names, publish.frame_len))
         })
     });
     let header = ContentHeader {
