@@ -100,20 +100,7 @@ async fn fast_publisher_is_blocked_at_the_watermark_and_released_when_drained() 
     let observe = within("channel", observer.create_channel())
         .await
         .expect("channel");
-    let depth = within(
-        "passive declare",
-        observe.queue_declare(
-            &queue,
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("queue exists")
-    .message_count() as usize;
+    let depth = common::queue_counts(&observe, &queue).await.0 as usize;
     assert!(
         depth * BODY <= 2 * WATERMARK as usize,
         "{depth} messages of {BODY} bytes queued with a {WATERMARK}-byte watermark"
@@ -227,20 +214,7 @@ async fn publisher_is_paused_while_its_queue_is_far_ahead_of_the_consumers() {
     let observe = common::channel(&observer).await;
     let mut deepest = 0;
     while !consuming.is_finished() {
-        let depth = within(
-            "passive declare",
-            observe.queue_declare(
-                &queue,
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            ),
-        )
-        .await
-        .expect("queue exists")
-        .message_count() as usize;
+        let depth = common::queue_counts(&observe, &queue).await.0 as usize;
         deepest = deepest.max(depth);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

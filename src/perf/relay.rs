@@ -173,12 +173,20 @@ impl Drop for Registration<'_> {
 }
 
 /// Splits the socket: the returned sender feeds a task that writes everything sent to it,
-/// coalescing what is waiting into one write.
-fn writer(stream: TcpStream) -> (tokio::net::tcp::OwnedReadHalf, Sink) {
+/// coalescing what is waiting into one write. The registration removes the connection from
+/// the routes when dropped.
+fn writer(
+    stream: TcpStream,
+    routes: &Routes,
+) -> (tokio::net::tcp::OwnedReadHalf, Sink, Registration<'_>) {
     let (read, write) = stream.into_split();
     let (sink, queue) = unbounded_channel();
     tokio::spawn(write_all(write, queue));
-    (read, sink)
+    let registration = Registration {
+        routes,
+        sink: sink.clone(),
+    };
+    (read, sink, registration)
 }
 
 async fn write_all(mut write: OwnedWriteHalf, mut queue: UnboundedReceiver<Bytes>) {
@@ -232,11 +240,7 @@ struct AmqpChannel {
 }
 
 async fn amqp_connection(stream: TcpStream, routes: &Routes) -> Result<()> {
-    let (mut read, sink) = writer(stream);
-    let _registration = Registration {
-        routes,
-        sink: sink.clone(),
-    };
+    let (mut read, sink, _registration) = writer(stream, routes);
     let mut buffer = BytesMut::new();
     while buffer.len() < PROTOCOL_HEADER.len() {
         fill(&mut read, &mut buffer).await?;
@@ -546,11 +550,7 @@ fn short_packet(first: u8, packet_id: u16) -> Bytes {
 }
 
 async fn mqtt_connection(stream: TcpStream, routes: &Routes) -> Result<()> {
-    let (mut read, sink) = writer(stream);
-    let _registration = Registration {
-        routes,
-        sink: sink.clone(),
-    };
+    let (mut read, sink, _registration) = writer(stream, routes);
     let mut buffer = BytesMut::new();
     let mut v5 = false;
     let mut batches: Vec<(Sink, BytesMut)> = Vec::new();
