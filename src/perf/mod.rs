@@ -44,6 +44,8 @@
 //! message; with `--broker-pid` it reports the broker's CPU the same way, so the summary says
 //! how many times more load the client could drive than the broker handled (the self-check:
 //! run `warren perf --producers 4 --consumers 4 --broker-pid $(pidof warren)` against warren).
+//! `warren relay` ([`relay`]) is the other check: a loopback forwarder with no queues, against
+//! which the same command shows the client's own ceiling on the machine.
 
 mod amqp;
 mod mqtt;
