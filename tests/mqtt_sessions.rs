@@ -253,10 +253,7 @@ async fn takeover_v5_raw_first_connection_gets_disconnect_0x8e() {
     let (mut first, _) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
     let (mut second, _) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
     let packets = first.until_closed().await;
-    let reasons: Vec<_> = packets
-        .iter()
-        .map(|p| (p.kind(), p.disconnect_reason()))
-        .collect();
+    let reasons = kinds_and_reasons(&packets);
     assert_eq!(
         reasons,
         vec![(raw::DISCONNECT, Some(raw::RC_SESSION_TAKEN_OVER))],
@@ -283,10 +280,7 @@ async fn shutdown_sends_v5_clients_disconnect_0x8b() {
     let connect = Connect::new(Version::V5, &unique_id("shutdown5raw"));
     let (mut client, _) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
     let (packets, ()) = tokio::join!(client.until_closed(), broker.shutdown());
-    let reasons: Vec<_> = packets
-        .iter()
-        .map(|p| (p.kind(), p.disconnect_reason()))
-        .collect();
+    let reasons = kinds_and_reasons(&packets);
     assert_eq!(
         reasons,
         vec![(raw::DISCONNECT, Some(raw::RC_SERVER_SHUTTING_DOWN))],
@@ -408,4 +402,12 @@ async fn v5_session_expiry_keeps_session_until_clean_start() {
     );
     cleanup.disconnect().await;
     broker.shutdown().await;
+}
+
+/// Each packet's type and, for DISCONNECT, its reason code.
+fn kinds_and_reasons(packets: &[raw::Packet]) -> Vec<(u8, Option<u8>)> {
+    packets
+        .iter()
+        .map(|p| (p.kind(), p.disconnect_reason()))
+        .collect()
 }

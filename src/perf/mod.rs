@@ -760,6 +760,31 @@ pub fn cli(options: &Options) -> ExitCode {
     }
 }
 
+/// Reads more bytes from a broker (or client) socket into `buf`, waiting at most `wait`
+/// (`None`: no limit); errors on EOF and on timeout. Returns the number of bytes read.
+pub(crate) async fn read_more(
+    io: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut bytes::BytesMut,
+    wait: Option<Duration>,
+) -> Result<usize> {
+    use tokio::io::AsyncReadExt;
+    if buf.capacity() - buf.len() < 32 * 1024 {
+        buf.reserve(128 * 1024);
+    }
+    let read = io.read_buf(buf);
+    let n = match wait {
+        Some(w) => tokio::time::timeout(w, read)
+            .await
+            .map_err(|_| anyhow!("no data from the peer for {w:?}"))?,
+        None => read.await,
+    }
+    .context("reading from the socket")?;
+    if n == 0 {
+        bail!("the peer closed the TCP connection");
+    }
+    Ok(n)
+}
+
 /// A spawned connection task's outcome.
 type TaskSet = JoinSet<Result<()>>;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
@@ -43,21 +43,7 @@ impl Reader {
     /// Reads more bytes, waiting at most `wait` (`None`: forever); errors on EOF and timeout.
     /// Returns the number of bytes read.
     async fn fill(&mut self, wait: Option<Duration>) -> Result<usize> {
-        if self.buf.capacity() - self.buf.len() < 32 * 1024 {
-            self.buf.reserve(128 * 1024);
-        }
-        let read = self.io.read_buf(&mut self.buf);
-        let n = match wait {
-            Some(w) => timeout(w, read)
-                .await
-                .map_err(|_| anyhow!("no data from the broker for {w:?}"))?,
-            None => read.await,
-        }
-        .context("reading from the broker")?;
-        if n == 0 {
-            bail!("the broker closed the TCP connection");
-        }
-        Ok(n)
+        super::read_more(&mut self.io, &mut self.buf, wait).await
     }
 
     /// Next packet (control packets only), waiting at most `wait`.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -206,15 +206,6 @@ async fn write_all(mut write: OwnedWriteHalf, mut queue: UnboundedReceiver<Bytes
     }
 }
 
-/// Reads more bytes; Err at EOF.
-async fn fill(read: &mut tokio::net::tcp::OwnedReadHalf, buffer: &mut BytesMut) -> Result<()> {
-    buffer.reserve(64 * 1024);
-    if read.read_buf(buffer).await? == 0 {
-        bail!("closed by the client");
-    }
-    Ok(())
-}
-
 fn method_frame(channel: u16, method: &Method) -> Bytes {
     let mut out = BytesMut::new();
     frame::encode_method_frame(channel, method, &mut out);
@@ -243,7 +234,7 @@ async fn amqp_connection(stream: TcpStream, routes: &Routes) -> Result<()> {
     let (mut read, sink, _registration) = writer(stream, routes);
     let mut buffer = BytesMut::new();
     while buffer.len() < PROTOCOL_HEADER.len() {
-        fill(&mut read, &mut buffer).await?;
+        super::read_more(&mut read, &mut buffer, None).await?;
     }
     if buffer.split_to(PROTOCOL_HEADER.len())[..] != PROTOCOL_HEADER[..] {
         bail!("not an AMQP 0-9-1 client");
@@ -262,7 +253,7 @@ async fn amqp_connection(stream: TcpStream, routes: &Routes) -> Result<()> {
     // Deliveries of this read burst, per destination connection, sent in one piece each.
     let mut batches: Vec<(Sink, BytesMut)> = Vec::new();
     loop {
-        fill(&mut read, &mut buffer).await?;
+        super::read_more(&mut read, &mut buffer, None).await?;
         loop {
             // Content headers are taken raw: forwarded as they are, their properties need no
             // decoding.
@@ -555,7 +546,7 @@ async fn mqtt_connection(stream: TcpStream, routes: &Routes) -> Result<()> {
     let mut v5 = false;
     let mut batches: Vec<(Sink, BytesMut)> = Vec::new();
     loop {
-        fill(&mut read, &mut buffer).await?;
+        super::read_more(&mut read, &mut buffer, None).await?;
         while let Some(&first) = buffer.first() {
             let Some((length, used)) = varint(&buffer, 1)? else {
                 break;

@@ -93,9 +93,14 @@ pub(crate) async fn start_broker() -> TestBroker {
 
 /// Awaits `future`, failing the test with `what` if it takes longer than [`STEP`].
 pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(STEP, future).await {
+    within_for(STEP, what, future).await
+}
+
+/// [`within`] with an explicit limit.
+pub(crate) async fn within_for<F: Future>(limit: Duration, what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(limit, future).await {
         Ok(output) => output,
-        Err(_) => panic!("timed out after {STEP:?} waiting for {what}"),
+        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
     }
 }
 
@@ -237,7 +242,7 @@ pub(crate) async fn consume(ch: &Channel, queue: &str) -> Consumer {
         ),
     )
     .await
-    .expect("basic.consume-ok")
+    .unwrap_or_else(|e| panic!("basic.consume {queue}: {e}"))
 }
 
 /// The next delivery of `consumer`; panics if the stream ends or errors.

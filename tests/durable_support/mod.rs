@@ -26,13 +26,13 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicPublishOptions, BasicQosOptions, ExchangeDeclareOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
@@ -42,38 +42,17 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// How long any single step may take before the test fails.
-pub(crate) const STEP: Duration = Duration::from_secs(10);
+/// The AMQP helpers, time limits and names every harness shares.
+#[path = "../common/mod.rs"]
+pub(crate) mod common;
+#[allow(unused_imports)] // A facade: each test binary uses a different part.
+pub(crate) use common::{
+    channel, close, confirm_channel, consume, next_delivery, reply_code, unique, within,
+    within_for, STEP,
+};
 
 /// How long a broker may take to start (recovery included) or to stop gracefully.
 pub(crate) const START_STOP: Duration = Duration::from_secs(60);
-
-/// Awaits `future`, failing the test with `what` if it takes longer than [`STEP`].
-pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    within_for(STEP, what, future).await
-}
-
-/// [`within`] with an explicit limit.
-pub(crate) async fn within_for<F: Future>(limit: Duration, what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(limit, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
-    }
-}
-
-/// A name no other test (or earlier run) uses: `warren-test.<prefix>.<pid>.<nanos>.<n>`.
-pub(crate) fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "warren-test.{prefix}.{}.{nanos:08x}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// An MQTT client id / topic level (letters, digits and `-` only) no other test uses.
 pub(crate) fn unique_mqtt(prefix: &str) -> String {
@@ -401,32 +380,6 @@ pub(crate) async fn connect(addr: SocketAddr) -> Connection {
     .expect("connection opens")
 }
 
-/// Closes a connection cleanly.
-pub(crate) async fn close(connection: Connection) {
-    within("connection close", connection.close(200, "bye"))
-        .await
-        .expect("connection.close-ok");
-}
-
-/// Opens a channel.
-pub(crate) async fn channel(connection: &Connection) -> Channel {
-    within("channel open", connection.create_channel())
-        .await
-        .expect("channel opens")
-}
-
-/// Opens a channel in publisher-confirm mode.
-pub(crate) async fn confirm_channel(connection: &Connection) -> Channel {
-    let ch = channel(connection).await;
-    within(
-        "confirm.select",
-        ch.confirm_select(ConfirmSelectOptions::default()),
-    )
-    .await
-    .expect("confirm.select-ok");
-    ch
-}
-
 /// Declares a queue (not exclusive, not auto-delete), durable or not.
 pub(crate) async fn declare_queue(ch: &Channel, name: &str, durable: bool) {
     within(
@@ -567,29 +520,6 @@ pub(crate) async fn prefetch(ch: &Channel, count: u16) {
         .expect("basic.qos-ok");
 }
 
-/// Starts a manual-ack consumer.
-pub(crate) async fn consume(ch: &Channel, queue: &str) -> Consumer {
-    within(
-        "basic.consume",
-        ch.basic_consume(
-            queue,
-            "",
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("basic.consume {queue}: {e}"))
-}
-
-/// The next delivery of `consumer`; panics if the stream ends or errors.
-pub(crate) async fn next_delivery(consumer: &mut Consumer) -> lapin::message::Delivery {
-    within("basic.deliver", consumer.next())
-        .await
-        .expect("consumer stream ended")
-        .expect("delivery without error")
-}
-
 /// The next `n` deliveries of `consumer`.
 pub(crate) async fn take(consumer: &mut Consumer, n: usize) -> Vec<lapin::message::Delivery> {
     let mut deliveries = Vec::with_capacity(n);
@@ -612,28 +542,7 @@ pub(crate) async fn ack(ch: &Channel, delivery_tag: u64, multiple: bool) {
 /// The number of ready messages of a queue (passive `queue.declare`); panics if it does not
 /// exist.
 pub(crate) async fn queue_count(ch: &Channel, queue: &str) -> u32 {
-    within(
-        "passive queue.declare",
-        ch.queue_declare(
-            queue,
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("passive declare of queue {queue}: {e}"))
-    .message_count()
-}
-
-/// The AMQP reply code of a channel/connection exception carried by a lapin error.
-pub(crate) fn reply_code(error: &lapin::Error) -> Option<u16> {
-    match error {
-        lapin::Error::ProtocolError(amqp) => Some(amqp.get_id()),
-        _ => None,
-    }
+    common::queue_counts(ch, queue).await.0
 }
 
 /// Whether a queue exists (passive declare on a channel of its own: 404 closes the channel).

@@ -23,7 +23,6 @@
 pub(crate) mod python;
 pub(crate) mod raw;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,8 +36,11 @@ pub(crate) const EXTERNAL_MQTT: &str = "WARREN_TEST_EXTERNAL_MQTT";
 /// Environment variable naming the AMQP side of that external broker (`host:port`).
 pub(crate) const EXTERNAL_AMQP: &str = "WARREN_TEST_EXTERNAL_AMQP";
 
-/// How long any single step may take before the test fails.
-pub(crate) const STEP: Duration = Duration::from_secs(10);
+/// The AMQP helpers, time limits and names every harness shares.
+#[path = "../common/mod.rs"]
+pub(crate) mod common;
+#[allow(unused_imports)] // A facade: each test binary uses a different part.
+pub(crate) use common::{within, within_for, STEP};
 
 /// A broker under test: an in-process warren, or an external broker.
 pub(crate) struct TestBroker {
@@ -128,19 +130,6 @@ async fn resolve(var: &str, value: &str) -> SocketAddr {
         .unwrap_or_else(|e| panic!("{var}={value} is not host:port: {e}"))
         .next()
         .unwrap_or_else(|| panic!("{var}={value} resolves to nothing"))
-}
-
-/// Awaits `future`, failing the test with `what` if it takes longer than [`STEP`].
-pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
-    within_for(STEP, what, future).await
-}
-
-/// [`within`] with an explicit limit.
-pub(crate) async fn within_for<F: Future>(limit: Duration, what: &str, future: F) -> F::Output {
-    match tokio::time::timeout(limit, future).await {
-        Ok(output) => output,
-        Err(_) => panic!("timed out after {limit:?} waiting for {what}"),
-    }
 }
 
 fn unique_suffix() -> String {
