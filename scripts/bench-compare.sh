@@ -327,8 +327,14 @@ start_warren() {
     aport="$(free_port)" && mport="$(free_port)" || return 1
     dir="$TMP/warren-data.$RANDOM"
     mkdir -p "$dir"
+    # The WebSocket listener (on by default at 15675) gets a free port too, when the binary
+    # has one, so a second broker or anything else on 15675 does not stop this one.
+    local extra=()
+    if "$WARREN_BIN" --help 2>/dev/null | grep -q -- '--ws-port'; then
+        extra=(--ws-port 0)
+    fi
     (ulimit -n "$NOFILE" && exec "$WARREN_BIN" --bind 127.0.0.1 --amqp-port "$aport" \
-        --mqtt-port "$mport" --data-dir "$dir") >>"$TMP/warren.log" 2>&1 &
+        --mqtt-port "$mport" --data-dir "$dir" "${extra[@]}") >>"$TMP/warren.log" 2>&1 &
     PID[warren]=$!
     OWNED[warren]=1
     AMQP[warren]="127.0.0.1:$aport"

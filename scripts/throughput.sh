@@ -159,6 +159,8 @@ if [[ -x "$WARREN_BIN" ]]; then
     OTHER_PORTS=()
     for opt in $("$WARREN_BIN" --help 2>/dev/null | grep -oE -- '--[a-z0-9-]+-port' | sort -u); do
         [[ "$opt" == "--amqp-port" ]] && continue
+        # The TLS listeners stay off (they need a certificate).
+        [[ "$opt" =~ ^--(amqps|mqtts|wss)-port$ ]] && continue
         OTHER_PORTS+=("$opt" "$(free_port)")
     done
     "$WARREN_BIN" --bind 127.0.0.1 --amqp-port "$PORT" --data-dir "$TMP/data" "${OTHER_PORTS[@]}" \

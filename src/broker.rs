@@ -9,17 +9,21 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::core::Core;
+use crate::listener::{Limits, ListenerContext, Transport};
+use crate::tls::TlsAcceptor;
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A listener's address could not be bound.
-    #[error("cannot bind the {listener} listener to {address}: {source}")]
+    #[error("cannot bind the {listener} listener to {address}: {source} (move it with {flag})")]
     Bind {
         /// Which listener ("AMQP", ...).
         listener: &'static str,
         /// The address that was asked for.
         address: SocketAddr,
+        /// The flag that sets the listener's port.
+        flag: &'static str,
         /// The operating system's reason.
         source: std::io::Error,
     },
@@ -34,14 +38,33 @@ pub enum StartError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// A TLS listener was asked for without TLS material, or the material is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Amqp,
+    Mqtt,
+}
+
+/// One listener the configuration asks for.
+struct ListenerSpec {
+    name: &'static str,
+    flag: &'static str,
+    protocol: Protocol,
+    transport: Transport,
+    port: Option<u16>,
 }
 
 /// A running broker: its bound addresses and the handles that stop it.
 pub struct Broker {
     mqtt: crate::mqtt::Mqtt,
     store: Arc<crate::store::Store>,
-    amqp_addr: SocketAddr,
-    mqtt_addr: SocketAddr,
+    addresses: Vec<(Protocol, Transport, SocketAddr)>,
+    tls: Option<Arc<TlsAcceptor>>,
     core: Arc<Core>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -50,6 +73,65 @@ pub struct Broker {
 impl Broker {
     /// Binds every listener and starts serving. Returns once all listeners are bound.
     pub async fn start(config: Config) -> Result<Broker, StartError> {
+        let tls = match &config.tls {
+            Some(settings) => Some(Arc::new(
+                TlsAcceptor::new(settings.clone())
+                    .map_err(|error| StartError::Tls(error.to_string()))?,
+            )),
+            None => None,
+        };
+        let specs = [
+            ListenerSpec {
+                name: "AMQP 0-9-1",
+                flag: "--amqp-port",
+                protocol: Protocol::Amqp,
+                transport: Transport::Tcp,
+                port: Some(config.amqp_port),
+            },
+            ListenerSpec {
+                name: "MQTT 3.1.1/5.0",
+                flag: "--mqtt-port",
+                protocol: Protocol::Mqtt,
+                transport: Transport::Tcp,
+                port: Some(config.mqtt_port),
+            },
+            ListenerSpec {
+                name: "AMQP 0-9-1 over TLS",
+                flag: "--amqps-port",
+                protocol: Protocol::Amqp,
+                transport: Transport::Tls,
+                port: config.amqps_port,
+            },
+            ListenerSpec {
+                name: "MQTT over TLS",
+                flag: "--mqtts-port",
+                protocol: Protocol::Mqtt,
+                transport: Transport::Tls,
+                port: config.mqtts_port,
+            },
+            ListenerSpec {
+                name: "MQTT over WebSocket",
+                flag: "--ws-port",
+                protocol: Protocol::Mqtt,
+                transport: Transport::WebSocket,
+                port: config.ws_port,
+            },
+            ListenerSpec {
+                name: "MQTT over secure WebSocket",
+                flag: "--wss-port",
+                protocol: Protocol::Mqtt,
+                transport: Transport::SecureWebSocket,
+                port: config.wss_port,
+            },
+        ];
+        for spec in &specs {
+            if spec.port.is_some() && spec.transport.is_tls() && tls.is_none() {
+                return Err(StartError::Tls(format!(
+                    "the {} listener ({}) needs a certificate and key (--tls-cert, --tls-key)",
+                    spec.name, spec.flag
+                )));
+            }
+        }
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -60,46 +142,108 @@ impl Broker {
         core.restore(&store, recovered);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let limits = Limits::new(config.max_connections, config.handshake_timeout);
 
-        let amqp = bind("AMQP", SocketAddr::new(config.bind, config.amqp_port)).await?;
-        let mqtt = bind("MQTT", SocketAddr::new(config.bind, config.mqtt_port)).await?;
-        let (amqp_listener, amqp_addr) = amqp;
-        let (mqtt_listener, mqtt_addr) = mqtt;
-        tracing::info!(address = %amqp_addr, "AMQP 0-9-1 listener started");
-        tracing::info!(address = %mqtt_addr, "MQTT 3.1.1/5.0 listener started");
-        tasks.spawn(crate::amqp::accept_loop(
-            amqp_listener,
-            core.clone(),
-            crate::amqp::Settings::from_config(&config),
-            shutdown.clone(),
-            tasks.clone(),
-        ));
+        // Bind everything first, so a port conflict leaves nothing half started.
+        let mut bound = Vec::new();
+        for spec in specs {
+            let Some(port) = spec.port else { continue };
+            let (socket, address) = bind(&spec, SocketAddr::new(config.bind, port)).await?;
+            bound.push((spec, socket, address));
+        }
         let mqtt = crate::mqtt::Mqtt::new(
             core.clone(),
             crate::mqtt::Settings::from_config(&config),
             shutdown.clone(),
             tasks.clone(),
         );
-        mqtt.serve(mqtt_listener);
+        let amqp_settings = crate::amqp::Settings::from_config(&config);
+        let mut addresses = Vec::new();
+        for (spec, socket, address) in bound {
+            tracing::info!(%address, transport = ?spec.transport, "{} listener started", spec.name);
+            addresses.push((spec.protocol, spec.transport, address));
+            let context = ListenerContext {
+                name: spec.name,
+                transport: spec.transport,
+                tls: tls.clone(),
+                limits: limits.clone(),
+                shutdown: shutdown.clone(),
+                tasks: tasks.clone(),
+            };
+            match spec.protocol {
+                Protocol::Amqp => {
+                    let core = core.clone();
+                    let settings = amqp_settings.clone();
+                    let stop = shutdown.clone();
+                    tasks.spawn(crate::listener::serve(socket, context, move |accepted| {
+                        crate::amqp::serve(accepted, core.clone(), settings.clone(), stop.clone())
+                    }));
+                }
+                Protocol::Mqtt => {
+                    let shared = mqtt.shared();
+                    tasks.spawn(crate::listener::serve(socket, context, move |accepted| {
+                        crate::mqtt::serve(accepted, shared.clone())
+                    }));
+                }
+            }
+        }
         Ok(Broker {
             mqtt,
             store,
-            amqp_addr,
-            mqtt_addr,
+            addresses,
+            tls,
             core,
             shutdown,
             tasks,
         })
     }
 
+    fn address(&self, protocol: Protocol, transport: Transport) -> Option<SocketAddr> {
+        self.addresses
+            .iter()
+            .find(|(p, t, _)| *p == protocol && *t == transport)
+            .map(|(_, _, address)| *address)
+    }
+
     /// The bound AMQP address (with the real port when 0 was asked for).
     pub fn amqp_addr(&self) -> SocketAddr {
-        self.amqp_addr
+        self.address(Protocol::Amqp, Transport::Tcp)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The bound MQTT address.
     pub fn mqtt_addr(&self) -> SocketAddr {
-        self.mqtt_addr
+        self.address(Protocol::Mqtt, Transport::Tcp)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The bound AMQPS address, when that listener is on.
+    pub fn amqps_addr(&self) -> Option<SocketAddr> {
+        self.address(Protocol::Amqp, Transport::Tls)
+    }
+
+    /// The bound MQTTS address, when that listener is on.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.address(Protocol::Mqtt, Transport::Tls)
+    }
+
+    /// The bound MQTT-over-WebSocket address, when that listener is on.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.address(Protocol::Mqtt, Transport::WebSocket)
+    }
+
+    /// The bound MQTT-over-secure-WebSocket address, when that listener is on.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.address(Protocol::Mqtt, Transport::SecureWebSocket)
+    }
+
+    /// Re-reads the TLS certificate, key and CA bundle (SIGHUP): new connections get the
+    /// new material, open ones keep theirs. On error the current material stays.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// The routing core, for in-process inspection (tests, management).
@@ -124,22 +268,18 @@ impl Broker {
     }
 }
 
-/// Binds one listener, naming it in the error.
+/// Binds one listener, naming it (and the flag that moves it) in the error.
 async fn bind(
-    listener: &'static str,
+    spec: &ListenerSpec,
     address: SocketAddr,
 ) -> Result<(TcpListener, SocketAddr), StartError> {
-    let socket = TcpListener::bind(address)
-        .await
-        .map_err(|source| StartError::Bind {
-            listener,
-            address,
-            source,
-        })?;
-    let local = socket.local_addr().map_err(|source| StartError::Bind {
-        listener,
+    let failed = |source| StartError::Bind {
+        listener: spec.name,
         address,
+        flag: spec.flag,
         source,
-    })?;
+    };
+    let socket = TcpListener::bind(address).await.map_err(failed)?;
+    let local = socket.local_addr().map_err(failed)?;
     Ok((socket, local))
 }

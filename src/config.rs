@@ -15,6 +15,23 @@ pub struct Config {
     pub amqp_port: u16,
     /// MQTT listener port; 0 picks an ephemeral port.
     pub mqtt_port: u16,
+    /// AMQPS (AMQP over TLS) port; None = off. Needs [`Config::tls`].
+    pub amqps_port: Option<u16>,
+    /// MQTTS (MQTT over TLS) port; None = off. Needs [`Config::tls`].
+    pub mqtts_port: Option<u16>,
+    /// MQTT over WebSocket port (path `/ws`); None = off.
+    pub ws_port: Option<u16>,
+    /// MQTT over secure WebSocket port; None = off. Needs [`Config::tls`].
+    pub wss_port: Option<u16>,
+    /// Certificate, key and client verification for the TLS listeners.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// MQTT clients with a verified certificate and no user name log in as its CN.
+    pub mqtt_ssl_cert_login: bool,
+    /// How long a client may take from accept to an open session (TLS handshake, WebSocket
+    /// upgrade, AMQP handshake or MQTT CONNECT); slower clients are dropped.
+    pub handshake_timeout: std::time::Duration,
+    /// Connections open at once at most, over all listeners (RabbitMQ's `connection_max`).
+    pub max_connections: usize,
     /// Exchange MQTT topics map onto (RabbitMQ's `mqtt.exchange`).
     pub mqtt_exchange: String,
     /// Largest MQTT packet accepted from a client, in bytes.
@@ -38,6 +55,14 @@ impl Default for Config {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             amqp_port: 5672,
             mqtt_port: 1883,
+            amqps_port: None,
+            mqtts_port: None,
+            ws_port: None,
+            wss_port: None,
+            tls: None,
+            mqtt_ssl_cert_login: false,
+            handshake_timeout: std::time::Duration::from_secs(10),
+            max_connections: usize::MAX,
             mqtt_exchange: "amq.topic".to_string(),
             mqtt_max_packet_size: 16 * 1024 * 1024,
             data_dir: PathBuf::from("./data"),

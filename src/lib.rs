@@ -5,6 +5,9 @@
 //!   it [`core::Message`]s and receive [`core::ConsumerEvent`]s; it never sees a frame.
 //! - [`amqp`]: the AMQP 0-9-1 listener. One task per connection decodes frames with the
 //!   `warren-amqp` codec, translates methods into core calls and core deliveries into frames.
+//! - `listener`: the accept loop, transports (TCP, TLS, WebSocket) and the socket loop
+//!   that drives either protocol's session state machine.
+//! - [`tls`]: TLS settings, reloading, certificate login, and development certificates.
 //! - [`broker`]: wires the core and the listeners together and owns shutdown.
 //! - [`config`]: what the broker needs to start.
 //! - [`perf`]: the `warren perf` load generator (a client of any AMQP or MQTT broker).
@@ -19,10 +22,11 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod core;
+pub(crate) mod listener;
 pub mod mqtt;
-mod net;
 pub mod perf;
 pub mod store;
+pub mod tls;
 
 pub use broker::{Broker, StartError};
 pub use config::Config;

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warren_amqp::constants as c;
@@ -23,13 +21,13 @@ use super::channel::{Channel, ConsumerRoute};
 use super::publish::PendingPublish;
 use super::Settings;
 use crate::core::{
-    ConnectionId, ConsumerEvents, ConsumerId, Core, RouteTargets, Vhost, WindowGrants,
+    ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, Core, RouteTargets, Vhost,
+    WindowGrants,
 };
+use crate::listener::{Accepted, Ended, Link, ReadGate, Session};
 
 /// Read buffer growth step: one socket read can fill this much.
 const READ_CHUNK: usize = 64 * 1024;
-/// Consumer events handled per wake-up before flushing, so one busy queue cannot starve reads.
-const EVENT_BATCH: usize = 512;
 
 /// Why the connection must end with connection.close.
 #[derive(Debug)]
@@ -64,14 +62,10 @@ struct ClientCapabilities {
     connection_blocked: bool,
 }
 
-/// The state of one open connection.
+/// The state of one open connection, apart from its socket (see [`crate::listener`]).
 pub(super) struct Connection {
     pub(super) id: ConnectionId,
     peer: SocketAddr,
-    stream: TcpStream,
-    read_buf: BytesMut,
-    /// How much the next socket read asks for.
-    read_size: crate::net::ReadSize,
     /// Frames produced and not yet written.
     pub(super) out: BytesMut,
     pub(super) core: Arc<Core>,
@@ -98,204 +92,146 @@ pub(super) struct Connection {
     pub(super) targets: RouteTargets,
     /// Set once connection.close was exchanged; the loop ends after the next flush.
     finished: bool,
-    /// How far the store has synced, for confirms of persistent messages.
-    synced: Option<tokio::sync::watch::Receiver<crate::store::Ticket>>,
     /// A pause for a congested queue this connection published to.
-    flow: crate::net::Flow,
+    flow: crate::listener::Flow,
 }
 
-/// Serves one accepted socket until it closes.
+/// Why a session ends the connection.
+pub(super) enum Closing {
+    /// With connection.close carrying this reply code and text.
+    Exception(ConnectionException),
+    /// Without a word (missed heartbeats: the client is not listening).
+    Silent(&'static str),
+}
+
+impl From<ConnectionException> for Closing {
+    fn from(exception: ConnectionException) -> Self {
+        Closing::Exception(exception)
+    }
+}
+
+/// Serves one accepted connection until it closes.
 pub(super) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+    accepted: Accepted,
     core: Arc<Core>,
     settings: Settings,
     shutdown: CancellationToken,
 ) {
+    let peer = accepted.peer;
+    let mut link = Link::new(accepted.stream, BytesMut::new(), READ_CHUNK);
     // The handshake runs as a boxed future and the connection state lives on the heap, so
     // the task's size while a connection idles is only the run loop's.
-    let Some(mut connection) = Box::pin(open(stream, peer, core, settings, &shutdown)).await else {
+    let certificate_name = accepted.certificate_name;
+    let Some(mut negotiated) = Box::pin(open(
+        &mut link,
+        peer,
+        &core,
+        &settings,
+        certificate_name.as_deref(),
+        &shutdown,
+    ))
+    .await
+    else {
         return;
     };
-    let reason = connection.run(&shutdown).await;
+    let transport = link.stream.transport();
+    let user = std::mem::take(&mut negotiated.user);
+    let mut connection = Box::new(Connection::new(core, peer, negotiated, Instant::now()));
+    tracing::info!(%peer, user = %user, vhost = %connection.vhost.name, protocol = "AMQP 0-9-1", transport, connection = connection.id.0, "connection opened");
+    let reason = match link.run(&mut *connection, &shutdown).await {
+        Ended::Finished => {
+            // Boxed: teardown state (a scratch buffer, timers) must not size the idle task.
+            Box::pin(linger(&mut link)).await;
+            "closed by client".to_string()
+        }
+        Ended::Closed(Closing::Exception(exception)) => {
+            let reason = format!("{} {}", exception.code, exception.text);
+            tracing::warn!(%peer, code = exception.code, text = %exception.text, "closing AMQP connection");
+            Box::pin(close_with(&mut link, &mut connection, exception)).await;
+            reason
+        }
+        Ended::Closed(Closing::Silent(reason)) => reason.to_string(),
+        Ended::Lost(reason) => reason,
+        Ended::Stopped => {
+            let exception = ConnectionException::new(
+                c::CONNECTION_FORCED,
+                "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'",
+            );
+            Box::pin(close_with(&mut link, &mut connection, exception)).await;
+            "broker shutdown".to_string()
+        }
+    };
     connection.cleanup();
-    tracing::info!(peer = %connection.peer, connection = connection.id.0, reason = %reason, "connection closed");
+    tracing::info!(%peer, connection = connection.id.0, reason = %reason, "connection closed");
 }
 
 /// Runs the handshake; None when the client went away or was refused.
 async fn open(
-    stream: TcpStream,
+    link: &mut Link,
     peer: SocketAddr,
-    core: Arc<Core>,
-    settings: Settings,
+    core: &Core,
+    settings: &Settings,
+    certificate_name: Option<&str>,
     shutdown: &CancellationToken,
-) -> Option<Box<Connection>> {
-    let _ = stream.set_nodelay(true);
+) -> Option<Negotiated> {
     let mut wire = Wire {
-        stream,
-        read_buf: BytesMut::new(),
+        link,
         out: BytesMut::new(),
     };
     let negotiated = tokio::select! {
-        result = tokio::time::timeout(settings.handshake_timeout, handshake(&mut wire, &core, &settings)) => result,
+        result = tokio::time::timeout(settings.handshake_timeout, handshake(&mut wire, core, settings, certificate_name)) => result,
         _ = shutdown.cancelled() => return None,
     };
-    let negotiated = match negotiated {
-        Ok(Ok(negotiated)) => negotiated,
+    match negotiated {
+        Ok(Ok(negotiated)) => Some(negotiated),
         Ok(Err(HandshakeEnd::Quiet(reason))) => {
             tracing::info!(%peer, reason, "AMQP connection closed during handshake");
-            return None;
+            None
         }
         Ok(Err(HandshakeEnd::Refused(exception))) => {
             tracing::warn!(%peer, code = exception.code, text = %exception.text, "AMQP handshake refused");
             wire.send_close(&exception).await;
-            return None;
+            None
         }
         Err(_) => {
             tracing::warn!(%peer, "AMQP handshake timed out");
-            return None;
+            None
         }
-    };
-    // Idle connections keep no handshake buffers.
-    if wire.read_buf.is_empty() {
-        wire.read_buf = BytesMut::new();
     }
-    wire.out = BytesMut::new();
-    let now = Instant::now();
-    let id = core.next_connection_id();
-    tracing::info!(%peer, user = %negotiated.user, vhost = %negotiated.vhost.name, protocol = "AMQP 0-9-1", connection = id.0, "connection opened");
-    Some(Box::new(Connection {
-        id,
-        peer,
-        stream: wire.stream,
-        read_buf: wire.read_buf,
-        read_size: crate::net::ReadSize::new(READ_CHUNK),
-        out: wire.out,
-        core,
-        vhost: negotiated.vhost,
-        frame_max: negotiated.frame_max,
-        channel_max: negotiated.channel_max,
-        heartbeat: negotiated.heartbeat,
-        channels: Default::default(),
-        consumers: Default::default(),
-        events: ConsumerEvents::default(),
-        window_grants: WindowGrants::default(),
-        confirms_due: Vec::new(),
-        capabilities: negotiated.capabilities,
-        published: false,
-        blocked: false,
-        last_read: now,
-        last_write: now,
-        targets: RouteTargets::default(),
-        finished: false,
-        synced: None,
-        flow: None,
-    }))
 }
 
 impl Connection {
-    /// The main loop; returns why it ended.
-    async fn run(&mut self, shutdown: &CancellationToken) -> String {
-        let heartbeat = Duration::from_secs(self.heartbeat.into());
-        let tick_every = if heartbeat.is_zero() {
-            Duration::from_secs(3600)
-        } else {
-            (heartbeat / 2).max(Duration::from_millis(500))
-        };
-        let mut ticker = tokio::time::interval(tick_every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            if let Err(error) = self.flush().await {
-                return format!("write failed: {error}");
-            }
-            if self.finished {
-                // Boxed: teardown state (a scratch buffer, timers) must not size the idle task.
-                Box::pin(self.linger()).await;
-                return "closed by client".into();
-            }
-            self.update_blocked();
-            let flow = crate::net::current_flow(&mut self.flow);
-            let can_read = !self.blocked && flow.is_none();
-            let waiting_for_sync = self.channels.values().any(|c| c.awaits_sync());
-            if waiting_for_sync && self.synced.is_none() {
-                self.synced = self.core.store().map(|store| store.synced());
-            }
-            if waiting_for_sync {
-                if let Some(synced) = self.synced.as_mut() {
-                    let ticket = *synced.borrow_and_update();
-                    self.release_synced_confirms(ticket);
-                    if !self.out.is_empty() {
-                        continue;
-                    }
-                }
-            }
-            let synced = self.synced.as_mut().filter(|_| waiting_for_sync);
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
-                    let exception = ConnectionException::new(
-                        c::CONNECTION_FORCED,
-                        "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'",
-                    );
-                    Box::pin(self.close_with(exception)).await;
-                    return "broker shutdown".into();
-                }
-                ready = self.stream.readable(), if can_read => {
-                    let read = ready.and_then(|()| crate::net::read_ready(&self.stream, &mut self.read_buf, &mut self.read_size));
-                    match read {
-                        Ok(None) => {}
-                        Ok(Some(0)) => return "client closed the socket".into(),
-                        Ok(Some(_)) => {
-                            self.last_read = Instant::now();
-                            // readable()/try_read do not count against tokio's cooperative
-                            // budget, and a consumer woken by this burst waits in this worker's
-                            // LIFO slot: yield after each burst so a flooding publisher cannot
-                            // starve the consumers it feeds.
-                            tokio::task::yield_now().await;
-                            if let Err(exception) = self.process_input() {
-                                let reason = format!("{} {}", exception.code, exception.text);
-                                tracing::warn!(peer = %self.peer, code = exception.code, text = %exception.text, "closing AMQP connection");
-                                Box::pin(self.close_with(exception)).await;
-                                return reason;
-                            }
-                        }
-                        Err(error) => return format!("read failed: {error}"),
-                    }
-                }
-                event = self.events.recv() => {
-                    if let Some(event) = event {
-                        self.handle_event(event);
-                        for _ in 1..EVENT_BATCH {
-                            match self.events.try_recv() {
-                                Some(event) => self.handle_event(event),
-                                None => break,
-                            }
-                        }
-                    }
-                }
-                _ = crate::store::synced_changed(synced) => {}
-                _ = ticker.tick() => {
-                    if !heartbeat.is_zero() {
-                        let now = Instant::now();
-                        if now.duration_since(self.last_read) > heartbeat * 2 {
-                            tracing::warn!(peer = %self.peer, "missed heartbeats from client, timeout: {}s", self.heartbeat);
-                            return "missed heartbeats".into();
-                        }
-                        if now.duration_since(self.last_write) >= heartbeat / 2 && self.out.is_empty() {
-                            frame::encode_heartbeat_frame(&mut self.out);
-                        }
-                    }
-                }
-                _ = crate::net::flow_wait(flow.clone()), if flow.is_some() => {}
-                _ = tokio::time::sleep(Duration::from_millis(50)), if self.blocked => {}
-            }
+    /// The session of a connection whose handshake negotiated `negotiated`, at `now`.
+    fn new(core: Arc<Core>, peer: SocketAddr, negotiated: Negotiated, now: Instant) -> Connection {
+        Connection {
+            id: core.next_connection_id(),
+            peer,
+            out: BytesMut::new(),
+            core,
+            vhost: negotiated.vhost,
+            frame_max: negotiated.frame_max,
+            channel_max: negotiated.channel_max,
+            heartbeat: negotiated.heartbeat,
+            channels: Default::default(),
+            consumers: Default::default(),
+            events: ConsumerEvents::default(),
+            window_grants: WindowGrants::default(),
+            confirms_due: Vec::new(),
+            capabilities: negotiated.capabilities,
+            published: false,
+            blocked: false,
+            last_read: now,
+            last_write: now,
+            targets: RouteTargets::default(),
+            finished: false,
+            flow: None,
         }
     }
 
     /// Pauses reading after this burst if the last publish found its queue congested.
     pub(super) fn note_congestion(&mut self) {
         let consumers = &self.consumers;
-        crate::net::start_flow(&mut self.flow, &mut self.targets.congested, |queue| {
+        crate::listener::start_flow(&mut self.flow, &mut self.targets.congested, |queue| {
             consumers
                 .values()
                 .any(|route| std::ptr::eq(Arc::as_ptr(&route.queue), queue))
@@ -303,13 +239,13 @@ impl Connection {
     }
 
     /// Decodes and handles every complete frame in the read buffer.
-    fn process_input(&mut self) -> Result<(), ConnectionException> {
+    fn process_input(&mut self, input: &mut BytesMut) -> Result<(), ConnectionException> {
         loop {
             // basic.publish (every message starts with one) is read in place: its names go
             // straight into the message's inline strings, with no `String` or `Method` built.
             // Anything unusual (closed channel, publish in progress, malformed frame) takes
             // the general path below, which reports it.
-            if let Some(publish) = m::peek_basic_publish(&self.read_buf, self.frame_max) {
+            if let Some(publish) = m::peek_basic_publish(input, self.frame_max) {
                 let ready = self
                     .channels
                     .get_mut(&publish.channel)
@@ -324,12 +260,12 @@ impl Connection {
                     });
                     self.published = true;
                     let frame_len = publish.frame_len;
-                    self.read_buf.advance(frame_len);
+                    input.advance(frame_len);
                     continue;
                 }
             }
-            let ids = method_ids(&self.read_buf);
-            let frame = match frame::decode_frame(&mut self.read_buf, self.frame_max) {
+            let ids = method_ids(input);
+            let frame = match frame::decode_frame(input, self.frame_max) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(error) => {
@@ -358,10 +294,6 @@ impl Connection {
             }
         }
         self.send_due_confirms();
-        // Release the buffer between bursts so an idle connection holds no read memory.
-        if self.read_buf.is_empty() {
-            self.read_buf = BytesMut::new();
-        }
         Ok(())
     }
 
@@ -441,19 +373,6 @@ impl Connection {
         frame::encode_method_frame(channel, method, &mut self.out);
     }
 
-    /// Writes all pending output, then returns delivery credit to the queues.
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        self.stream.write_all(&self.out).await?;
-        self.last_write = Instant::now();
-        // Nor write memory.
-        self.out = BytesMut::new();
-        self.window_grants.release();
-        Ok(())
-    }
-
     fn update_blocked(&mut self) {
         if !self.published {
             return;
@@ -476,58 +395,6 @@ impl Connection {
         }
     }
 
-    /// Sends connection.close and waits briefly for close-ok, as the protocol asks.
-    async fn close_with(&mut self, exception: ConnectionException) {
-        let close = Method::ConnectionClose(ConnectionClose {
-            reply_code: exception.code,
-            reply_text: exception.text,
-            class_id: exception.class_id,
-            method_id: exception.method_id,
-        });
-        self.send_method(0, &close);
-        if self.flush().await.is_err() {
-            return;
-        }
-        // Everything but close-ok is discarded now; give the client a moment to answer.
-        let wait = async {
-            loop {
-                match frame::decode_frame(&mut self.read_buf, 0) {
-                    Ok(Some(Frame::Method {
-                        method: Method::ConnectionCloseOk(_) | Method::ConnectionClose(_),
-                        ..
-                    })) => return,
-                    Ok(Some(_)) => continue,
-                    Ok(None) => {}
-                    Err(_) => self.read_buf.clear(),
-                }
-                if self.read_buf.capacity() - self.read_buf.len() < 4096 {
-                    self.read_buf.reserve(READ_CHUNK);
-                }
-                match self.stream.read_buf(&mut self.read_buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
-        let _ = self.stream.shutdown().await;
-    }
-
-    /// After close-ok, waits (briefly) for the client to close the socket first, as RabbitMQ
-    /// does: closing our side first can reset the connection before the client reads close-ok.
-    async fn linger(&mut self) {
-        let drain = async {
-            let mut scratch = [0u8; 4096];
-            loop {
-                match self.stream.read(&mut scratch).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
-    }
-
     fn cleanup(&mut self) {
         let channels: Vec<u16> = self.channels.keys().copied().collect();
         for channel in channels {
@@ -541,10 +408,139 @@ impl Connection {
     }
 }
 
+impl Session for Connection {
+    type Close = Closing;
+
+    fn handle_input(&mut self, input: &mut BytesMut, now: Instant) -> Result<(), Closing> {
+        self.last_read = now;
+        self.process_input(input).map_err(Closing::Exception)
+    }
+
+    fn events(&mut self) -> Option<&mut ConsumerEvents> {
+        Some(&mut self.events)
+    }
+
+    fn handle_event(&mut self, event: ConsumerEvent) {
+        Connection::handle_event(self, event);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let heartbeat = self.heartbeat_interval()?;
+        Some((self.last_read + heartbeat * 2).min(self.last_write + heartbeat / 2))
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Closing> {
+        let Some(heartbeat) = self.heartbeat_interval() else {
+            return Ok(());
+        };
+        // RabbitMQ's rule: a peer silent for two heartbeat intervals is gone.
+        if now.duration_since(self.last_read) >= heartbeat * 2 {
+            tracing::warn!(peer = %self.peer, "missed heartbeats from client, timeout: {}s", self.heartbeat);
+            return Err(Closing::Silent("missed heartbeats"));
+        }
+        if now.duration_since(self.last_write) >= heartbeat / 2 && self.out.is_empty() {
+            frame::encode_heartbeat_frame(&mut self.out);
+        }
+        Ok(())
+    }
+
+    fn output(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    fn written(&mut self, now: Instant) {
+        self.last_write = now;
+        self.window_grants.release();
+    }
+
+    fn read_gate(&mut self) -> ReadGate {
+        self.update_blocked();
+        if self.blocked {
+            return ReadGate::Blocked;
+        }
+        match crate::listener::current_flow(&mut self.flow) {
+            Some(flow) => ReadGate::Paused(flow),
+            None => ReadGate::Open,
+        }
+    }
+
+    fn awaits_sync(&self) -> bool {
+        self.channels.values().any(|channel| channel.awaits_sync())
+    }
+
+    fn release_synced(&mut self, ticket: crate::store::Ticket) {
+        self.release_synced_confirms(ticket);
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn store(&self) -> Option<Arc<crate::store::Store>> {
+        self.core.store().cloned()
+    }
+}
+
+impl Connection {
+    /// The negotiated heartbeat interval; None when heartbeats are off.
+    fn heartbeat_interval(&self) -> Option<Duration> {
+        (self.heartbeat > 0).then(|| Duration::from_secs(self.heartbeat.into()))
+    }
+}
+
+/// Sends connection.close and waits briefly for close-ok, as the protocol asks.
+async fn close_with(link: &mut Link, connection: &mut Connection, exception: ConnectionException) {
+    let close = Method::ConnectionClose(ConnectionClose {
+        reply_code: exception.code,
+        reply_text: exception.text,
+        class_id: exception.class_id,
+        method_id: exception.method_id,
+    });
+    connection.send_method(0, &close);
+    if link.write(&mut connection.out).await.is_err() {
+        return;
+    }
+    connection.window_grants.release();
+    // Everything but close-ok is discarded now; give the client a moment to answer.
+    let wait = async {
+        loop {
+            match frame::decode_frame(&mut link.read_buf, 0) {
+                Ok(Some(Frame::Method {
+                    method: Method::ConnectionCloseOk(_) | Method::ConnectionClose(_),
+                    ..
+                })) => return,
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(_) => link.read_buf.clear(),
+            }
+            match link.fill().await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+    link.stream.shutdown().await;
+}
+
+/// After close-ok, waits (briefly) for the client to close the socket first, as RabbitMQ
+/// does: closing our side first can reset the connection before the client reads close-ok.
+async fn linger(link: &mut Link) {
+    let drain = async {
+        loop {
+            link.read_buf.clear();
+            match link.fill().await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+}
+
 /// The socket and buffers during the handshake.
-struct Wire {
-    stream: TcpStream,
-    read_buf: BytesMut,
+struct Wire<'a> {
+    link: &'a mut Link,
     out: BytesMut,
 }
 
@@ -570,29 +566,25 @@ struct Negotiated {
     capabilities: ClientCapabilities,
 }
 
-impl Wire {
+impl Wire<'_> {
     async fn fill(&mut self) -> Result<(), HandshakeEnd> {
-        if self.read_buf.capacity() - self.read_buf.len() < 512 {
-            self.read_buf.reserve(crate::net::MIN_READ);
-        }
-        match self.stream.read_buf(&mut self.read_buf).await {
+        match self.link.fill().await {
             Ok(0) | Err(_) => Err(HandshakeEnd::Quiet("client closed the socket")),
             Ok(_) => Ok(()),
         }
     }
 
     async fn flush(&mut self) -> Result<(), HandshakeEnd> {
-        if self.stream.write_all(&self.out).await.is_err() {
+        if self.link.write(&mut self.out).await.is_err() {
             return Err(HandshakeEnd::Quiet("write failed"));
         }
-        self.out.clear();
         Ok(())
     }
 
     /// Reads the next method on channel 0, skipping heartbeats.
     async fn next_method(&mut self, frame_max: u32) -> Result<Method, HandshakeEnd> {
         loop {
-            match frame::decode_frame(&mut self.read_buf, frame_max) {
+            match frame::decode_frame(&mut self.link.read_buf, frame_max) {
                 Ok(Some(Frame::Method { channel: 0, method })) => return Ok(method),
                 Ok(Some(Frame::Heartbeat { .. })) => continue,
                 Ok(Some(_)) => {
@@ -629,26 +621,27 @@ impl Wire {
             // Give the client a moment to read the close before the socket goes.
             let _ = tokio::time::timeout(Duration::from_millis(500), self.fill()).await;
         }
-        let _ = self.stream.shutdown().await;
+        self.link.stream.shutdown().await;
     }
 }
 
 async fn handshake(
-    wire: &mut Wire,
+    wire: &mut Wire<'_>,
     core: &Core,
     settings: &Settings,
+    certificate_name: Option<&str>,
 ) -> Result<Negotiated, HandshakeEnd> {
-    while wire.read_buf.len() < c::PROTOCOL_HEADER.len() {
+    while wire.link.read_buf.len() < c::PROTOCOL_HEADER.len() {
         wire.fill().await?;
     }
-    if wire.read_buf[..c::PROTOCOL_HEADER.len()] != c::PROTOCOL_HEADER {
+    if wire.link.read_buf[..c::PROTOCOL_HEADER.len()] != c::PROTOCOL_HEADER {
         // AMQP §4.2.2: answer with the supported protocol header and close.
         wire.out.extend_from_slice(&c::PROTOCOL_HEADER);
         let _ = wire.flush().await;
-        let _ = wire.stream.shutdown().await;
+        wire.link.stream.shutdown().await;
         return Err(HandshakeEnd::Quiet("unsupported protocol header"));
     }
-    let _ = wire.read_buf.split_to(c::PROTOCOL_HEADER.len());
+    let _ = wire.link.read_buf.split_to(c::PROTOCOL_HEADER.len());
 
     frame::encode_method_frame(
         0,
@@ -656,7 +649,13 @@ async fn handshake(
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(),
-            mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+            // EXTERNAL (certificate login) only where TLS verified a client certificate,
+            // as RabbitMQ's rabbitmq_auth_mechanism_ssl offers it.
+            mechanisms: if certificate_name.is_some() {
+                Bytes::from_static(b"PLAIN AMQPLAIN EXTERNAL")
+            } else {
+                Bytes::from_static(b"PLAIN AMQPLAIN")
+            },
             locales: Bytes::from_static(b"en_US"),
         }),
         &mut wire.out,
@@ -669,7 +668,7 @@ async fn handshake(
         other => return Err(unexpected(&other, "connection.start-ok").into()),
     };
     let capabilities = client_capabilities(&start_ok.client_properties);
-    let user = authenticate(&start_ok.mechanism, &start_ok.response)?;
+    let user = authenticate(&start_ok.mechanism, &start_ok.response, certificate_name)?;
 
     frame::encode_method_frame(
         0,
@@ -775,9 +774,35 @@ fn unexpected(method: &Method, expected: &str) -> ConnectionException {
     .on(method)
 }
 
-/// Checks PLAIN or AMQPLAIN credentials against the user store.
-fn authenticate(mechanism: &str, response: &Bytes) -> Result<String, ConnectionException> {
+/// Checks PLAIN or AMQPLAIN credentials against the user store, or logs in with the
+/// verified client certificate's CN (EXTERNAL).
+fn authenticate(
+    mechanism: &str,
+    response: &Bytes,
+    certificate_name: Option<&str>,
+) -> Result<String, ConnectionException> {
+    let refused = || {
+        ConnectionException::new(
+            c::ACCESS_REFUSED,
+            format!("ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+        )
+    };
     let credentials = match mechanism {
+        "EXTERNAL" => {
+            // The certificate is the credential; a CN that names no user is refused like
+            // a bad password.
+            return match certificate_name {
+                Some(name) if crate::auth::user_exists(name) => Ok(name.to_string()),
+                Some(name) => {
+                    tracing::warn!(user = name, "EXTERNAL login refused: no such user");
+                    Err(refused())
+                }
+                None => Err(ConnectionException::new(
+                    c::ACCESS_REFUSED,
+                    "ACCESS_REFUSED - EXTERNAL needs a verified client certificate",
+                )),
+            };
+        }
         "PLAIN" => {
             // authzid \0 authcid \0 password
             let mut parts = response.split(|b| *b == 0);
@@ -814,10 +839,7 @@ fn authenticate(mechanism: &str, response: &Bytes) -> Result<String, ConnectionE
     };
     match credentials {
         Some((user, password)) if crate::auth::check_password(&user, &password) => Ok(user),
-        _ => Err(ConnectionException::new(
-            c::ACCESS_REFUSED,
-            format!("ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
-        )),
+        _ => Err(refused()),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The AMQP 0-9-1 listener: accepts connections and runs one task per connection that
 //! translates between frames (via the sans-IO `warren-amqp` codec) and the routing core.
 //!
-//! - `connection`: socket I/O, handshake, heartbeats, frame dispatch, consumer events.
+//! - `connection`: the handshake, then the session state machine (frame dispatch,
+//!   heartbeats, consumer events) that [`crate::listener::Link`] drives over any transport.
 //! - `channel`: per-channel state, channel open/close, method dispatch, tx.
 //! - `publish`: publish assembly (method + header + body), routing, publisher confirms.
 //! - `delivery`: consumers, deliveries, basic.get, acknowledgements, recovery.
@@ -16,9 +17,7 @@ mod translate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::core::Core;
@@ -46,38 +45,17 @@ impl Settings {
             heartbeat_secs: config.heartbeat_secs,
             frame_max: config.frame_max.max(warren_amqp::constants::FRAME_MIN_SIZE),
             channel_max: config.channel_max,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: config.handshake_timeout,
         }
     }
 }
 
-/// Accepts AMQP connections until `shutdown` fires; each connection runs as a tracked task.
-pub async fn accept_loop(
-    listener: TcpListener,
+/// Serves one accepted connection (any transport) until it closes.
+pub(crate) async fn serve(
+    accepted: crate::listener::Accepted,
     core: Arc<Core>,
     settings: Settings,
     shutdown: CancellationToken,
-    tasks: TaskTracker,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.cancelled() => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let core = core.clone();
-                let settings = settings.clone();
-                let shutdown = shutdown.clone();
-                tasks.spawn(async move {
-                    connection::serve(stream, peer, core, settings, shutdown).await;
-                });
-            }
-            Err(error) => {
-                // Typically EMFILE: back off instead of spinning.
-                tracing::warn!(%error, "AMQP accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    connection::serve(accepted, core, settings, shutdown).await;
 }

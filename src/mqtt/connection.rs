@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use warren_mqtt::reason as rc;
 use warren_mqtt::{
@@ -23,10 +21,10 @@ use crate::core::{
     ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, EventSink, Queue, RouteTargets, Vhost,
     WindowGrants,
 };
+use crate::listener::{Accepted, Ended, Link, ReadGate, Session};
 use crate::store::Ticket;
 
 const READ_CHUNK: usize = 16 * 1024;
-const EVENT_BATCH: usize = 512;
 
 /// Why the connection ends, and what the client is told (v5 DISCONNECT reason).
 pub(super) struct Closing {
@@ -69,8 +67,6 @@ pub(super) fn active(delivering: &mut Option<Box<Delivering>>) -> &mut Deliverin
 pub(super) struct SyncWait {
     /// (ticket, acknowledgement) in arrival order.
     pub(super) acks: std::collections::VecDeque<(Ticket, Packet)>,
-    /// How far the store has synced.
-    pub(super) synced: Option<tokio::sync::watch::Receiver<Ticket>>,
 }
 
 /// What a publishing connection keeps between publishes.
@@ -79,7 +75,7 @@ pub(super) struct Publishing {
     /// Routing scratch space.
     pub(super) targets: RouteTargets,
     /// A pause for a congested queue this connection published to.
-    pub(super) flow: crate::net::Flow,
+    pub(super) flow: crate::listener::Flow,
 }
 
 /// Topic aliases (MQTT 5) of one connection.
@@ -101,10 +97,6 @@ pub(super) struct ConsumerSource {
 pub(super) struct MqttConnection {
     pub(super) shared: Arc<Shared>,
     pub(super) id: ConnectionId,
-    stream: TcpStream,
-    read_buf: BytesMut,
-    /// How much the next socket read asks for.
-    read_size: crate::net::ReadSize,
     pub(super) out: BytesMut,
     pub(super) codec: Codec,
     version: ProtocolVersion,
@@ -140,29 +132,51 @@ pub(super) struct MqttConnection {
     send_will: bool,
 }
 
-/// Serves one accepted socket until it closes.
-pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Serves one accepted connection (any transport) until it closes.
+pub(super) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
+    let peer = accepted.peer;
+    let mut link = Link::new(accepted.stream, BytesMut::new(), READ_CHUNK);
     // The handshake and the teardown run as boxed futures, so the task's size while a
     // connection idles is only the run loop's.
-    let Some(mut connection) = Box::pin(open(stream, peer, shared)).await else {
+    let certificate_name = accepted.certificate_name;
+    let Some(mut connection) = Box::pin(open(&mut link, peer, certificate_name, shared)).await
+    else {
         return;
     };
-    let closing = connection.run().await;
-    Box::pin(connection.finish(closing)).await;
+    let kick = connection.kick.clone();
+    let closing = match link.run(&mut *connection, &kick).await {
+        Ended::Finished => Closing::new(rc::SUCCESS, "client disconnected"),
+        Ended::Closed(closing) => closing,
+        Ended::Lost(reason) => Closing::new(rc::UNSPECIFIED_ERROR, reason),
+        // Shutdown kicks every connection too: one wait covers both.
+        Ended::Stopped if connection.shared.shutdown.is_cancelled() => {
+            Closing::new(rc::SERVER_SHUTTING_DOWN, "broker shutdown")
+        }
+        Ended::Stopped => Closing::new(
+            rc::SESSION_TAKEN_OVER,
+            "session taken over by another connection",
+        ),
+    };
+    Box::pin(async move {
+        connection.say_goodbye(&closing);
+        let _ = link.write(&mut connection.out).await;
+        link.stream.shutdown().await;
+        connection.end(closing);
+    })
+    .await;
 }
 
 /// Reads and answers CONNECT; None when the connection was refused or went away.
 async fn open(
-    mut stream: TcpStream,
+    link: &mut Link,
     peer: SocketAddr,
+    certificate_name: Option<String>,
     shared: Arc<Shared>,
 ) -> Option<Box<MqttConnection>> {
-    let _ = stream.set_nodelay(true);
-    let mut read_buf = BytesMut::new();
     let mut codec = Codec::new(shared.settings.max_packet_size as usize);
     let timeout = shared.settings.connect_timeout;
     let first = tokio::select! {
-        first = tokio::time::timeout(timeout, read_connect(&mut stream, &mut read_buf, &mut codec)) => first,
+        first = tokio::time::timeout(timeout, read_connect(link, &mut codec)) => first,
         _ = shared.shutdown.cancelled() => return None,
     };
     let connect = match first {
@@ -171,9 +185,9 @@ async fn open(
             tracing::info!(%peer, reason, "MQTT connection closed before CONNECT");
             return None;
         }
-        Ok(Err(ConnectFailure::Refuse(version, reason, log))) => {
-            tracing::warn!(%peer, reason = log, "MQTT CONNECT refused");
-            refuse(&mut stream, version, reason).await;
+        Ok(Err(ConnectFailure::Refuse(refusal))) => {
+            tracing::warn!(%peer, reason = refusal.log, "MQTT CONNECT refused");
+            refuse(link, refusal).await;
             return None;
         }
         Err(_) => {
@@ -181,61 +195,87 @@ async fn open(
             return None;
         }
     };
-    if read_buf.is_empty() {
-        // The CONNECT's buffer is not kept for an idle connection.
-        read_buf = BytesMut::new();
+    let login = Login {
+        peer,
+        certificate_name,
+        transport: link.stream.transport(),
+    };
+    match accept_connect(codec, connect, login, shared).await {
+        Ok(connection) => Some(connection),
+        Err(refusal) => {
+            tracing::warn!(%peer, reason = refusal.log, "MQTT CONNECT refused");
+            refuse(link, refusal).await;
+            None
+        }
     }
-    accept_connect(stream, peer, read_buf, codec, connect, shared).await
+}
+
+/// A CONNECT refused with a CONNACK reason code.
+struct Refusal {
+    version: ProtocolVersion,
+    reason: u8,
+    log: String,
+}
+
+impl Refusal {
+    fn new(version: ProtocolVersion, reason: u8, log: impl Into<String>) -> Refusal {
+        Refusal {
+            version,
+            reason,
+            log: log.into(),
+        }
+    }
 }
 
 enum ConnectFailure {
     Quiet(&'static str),
-    Refuse(ProtocolVersion, u8, String),
+    Refuse(Refusal),
 }
 
-async fn read_connect(
-    stream: &mut TcpStream,
-    read_buf: &mut BytesMut,
-    codec: &mut Codec,
-) -> Result<Connect, ConnectFailure> {
+async fn read_connect(link: &mut Link, codec: &mut Codec) -> Result<Connect, ConnectFailure> {
     loop {
-        match codec.decode(read_buf) {
+        match codec.decode(&mut link.read_buf) {
             Ok(Some(Packet::Connect(connect))) => return Ok(connect),
             Ok(Some(_)) => return Err(ConnectFailure::Quiet("first packet was not CONNECT")),
             Ok(None) => {}
             Err(DecodeError::UnsupportedProtocolVersion(level)) => {
-                return Err(ConnectFailure::Refuse(
+                return Err(ConnectFailure::Refuse(Refusal::new(
                     ProtocolVersion::V311,
                     rc::UNSUPPORTED_PROTOCOL_VERSION,
                     format!("unsupported protocol level {level}"),
-                ))
+                )))
             }
             Err(error) => {
                 tracing::info!(%error, "malformed MQTT CONNECT");
                 return Err(ConnectFailure::Quiet("malformed CONNECT"));
             }
         }
-        if read_buf.capacity() - read_buf.len() < 1024 {
-            read_buf.reserve(crate::net::MIN_READ);
-        }
-        match stream.read_buf(read_buf).await {
+        match link.fill().await {
             Ok(0) | Err(_) => return Err(ConnectFailure::Quiet("socket closed")),
             Ok(_) => {}
         }
     }
 }
 
-async fn refuse(stream: &mut TcpStream, version: ProtocolVersion, reason: u8) {
+async fn refuse(link: &mut Link, refusal: Refusal) {
     let mut out = BytesMut::new();
     let connack = Packet::ConnAck(ConnAck {
         session_present: false,
-        reason,
+        reason: refusal.reason,
         properties: ConnAckProperties::default(),
     });
-    if Codec::encode_with(version, &connack, &mut out).is_ok() {
-        let _ = stream.write_all(&out).await;
+    if Codec::encode_with(refusal.version, &connack, &mut out).is_ok() {
+        let _ = link.write(&mut out).await;
     }
-    let _ = stream.shutdown().await;
+    link.stream.shutdown().await;
+}
+
+/// Who is connecting, as the transport saw it.
+struct Login {
+    peer: SocketAddr,
+    /// The verified client certificate's CN (MQTT `ssl_cert_login`).
+    certificate_name: Option<String>,
+    transport: &'static str,
 }
 
 /// Splits `vhost:user` at the last colon, as RabbitMQ does.
@@ -246,37 +286,47 @@ fn split_vhost_user(username: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// Authenticates a CONNECT and opens (or resumes) its session; no socket involved.
 async fn accept_connect(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    read_buf: BytesMut,
     mut codec: Codec,
     connect: Connect,
+    login: Login,
     shared: Arc<Shared>,
-) -> Option<Box<MqttConnection>> {
+) -> Result<Box<MqttConnection>, Refusal> {
     let version = connect.protocol;
-    // Authentication: anonymous clients act as the default user, as RabbitMQ allows.
-    let (vhost_name, user) = match &connect.username {
-        Some(username) => {
+    let peer = login.peer;
+    let bad_login = |log: String| Refusal::new(version, rc::BAD_USER_NAME_OR_PASSWORD, log);
+    // Authentication: anonymous clients act as the default user, as RabbitMQ allows; with
+    // certificate login on, a client with a verified certificate and no user name logs in
+    // as the certificate's CN (RabbitMQ's `mqtt.ssl_cert_login`).
+    let (vhost_name, user) = match (&connect.username, &login.certificate_name) {
+        (Some(username), _) => {
             let (vhost, user) = split_vhost_user(username);
             let password = connect.password.clone().unwrap_or_default();
             if !crate::auth::check_password(user, &password) {
-                tracing::warn!(%peer, user, "MQTT login refused");
-                refuse(&mut stream, version, rc::BAD_USER_NAME_OR_PASSWORD).await;
-                return None;
+                return Err(bad_login(format!("login refused for user {user}")));
             }
             (vhost.unwrap_or("/").to_string(), user.to_string())
         }
-        None if connect.password.is_some() => {
-            refuse(&mut stream, version, rc::BAD_USER_NAME_OR_PASSWORD).await;
-            return None;
+        (None, _) if connect.password.is_some() => {
+            return Err(bad_login("password without a user name".into()));
         }
-        None => ("/".to_string(), crate::auth::DEFAULT_USER.to_string()),
+        (None, Some(name)) if shared.settings.ssl_cert_login => {
+            if !crate::auth::user_exists(name) {
+                return Err(bad_login(format!(
+                    "certificate login refused: no user {name}"
+                )));
+            }
+            ("/".to_string(), name.clone())
+        }
+        (None, _) => ("/".to_string(), crate::auth::DEFAULT_USER.to_string()),
     };
     let Some(vhost) = shared.core.vhost(&vhost_name) else {
-        tracing::warn!(%peer, vhost = %vhost_name, "MQTT login to a missing vhost");
-        refuse(&mut stream, version, rc::NOT_AUTHORIZED).await;
-        return None;
+        return Err(Refusal::new(
+            version,
+            rc::NOT_AUTHORIZED,
+            format!("login to a missing vhost {vhost_name}"),
+        ));
     };
 
     let persistent = match version {
@@ -287,8 +337,11 @@ async fn accept_connect(
     let client_id = if connect.client_id.is_empty() {
         if version == ProtocolVersion::V311 && !connect.clean_start {
             // [MQTT-3.1.3-8]: a persistent session needs a client id.
-            refuse(&mut stream, version, rc::CLIENT_IDENTIFIER_NOT_VALID).await;
-            return None;
+            return Err(Refusal::new(
+                version,
+                rc::CLIENT_IDENTIFIER_NOT_VALID,
+                "persistent session without a client id",
+            ));
         }
         let generated = format!("warren-{:024x}", rand::random::<u128>() >> 32);
         assigned = Some(generated.clone());
@@ -352,10 +405,14 @@ async fn accept_connect(
         reason: rc::SUCCESS,
         properties,
     });
-    if codec.encode(&connack, &mut out).is_err() {
-        return None;
+    if let Err(error) = codec.encode(&connack, &mut out) {
+        return Err(Refusal::new(
+            version,
+            rc::UNSPECIFIED_ERROR,
+            format!("CONNACK not encodable: {error}"),
+        ));
     }
-    tracing::info!(%peer, user = %user, vhost = %vhost.name, client_id = %client_id, protocol = ?version, connection = id.0, "connection opened");
+    tracing::info!(%peer, user = %user, vhost = %vhost.name, client_id = %client_id, protocol = ?version, transport = login.transport, connection = id.0, "connection opened");
     let client_receive_maximum = connect
         .properties
         .receive_maximum
@@ -363,9 +420,6 @@ async fn accept_connect(
         .clamp(1, settings.max_inflight);
     let mut connection = Box::new(MqttConnection {
         id,
-        stream,
-        read_buf,
-        read_size: crate::net::ReadSize::new(READ_CHUNK),
         out,
         codec,
         version,
@@ -391,7 +445,7 @@ async fn accept_connect(
         shared,
     });
     connection.resume_session();
-    Some(connection)
+    Ok(connection)
 }
 
 /// The queue of a session, named as RabbitMQ names it.
@@ -444,109 +498,9 @@ impl MqttConnection {
         active(&mut self.delivering).events.sink()
     }
 
-    async fn run(&mut self) -> Closing {
+    fn process_input(&mut self, input: &mut BytesMut) -> Result<(), Closing> {
         loop {
-            if let Err(error) = self.flush().await {
-                return Closing::new(rc::UNSPECIFIED_ERROR, format!("write failed: {error}"));
-            }
-            if self.finished {
-                return Closing::new(rc::SUCCESS, "client disconnected");
-            }
-            let flow = match self.publishing.as_mut() {
-                Some(publishing) => crate::net::current_flow(&mut publishing.flow),
-                None => None,
-            };
-            let blocked = self.shared.core.memory().over_limit();
-            let keep_alive_deadline = (self.keep_alive > 0).then(|| {
-                let keep_alive = Duration::from_secs(self.keep_alive.into());
-                self.last_read + keep_alive + keep_alive / 2
-            });
-            // One timer serves both the keepalive and, while blocked, the memory re-check.
-            let deadline = match (keep_alive_deadline, blocked) {
-                (Some(at), false) => at,
-                (Some(at), true) => at.min(Instant::now() + Duration::from_millis(50)),
-                (None, false) => Instant::now() + Duration::from_secs(86_400),
-                (None, true) => Instant::now() + Duration::from_millis(50),
-            };
-            let waiting_for_sync = self.sync_wait.as_ref().is_some_and(|w| !w.acks.is_empty());
-            if waiting_for_sync {
-                let store = self.shared.core.store();
-                let ticket = self.sync_wait.as_mut().and_then(|wait| {
-                    if wait.synced.is_none() {
-                        wait.synced = store.map(|store| store.synced());
-                    }
-                    wait.synced
-                        .as_mut()
-                        .map(|synced| *synced.borrow_and_update())
-                });
-                if let Some(ticket) = ticket {
-                    self.release_synced(ticket);
-                    if !self.out.is_empty() {
-                        continue;
-                    }
-                }
-            }
-            let synced = self
-                .sync_wait
-                .as_mut()
-                .and_then(|wait| wait.synced.as_mut())
-                .filter(|_| waiting_for_sync);
-            let events = self.delivering.as_mut().map(|d| &mut d.events);
-            tokio::select! {
-                biased;
-                _ = self.kick.kicked() => {
-                    // Shutdown kicks every connection too: one wait covers both.
-                    if self.shared.shutdown.is_cancelled() {
-                        return Closing::new(rc::SERVER_SHUTTING_DOWN, "broker shutdown");
-                    }
-                    return Closing::new(rc::SESSION_TAKEN_OVER, "session taken over by another connection");
-                }
-                ready = self.stream.readable(), if !blocked && flow.is_none() => {
-                    let read = ready.and_then(|()| crate::net::read_ready(&self.stream, &mut self.read_buf, &mut self.read_size));
-                    match read {
-                        Ok(None) => {}
-                        Ok(Some(0)) => return Closing::new(rc::UNSPECIFIED_ERROR, "client closed the socket"),
-                        Ok(Some(_)) => {
-                            self.last_read = Instant::now();
-                            // readable()/try_read do not count against tokio's cooperative
-                            // budget, and a consumer woken by this burst waits in this worker's
-                            // LIFO slot: yield after each burst so a flooding publisher cannot
-                            // starve the consumers it feeds.
-                            tokio::task::yield_now().await;
-                            if let Err(closing) = self.process_input() {
-                                return closing;
-                            }
-                        }
-                        Err(error) => return Closing::new(rc::UNSPECIFIED_ERROR, format!("read failed: {error}")),
-                    }
-                }
-                event = recv_event(events) => {
-                    if let Some(event) = event {
-                        self.handle_event(event);
-                        for _ in 1..EVENT_BATCH {
-                            let next = self.delivering.as_mut().and_then(|d| d.events.try_recv());
-                            match next {
-                                Some(event) => self.handle_event(event),
-                                None => break,
-                            }
-                        }
-                    }
-                }
-                _ = crate::store::synced_changed(synced) => {}
-                _ = crate::net::flow_wait(flow.clone()), if flow.is_some() => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    // [MQTT-3.1.2-24]: 1.5 times the keepalive without a packet.
-                    if keep_alive_deadline.is_some_and(|at| at <= Instant::now()) {
-                        return Closing::new(rc::KEEP_ALIVE_TIMEOUT, "keepalive timeout");
-                    }
-                }
-            }
-        }
-    }
-
-    fn process_input(&mut self) -> Result<(), Closing> {
-        loop {
-            match self.codec.decode(&mut self.read_buf) {
+            match self.codec.decode(input) {
                 Ok(Some(packet)) => self.handle_packet(packet)?,
                 Ok(None) => break,
                 Err(error) => {
@@ -559,10 +513,6 @@ impl MqttConnection {
             if self.finished {
                 break;
             }
-        }
-        if self.read_buf.is_empty() {
-            // Idle connections keep no read buffer.
-            self.read_buf = BytesMut::new();
         }
         Ok(())
     }
@@ -611,29 +561,20 @@ impl MqttConnection {
         }
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            // Idle connections keep no write buffer either.
-            self.out = BytesMut::new();
-        }
-        if let Some(delivering) = self.delivering.as_mut() {
-            delivering.window_grants.release();
-        }
-        Ok(())
-    }
-
-    /// Ends the connection: tells a v5 client why, returns unacknowledged deliveries to
-    /// their queues, publishes the will if due, and hands the session back.
-    async fn finish(mut self: Box<Self>, closing: Closing) {
+    /// Tells a v5 client why the server ends the connection (DISCONNECT with a reason).
+    fn say_goodbye(&mut self, closing: &Closing) {
         if self.v5() && closing.reason != rc::SUCCESS && closing.reason != rc::UNSPECIFIED_ERROR {
             self.send(Packet::Disconnect(Disconnect {
                 reason: closing.reason,
                 ..Disconnect::default()
             }));
         }
-        let _ = self.flush().await;
-        let _ = self.stream.shutdown().await;
+    }
+
+    /// Ends the session side of the connection (the socket is closed already): returns
+    /// unacknowledged deliveries to their queues, publishes the will if due (now or after
+    /// its delay), and hands the session back or schedules its expiry.
+    fn end(mut self: Box<Self>, closing: Closing) {
         // The peer address is not kept per connection (every idle client would pay for
         // it): "connection opened" logged it with the same connection id.
         tracing::info!(client_id = %self.client_id, connection = self.id.0, reason = %closing.log, "connection closed");
@@ -739,10 +680,76 @@ pub(super) fn schedule_expiry(
     });
 }
 
-/// The next consumer event; never resolves while the connection has no consumer.
-async fn recv_event(events: Option<&mut ConsumerEvents>) -> Option<ConsumerEvent> {
-    match events {
-        Some(events) => events.recv().await,
-        None => std::future::pending().await,
+impl Session for MqttConnection {
+    type Close = Closing;
+
+    fn handle_input(&mut self, input: &mut BytesMut, now: Instant) -> Result<(), Closing> {
+        self.last_read = now;
+        self.process_input(input)
+    }
+
+    fn events(&mut self) -> Option<&mut ConsumerEvents> {
+        self.delivering
+            .as_mut()
+            .map(|delivering| &mut delivering.events)
+    }
+
+    fn handle_event(&mut self, event: ConsumerEvent) {
+        MqttConnection::handle_event(self, event);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let keep_alive = Duration::from_secs(self.keep_alive.into());
+        (self.keep_alive > 0).then(|| self.last_read + keep_alive + keep_alive / 2)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Closing> {
+        // [MQTT-3.1.2-24]: 1.5 times the keepalive without a packet.
+        match self.deadline() {
+            Some(at) if at <= now => Err(Closing::new(rc::KEEP_ALIVE_TIMEOUT, "keepalive timeout")),
+            _ => Ok(()),
+        }
+    }
+
+    fn output(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    fn written(&mut self, _now: Instant) {
+        if let Some(delivering) = self.delivering.as_mut() {
+            delivering.window_grants.release();
+        }
+    }
+
+    fn read_gate(&mut self) -> ReadGate {
+        if self.shared.core.memory().over_limit() {
+            return ReadGate::Blocked;
+        }
+        let flow = match self.publishing.as_mut() {
+            Some(publishing) => crate::listener::current_flow(&mut publishing.flow),
+            None => None,
+        };
+        match flow {
+            Some(flow) => ReadGate::Paused(flow),
+            None => ReadGate::Open,
+        }
+    }
+
+    fn awaits_sync(&self) -> bool {
+        self.sync_wait
+            .as_ref()
+            .is_some_and(|wait| !wait.acks.is_empty())
+    }
+
+    fn release_synced(&mut self, ticket: Ticket) {
+        MqttConnection::release_synced(self, ticket);
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn store(&self) -> Option<Arc<crate::store::Store>> {
+        self.shared.core.store().cloned()
     }
 }

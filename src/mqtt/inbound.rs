@@ -126,7 +126,7 @@ impl MqttConnection {
         let publishing = self.publishing.get_or_insert_with(Box::default);
         let ticket = publish_to_core(&self.shared, &self.vhost, message, &mut publishing.targets);
         let consumers = self.delivering.as_ref().map(|d| &d.consumers);
-        crate::net::start_flow(
+        crate::listener::start_flow(
             &mut publishing.flow,
             &mut publishing.targets.congested,
             |queue| {

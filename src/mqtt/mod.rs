@@ -2,7 +2,9 @@
 //! same core through the vhost's `amq.topic` exchange, and each session's subscriptions are
 //! bindings from that exchange to the session's queue (SPEC §5).
 //!
-//! - `connection`: the per-connection task (CONNECT, the run loop, keepalive, teardown).
+//! - `connection`: CONNECT and login, then the session state machine (packet dispatch,
+//!   keep-alive, teardown, will and expiry scheduling) that [`crate::listener::Link`] drives
+//!   over any transport (TCP, TLS, WebSocket).
 //! - `inbound`: PUBLISH from the client, its QoS 1/2 acknowledgements, retain and routing.
 //! - `subscriptions`: SUBSCRIBE/UNSUBSCRIBE, the session queue and shared subscriptions.
 //! - `outbound`: delivery to the client (QoS, packet ids, topic aliases, window grants).
@@ -23,7 +25,6 @@ mod translate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -46,6 +47,9 @@ pub struct Settings {
     pub topic_alias_maximum: u16,
     /// How long a client may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// A client with a verified TLS certificate and no user name logs in as the
+    /// certificate's CN (RabbitMQ's `mqtt.ssl_cert_login`).
+    pub ssl_cert_login: bool,
 }
 
 impl Settings {
@@ -57,7 +61,8 @@ impl Settings {
             receive_maximum: 1024,
             max_inflight: 256,
             topic_alias_maximum: 64,
-            connect_timeout: Duration::from_secs(10),
+            connect_timeout: config.handshake_timeout,
+            ssl_cert_login: config.mqtt_ssl_cert_login,
         }
     }
 }
@@ -95,6 +100,13 @@ impl Mqtt {
             persistence: persist::Persistence::default(),
             tasks: tasks.clone(),
             shutdown: shutdown.clone(),
+        });
+        // Shutdown ends every MQTT connection through its kick (the same wait that
+        // take-over uses), so idle connections hold no shutdown future of their own.
+        let kicker = shared.clone();
+        tasks.spawn(async move {
+            kicker.shutdown.cancelled().await;
+            kicker.sessions.kick_all();
         });
         if let Some(store) = shared.core.store().cloned() {
             let loaded = shared.persistence.load(&store, &shared.retained);
@@ -134,10 +146,9 @@ impl Mqtt {
         Mqtt { shared }
     }
 
-    /// Accepts MQTT connections on `listener` until shutdown.
-    pub fn serve(&self, listener: TcpListener) {
-        let shared = self.shared.clone();
-        self.shared.tasks.spawn(accept_loop(listener, shared));
+    /// The state connections share, for [`serve`].
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// Saves sessions and retained messages now (at shutdown, after connections ended).
@@ -148,27 +159,7 @@ impl Mqtt {
     }
 }
 
-/// Accepts MQTT connections until shutdown.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shared.shutdown.cancelled() => {
-                shared.sessions.kick_all();
-                return;
-            }
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let shared2 = shared.clone();
-                shared.tasks.spawn(async move {
-                    connection::serve(stream, peer, shared2).await;
-                });
-            }
-            Err(error) => {
-                tracing::warn!(%error, "MQTT accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+/// Serves one accepted connection (any transport: TCP, TLS, WebSocket) until it closes.
+pub(crate) async fn serve(accepted: crate::listener::Accepted, shared: Arc<Shared>) {
+    connection::serve(accepted, shared).await;
 }

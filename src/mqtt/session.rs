@@ -74,6 +74,12 @@ impl Kick {
     }
 }
 
+impl crate::listener::StopSignal for Kick {
+    fn stopped(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.kicked()
+    }
+}
+
 /// The future of [`Kick::kicked`].
 pub(crate) struct Kicked<'a>(&'a KickState);
 

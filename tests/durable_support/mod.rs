@@ -227,7 +227,7 @@ pub(crate) struct BrokerProcess {
 }
 
 impl BrokerProcess {
-    /// Starts `warren --bind 127.0.0.1 --amqp-port 0 --mqtt-port 0 --data-dir DIR EXTRA...` and
+    /// Starts `warren --bind 127.0.0.1 --amqp-port 0 --mqtt-port 0 --ws-port 0 --data-dir DIR EXTRA...` and
     /// waits until both listeners are up (recovery happens before they are bound).
     pub(crate) async fn start(data_dir: &Path, extra_args: &[&str]) -> BrokerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
@@ -237,6 +237,8 @@ impl BrokerProcess {
                 "--amqp-port",
                 "0",
                 "--mqtt-port",
+                "0",
+                "--ws-port",
                 "0",
             ])
             .arg("--data-dir")
