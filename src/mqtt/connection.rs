@@ -309,6 +309,9 @@ async fn accept_connect(
         kick.kick();
     }
     let session_present = !connect.clean_start && claim.state.is_some();
+    // A resumed session keeps its queue whatever expiry this CONNECT carries: that expiry
+    // only decides what happens when this connection ends [MQTT-3.1.2-5].
+    let persistent = persistent || session_present;
     let mut session = if connect.clean_start {
         None
     } else {
@@ -590,11 +593,12 @@ impl MqttConnection {
                             "session expiry set on DISCONNECT after connecting with 0",
                         ));
                     }
+                    // `persistent` stays: it names the session's queue, which `finish` deletes
+                    // when the expiry is now 0.
                     self.session.expiry = match seconds {
                         u32::MAX => None,
                         s => Some(Duration::from_secs(s.into())),
                     };
-                    self.persistent = seconds > 0;
                 }
                 self.finished = true;
                 Ok(())

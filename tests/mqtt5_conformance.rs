@@ -1,0 +1,280 @@
+//! MQTT 5.0 conformance: behaviours third-party MQTT 5 client suites check, each written from
+//! the OASIS MQTT Version 5.0 specification (section and normative statement cited per test)
+//! with the raw client, so every packet, flag, reason code and property value the client sees
+//! is asserted as it is on the wire.
+//!
+//! - sessions resumed with Clean Start 0 keep what was queued while the client was away,
+//!   whatever Session Expiry Interval the new CONNECT carries.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod mqtt_support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mqtt_support::raw::{self, Connect, Packet, RawClient, Version};
+use mqtt_support::{unique_id, unique_topic};
+
+/// How long a test waits to be sure the broker sends nothing more.
+const QUIET: Duration = Duration::from_millis(400);
+
+/// A PUBLISH as the client received it.
+#[derive(Debug)]
+struct Received {
+    topic: String,
+    qos: u8,
+    packet_id: u16,
+    payload: String,
+}
+
+/// An MQTT 5 client over the raw socket.
+struct Client5 {
+    raw: RawClient,
+    /// CONNACK Session Present.
+    session_present: bool,
+    next_packet_id: u16,
+}
+
+impl Client5 {
+    /// Connects with `properties` (encoded CONNECT properties) and expects CONNACK 0x00.
+    async fn connect(addr: SocketAddr, client_id: &str, clean: bool, properties: Vec<u8>) -> Self {
+        let mut connect = Connect::new(Version::V5, client_id);
+        connect.clean = clean;
+        connect.properties = properties;
+        let mut raw = RawClient::connect(addr).await;
+        raw.send(&connect.encode()).await;
+        let packet = raw.read_packet().await.expect("CONNACK");
+        let (session_present, code, _) = packet
+            .connack(Version::V5)
+            .unwrap_or_else(|| panic!("expected CONNACK, got {packet:?}"));
+        assert_eq!(code, 0, "CONNACK reason code for {client_id}");
+        Client5 {
+            raw,
+            session_present,
+            next_packet_id: 1,
+        }
+    }
+
+    /// Connects with a Clean Start flag and a Session Expiry Interval.
+    async fn with_session(addr: SocketAddr, client_id: &str, clean: bool, expiry: u32) -> Self {
+        Client5::connect(addr, client_id, clean, session_expiry(expiry)).await
+    }
+
+    fn packet_id(&mut self) -> u16 {
+        let id = self.next_packet_id;
+        self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Subscribes to one filter with an options byte (QoS in the low bits) and expects a
+    /// SUBACK granting the requested QoS.
+    async fn subscribe(&mut self, filter: &str, options: u8) {
+        let packet_id = self.packet_id();
+        let mut body = packet_id.to_be_bytes().to_vec();
+        body.push(0); // no properties
+        raw::put_bytes(&mut body, filter.as_bytes());
+        body.push(options);
+        self.raw
+            .send(&raw::packet((raw::SUBSCRIBE << 4) | 0x02, &body))
+            .await;
+        let suback = self.next("SUBACK").await;
+        assert_eq!(
+            suback.kind(),
+            raw::SUBACK,
+            "expected SUBACK, got {suback:?}"
+        );
+        let reason = suback.body.last().copied();
+        assert_eq!(reason, Some(options & 0x03), "SUBACK reason for {filter}");
+    }
+
+    /// Publishes and, for QoS 1, waits for the PUBACK (QoS 2 is not used here).
+    async fn publish(&mut self, topic: &str, qos: u8, retain: bool, props: &[u8], payload: &str) {
+        let packet_id = if qos > 0 { self.packet_id() } else { 0 };
+        let mut bytes = raw::publish_with_properties(
+            Version::V5,
+            topic.as_bytes(),
+            qos,
+            packet_id,
+            props,
+            payload.as_bytes(),
+        );
+        if retain {
+            bytes[0] |= 0x01;
+        }
+        self.raw.send(&bytes).await;
+        if qos == 1 {
+            let ack = self.next("PUBACK").await;
+            assert_eq!(ack.kind(), raw::PUBACK, "expected PUBACK, got {ack:?}");
+        }
+    }
+
+    async fn next(&mut self, what: &str) -> Packet {
+        self.raw
+            .read_packet()
+            .await
+            .unwrap_or_else(|| panic!("the broker closed the connection instead of sending {what}"))
+    }
+
+    /// The next packet, which must be a PUBLISH; not acknowledged.
+    async fn receive(&mut self) -> Received {
+        let packet = self.next("PUBLISH").await;
+        let (topic, packet_id, _, payload) = packet
+            .publish(Version::V5)
+            .unwrap_or_else(|| panic!("expected PUBLISH, got {packet:?}"));
+        Received {
+            topic: String::from_utf8(topic).expect("UTF-8 topic"),
+            qos: (packet.first_byte >> 1) & 0x03,
+            packet_id,
+            payload: String::from_utf8(payload).expect("UTF-8 payload"),
+        }
+    }
+
+    /// The next PUBLISH, acknowledged if it is QoS 1.
+    async fn receive_and_ack(&mut self) -> Received {
+        let received = self.receive().await;
+        if received.qos == 1 {
+            self.puback(received.packet_id).await;
+        }
+        received
+    }
+
+    async fn puback(&mut self, packet_id: u16) {
+        self.raw
+            .send(&raw::packet(raw::PUBACK << 4, &packet_id.to_be_bytes()))
+            .await;
+    }
+
+    /// Asserts the broker sends nothing for a short while (and keeps the connection open).
+    async fn assert_quiet(&mut self, context: &str) {
+        match self.raw.try_until_closed(QUIET).await {
+            Err(packets) if packets.is_empty() => {}
+            Err(packets) => panic!("{context}: unexpected packets {packets:?}"),
+            Ok(packets) => panic!("{context}: the broker closed the connection after {packets:?}"),
+        }
+    }
+
+    /// A normal DISCONNECT, then waits for the broker to close the socket.
+    async fn disconnect(mut self) {
+        self.raw.send(&raw::disconnect()).await;
+        let _ = self.raw.until_closed().await;
+    }
+}
+
+/// Encoded Session Expiry Interval property.
+fn session_expiry(seconds: u32) -> Vec<u8> {
+    let mut props = vec![raw::PROP_SESSION_EXPIRY];
+    props.extend_from_slice(&seconds.to_be_bytes());
+    props
+}
+
+/// Ends a persistent session a test left behind (Clean Start 1, expiry 0).
+async fn end_session(addr: SocketAddr, client_id: &str) {
+    Client5::with_session(addr, client_id, true, 0)
+        .await
+        .disconnect()
+        .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+// ---------------------------------------------------------------------------------------------
+
+/// MQTT 5.0 §3.1.2.4 [MQTT-3.1.2-5]: with Clean Start 0 and an existing Session the Server
+/// MUST resume communications based on the existing Session's state, which includes the
+/// QoS 1 and QoS 2 messages pending transmission (§4.1). §3.1.2.11.2: the Session Expiry
+/// Interval of the new CONNECT governs from then on — it does not decide whether the state
+/// the previous connection left is kept. So a client that reconnects with Session Expiry
+/// Interval 0 gets what was queued while it was away, and its session ends when this
+/// connection closes (the next Clean Start 0 CONNECT finds no session, and subscribing again
+/// does not bring back what was published while there was no subscription).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_with_session_expiry_zero_delivers_messages_queued_while_away() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let topic = unique_topic("resume-expiry-0");
+    let client_id = unique_id("resume-expiry-0");
+
+    let mut subscriber = Client5::with_session(addr, &client_id, true, 300).await;
+    subscriber.subscribe(&topic, 1).await;
+    subscriber.disconnect().await;
+
+    let mut publisher = Client5::connect(addr, &unique_id("resume-pub"), true, vec![]).await;
+    publisher.publish(&topic, 1, false, &[], "while-away").await;
+
+    let mut resumed = Client5::with_session(addr, &client_id, false, 0).await;
+    assert!(
+        resumed.session_present,
+        "the session with expiry 300 s is resumed"
+    );
+    let queued = resumed.receive_and_ack().await;
+    assert_eq!(
+        (queued.topic.as_str(), queued.payload.as_str()),
+        (topic.as_str(), "while-away")
+    );
+    // The resumed subscription still delivers.
+    publisher.publish(&topic, 1, false, &[], "live").await;
+    assert_eq!(resumed.receive_and_ack().await.payload, "live");
+    resumed.disconnect().await;
+
+    // Expiry 0 governed that connection: the session ended with it.
+    publisher
+        .publish(&topic, 1, false, &[], "after-the-end")
+        .await;
+    let mut again = Client5::with_session(addr, &client_id, false, 300).await;
+    assert!(
+        !again.session_present,
+        "the session ended when the expiry-0 connection closed"
+    );
+    // A message published before this subscription existed must not arrive through it.
+    again.subscribe(&topic, 1).await;
+    again
+        .assert_quiet("nothing of the ended session survives")
+        .await;
+    again.disconnect().await;
+    end_session(addr, &client_id).await;
+    publisher.disconnect().await;
+    broker.shutdown().await;
+}
+
+/// MQTT 5.0 §3.14.2.2.2: the Session Expiry Interval sent on DISCONNECT replaces the one from
+/// CONNECT; 0 means the Session ends when the Network Connection closes (§3.1.2.11.2). Messages
+/// published afterwards reach nobody: a later CONNECT finds no session, and subscribing to the
+/// same topic again does not bring back what was published while there was no subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_with_session_expiry_zero_ends_the_session() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let topic = unique_topic("disconnect-expiry-0");
+    let client_id = unique_id("disconnect-expiry-0");
+
+    let mut subscriber = Client5::with_session(addr, &client_id, true, 300).await;
+    subscriber.subscribe(&topic, 1).await;
+    // DISCONNECT, reason 0x00, Session Expiry Interval 0.
+    let mut body = vec![0x00];
+    body.extend_from_slice(&raw::properties(&session_expiry(0)));
+    subscriber
+        .raw
+        .send(&raw::packet(raw::DISCONNECT << 4, &body))
+        .await;
+    let _ = subscriber.raw.until_closed().await;
+
+    let mut publisher = Client5::connect(addr, &unique_id("disconnect-pub"), true, vec![]).await;
+    publisher
+        .publish(&topic, 1, false, &[], "after-the-end")
+        .await;
+
+    let mut again = Client5::with_session(addr, &client_id, false, 300).await;
+    assert!(
+        !again.session_present,
+        "DISCONNECT with expiry 0 ended the session"
+    );
+    // A message published before this subscription existed must not arrive through it.
+    again.subscribe(&topic, 1).await;
+    again
+        .assert_quiet("nothing of the ended session survives")
+        .await;
+    again.disconnect().await;
+    end_session(addr, &client_id).await;
+    publisher.disconnect().await;
+    broker.shutdown().await;
+}
