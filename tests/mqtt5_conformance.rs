@@ -4,7 +4,9 @@
 //! is asserted as it is on the wire.
 //!
 //! - sessions resumed with Clean Start 0 keep what was queued while the client was away,
-//!   whatever Session Expiry Interval the new CONNECT carries.
+//!   whatever Session Expiry Interval the new CONNECT carries;
+//! - Message Expiry Interval: expired messages are dropped, never delivered late, and
+//!   deliveries carry the remaining interval.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod mqtt_support;
@@ -12,7 +14,7 @@ mod mqtt_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mqtt_support::raw::{self, Connect, Packet, RawClient, Version};
+use mqtt_support::raw::{self, Connect, Packet, Properties, RawClient, Version};
 use mqtt_support::{unique_id, unique_topic};
 
 /// How long a test waits to be sure the broker sends nothing more.
@@ -23,8 +25,19 @@ const QUIET: Duration = Duration::from_millis(400);
 struct Received {
     topic: String,
     qos: u8,
+    retain: bool,
     packet_id: u16,
+    properties: Properties,
     payload: String,
+}
+
+impl Received {
+    fn message_expiry(&self) -> Option<u32> {
+        self.properties
+            .numbers
+            .get(&raw::PROP_MESSAGE_EXPIRY)
+            .copied()
+    }
 }
 
 /// An MQTT 5 client over the raw socket.
@@ -118,13 +131,15 @@ impl Client5 {
     /// The next packet, which must be a PUBLISH; not acknowledged.
     async fn receive(&mut self) -> Received {
         let packet = self.next("PUBLISH").await;
-        let (topic, packet_id, _, payload) = packet
+        let (topic, packet_id, properties, payload) = packet
             .publish(Version::V5)
             .unwrap_or_else(|| panic!("expected PUBLISH, got {packet:?}"));
         Received {
             topic: String::from_utf8(topic).expect("UTF-8 topic"),
             qos: (packet.first_byte >> 1) & 0x03,
+            retain: packet.first_byte & 0x01 != 0,
             packet_id,
+            properties,
             payload: String::from_utf8(payload).expect("UTF-8 payload"),
         }
     }
@@ -163,6 +178,13 @@ impl Client5 {
 /// Encoded Session Expiry Interval property.
 fn session_expiry(seconds: u32) -> Vec<u8> {
     let mut props = vec![raw::PROP_SESSION_EXPIRY];
+    props.extend_from_slice(&seconds.to_be_bytes());
+    props
+}
+
+/// Encoded Message Expiry Interval property.
+fn message_expiry(seconds: u32) -> Vec<u8> {
+    let mut props = vec![raw::PROP_MESSAGE_EXPIRY];
     props.extend_from_slice(&seconds.to_be_bytes());
     props
 }
@@ -275,6 +297,170 @@ async fn disconnect_with_session_expiry_zero_ends_the_session() {
         .await;
     again.disconnect().await;
     end_session(addr, &client_id).await;
+    publisher.disconnect().await;
+    broker.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message Expiry Interval
+// ---------------------------------------------------------------------------------------------
+
+/// MQTT 5.0 §3.3.2.3.3: if the Message Expiry Interval has passed and the Server has not
+/// started onward delivery to a subscriber, it MUST delete that subscriber's copy
+/// [MQTT-3.3.2-5]; the PUBLISH to a client carries the received value minus the time the
+/// message waited in the Server [MQTT-3.3.2-6]; a message without the property does not
+/// expire and is sent without it. Offline session: queued in order, the expired message in the
+/// middle is dropped, the others arrive, the long-lived one with the interval it has left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_are_dropped_for_an_offline_session() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let topic = unique_topic("expiry-offline");
+    let client_id = unique_id("expiry-offline");
+
+    let mut subscriber = Client5::with_session(addr, &client_id, true, 300).await;
+    subscriber.subscribe(&topic, 1).await;
+    subscriber.disconnect().await;
+
+    let mut publisher = Client5::connect(addr, &unique_id("expiry-pub"), true, vec![]).await;
+    publisher.publish(&topic, 1, false, &[], "no-expiry").await;
+    publisher
+        .publish(&topic, 1, false, &message_expiry(1), "expires")
+        .await;
+    publisher
+        .publish(&topic, 1, false, &message_expiry(30), "lasts")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mut resumed = Client5::with_session(addr, &client_id, false, 300).await;
+    assert!(resumed.session_present);
+    let first = resumed.receive_and_ack().await;
+    assert_eq!(first.payload, "no-expiry");
+    assert_eq!(first.message_expiry(), None, "no expiry was set on it");
+    let second = resumed.receive_and_ack().await;
+    assert_eq!(
+        second.payload, "lasts",
+        "the expired message is never delivered"
+    );
+    let left = second
+        .message_expiry()
+        .expect("Message Expiry Interval on delivery");
+    assert!(
+        (27..=29).contains(&left),
+        "30 s minus the 1.5 s it waited, in whole seconds (got {left})"
+    );
+    resumed.assert_quiet("nothing else was queued").await;
+    resumed.disconnect().await;
+    end_session(addr, &client_id).await;
+    publisher.disconnect().await;
+    broker.shutdown().await;
+}
+
+/// MQTT 5.0 §3.3.2.3.3 [MQTT-3.3.2-5], [MQTT-3.3.2-6] for a connected but slow client: with
+/// Receive Maximum 1 (§3.1.2.11.3) and its one QoS 1 delivery unacknowledged, the Server
+/// cannot start delivering the next messages; one that expires meanwhile is dropped, the next
+/// arrives after the PUBACK with the interval it has left. A message delivered at once carries
+/// its full interval (nothing waited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_are_dropped_for_a_slow_client() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let topic = unique_topic("expiry-slow");
+    let mut receive_maximum_1 = vec![raw::PROP_RECEIVE_MAXIMUM];
+    receive_maximum_1.extend_from_slice(&1u16.to_be_bytes());
+    let mut subscriber =
+        Client5::connect(addr, &unique_id("expiry-slow"), true, receive_maximum_1).await;
+    subscriber.subscribe(&topic, 1).await;
+
+    let mut publisher = Client5::connect(addr, &unique_id("expiry-slow-pub"), true, vec![]).await;
+    publisher
+        .publish(&topic, 1, false, &message_expiry(30), "held")
+        .await;
+    let held = subscriber.receive().await;
+    assert_eq!(held.payload, "held");
+    let full = held
+        .message_expiry()
+        .expect("Message Expiry Interval on delivery");
+    assert!(
+        (29..=30).contains(&full),
+        "delivered at once: 30 s left (got {full})"
+    );
+
+    publisher
+        .publish(&topic, 1, false, &message_expiry(1), "expires")
+        .await;
+    publisher
+        .publish(&topic, 1, false, &message_expiry(30), "lasts")
+        .await;
+    subscriber
+        .assert_quiet("Receive Maximum 1 with one delivery in flight")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    subscriber.puback(held.packet_id).await;
+
+    let next = subscriber.receive_and_ack().await;
+    assert_eq!(
+        next.payload, "lasts",
+        "the expired message is never delivered"
+    );
+    let left = next
+        .message_expiry()
+        .expect("Message Expiry Interval on delivery");
+    assert!(
+        (27..=29).contains(&left),
+        "30 s minus the ~1.6 s it waited, in whole seconds (got {left})"
+    );
+    subscriber.assert_quiet("nothing else was queued").await;
+    subscriber.disconnect().await;
+    publisher.disconnect().await;
+    broker.shutdown().await;
+}
+
+/// MQTT 5.0 §3.3.2.3.3 for retained messages: a retained message whose Message Expiry
+/// Interval has passed is not sent to a new subscriber; a live one is sent with the interval
+/// it has left [MQTT-3.3.2-6] (§3.3.1.3: messages sent because of a subscription carry RETAIN 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_retained_messages_are_not_sent_on_subscribe() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let base = unique_topic("expiry-retained");
+    let mut publisher = Client5::connect(addr, &unique_id("expiry-ret-pub"), true, vec![]).await;
+    publisher
+        .publish(
+            &format!("{base}/short"),
+            1,
+            true,
+            &message_expiry(1),
+            "short",
+        )
+        .await;
+    publisher
+        .publish(
+            &format!("{base}/long"),
+            1,
+            true,
+            &message_expiry(30),
+            "long",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mut subscriber = Client5::connect(addr, &unique_id("expiry-ret-sub"), true, vec![]).await;
+    subscriber.subscribe(&format!("{base}/#"), 1).await;
+    let retained = subscriber.receive_and_ack().await;
+    assert_eq!(retained.payload, "long");
+    assert!(retained.retain);
+    let left = retained.message_expiry().expect("Message Expiry Interval");
+    assert!((27..=29).contains(&left), "30 s minus 1.5 s (got {left})");
+    subscriber
+        .assert_quiet("the expired retained message is not sent")
+        .await;
+    for topic in ["short", "long"] {
+        publisher
+            .publish(&format!("{base}/{topic}"), 1, true, &[], "")
+            .await;
+    }
+    subscriber.disconnect().await;
     publisher.disconnect().await;
     broker.shutdown().await;
 }

@@ -27,6 +27,16 @@ impl MqttConnection {
             delivery.queue.requeue([delivery.seq]);
             return;
         };
+        if delivery
+            .expires_at
+            .is_some_and(|at| at <= std::time::Instant::now())
+        {
+            // Expired while waiting for this connection: onward delivery has not started, so
+            // the copy is dropped, never sent late [MQTT-3.3.2-5].
+            delivery.queue.ack([delivery.seq]);
+            self.note_delivery(&delivery);
+            return;
+        }
         let topic: crate::core::ShortString = routing_key_to_topic(&delivery.message.routing_key);
         // Which of this session's subscriptions the message matches decides its QoS and
         // identifiers; none matching (e.g. `#` versus a `$SYS` topic) means it is not for us.
