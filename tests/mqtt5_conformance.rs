@@ -6,7 +6,8 @@
 //! - sessions resumed with Clean Start 0 keep what was queued while the client was away,
 //!   whatever Session Expiry Interval the new CONNECT carries;
 //! - Message Expiry Interval: expired messages are dropped, never delivered late, and
-//!   deliveries carry the remaining interval.
+//!   deliveries carry the remaining interval;
+//! - subscription options: Retain Handling, Retain As Published, No Local.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod mqtt_support;
@@ -19,6 +20,13 @@ use mqtt_support::{unique_id, unique_topic};
 
 /// How long a test waits to be sure the broker sends nothing more.
 const QUIET: Duration = Duration::from_millis(400);
+
+/// Subscription option bits (MQTT 5.0 §3.8.3.1).
+const NO_LOCAL: u8 = 0x04;
+const RETAIN_AS_PUBLISHED: u8 = 0x08;
+fn retain_handling(value: u8) -> u8 {
+    value << 4
+}
 
 /// A PUBLISH as the client received it.
 #[derive(Debug)]
@@ -462,5 +470,179 @@ async fn expired_retained_messages_are_not_sent_on_subscribe() {
     }
     subscriber.disconnect().await;
     publisher.disconnect().await;
+    broker.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscription options
+// ---------------------------------------------------------------------------------------------
+
+/// MQTT 5.0 §3.8.3.1 Retain Handling: 0 = send retained messages at every subscribe;
+/// 1 = only if the subscription did not exist [MQTT-3.3.1-10]; 2 = never at subscribe
+/// [MQTT-3.3.1-11]. Messages sent because of a new subscription carry RETAIN 1
+/// [MQTT-3.3.1-9] (with Retain As Published 0 too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_handling_0_1_2() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let topic = unique_topic("retain-handling");
+    let mut publisher = Client5::connect(addr, &unique_id("rh-pub"), true, vec![]).await;
+    publisher.publish(&topic, 1, true, &[], "retained").await;
+
+    let mut subscriber = Client5::connect(addr, &unique_id("rh-sub"), true, vec![]).await;
+    for attempt in ["new", "existing"] {
+        subscriber.subscribe(&topic, 1 | retain_handling(0)).await;
+        let sent = subscriber.receive_and_ack().await;
+        assert_eq!(sent.payload, "retained", "RH 0, {attempt} subscription");
+        assert!(
+            sent.retain,
+            "RH 0: RETAIN 1 on a message sent because of a subscribe"
+        );
+    }
+    subscriber.disconnect().await;
+
+    let mut subscriber = Client5::connect(addr, &unique_id("rh-sub1"), true, vec![]).await;
+    subscriber.subscribe(&topic, 1 | retain_handling(1)).await;
+    let sent = subscriber.receive_and_ack().await;
+    assert_eq!(sent.payload, "retained", "RH 1, new subscription");
+    assert!(sent.retain);
+    subscriber.subscribe(&topic, 1 | retain_handling(1)).await;
+    subscriber
+        .assert_quiet("RH 1, subscription already existed")
+        .await;
+    subscriber.disconnect().await;
+
+    let mut subscriber = Client5::connect(addr, &unique_id("rh-sub2"), true, vec![]).await;
+    subscriber.subscribe(&topic, 1 | retain_handling(2)).await;
+    subscriber.assert_quiet("RH 2, new subscription").await;
+    // The subscription itself works.
+    publisher.publish(&topic, 1, false, &[], "live").await;
+    let live = subscriber.receive_and_ack().await;
+    assert_eq!(live.payload, "live");
+    assert!(!live.retain);
+    subscriber.disconnect().await;
+
+    publisher.publish(&topic, 1, true, &[], "").await;
+    publisher.disconnect().await;
+    broker.shutdown().await;
+}
+
+/// MQTT 5.0 §3.3.1.3 and §3.8.3.1 Retain As Published: with 0 the Server MUST set RETAIN 0 on
+/// forwarded messages [MQTT-3.3.1-12]; with 1 it MUST keep the RETAIN flag the message was
+/// published with [MQTT-3.3.1-13]. MQTT 3.1.1 subscribers always get RETAIN 0 on forwarded
+/// messages (MQTT 3.1.1 [MQTT-3.3.1-9]), unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_as_published_controls_the_retain_flag_of_forwarded_messages() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let topic = unique_topic("retain-as-published");
+    let mut cleared = Client5::connect(addr, &unique_id("rap0"), true, vec![]).await;
+    cleared.subscribe(&topic, 1 | retain_handling(2)).await;
+    let mut kept = Client5::connect(addr, &unique_id("rap1"), true, vec![]).await;
+    kept.subscribe(&topic, 1 | RETAIN_AS_PUBLISHED | retain_handling(2))
+        .await;
+    let (mut v311, _) =
+        RawClient::handshake(addr, &Connect::new(Version::V311, &unique_id("rap-v3"))).await;
+    v311.send(&raw::subscribe(Version::V311, 1, &topic, 1))
+        .await;
+    let suback = v311.read_packet().await.expect("SUBACK");
+    assert_eq!(suback.kind(), raw::SUBACK);
+
+    let mut publisher = Client5::connect(addr, &unique_id("rap-pub"), true, vec![]).await;
+    publisher
+        .publish(&topic, 1, true, &[], "published-retained")
+        .await;
+    publisher
+        .publish(&topic, 1, false, &[], "published-plain")
+        .await;
+
+    for (client, name, expected) in [
+        (&mut cleared, "RAP 0", [false, false]),
+        (&mut kept, "RAP 1", [true, false]),
+    ] {
+        let first = client.receive_and_ack().await;
+        assert_eq!(first.payload, "published-retained");
+        assert_eq!(
+            first.retain, expected[0],
+            "{name}: RETAIN of the retained publish"
+        );
+        let second = client.receive_and_ack().await;
+        assert_eq!(second.payload, "published-plain");
+        assert_eq!(
+            second.retain, expected[1],
+            "{name}: RETAIN of the plain publish"
+        );
+    }
+    for payload in ["published-retained", "published-plain"] {
+        let packet = v311.read_packet().await.expect("PUBLISH");
+        let (_, packet_id, _, body) = packet.publish(Version::V311).expect("PUBLISH");
+        assert_eq!(body, payload.as_bytes());
+        assert_eq!(
+            packet.first_byte & 0x01,
+            0,
+            "MQTT 3.1.1: RETAIN 0 on {payload}"
+        );
+        v311.send(&raw::packet(raw::PUBACK << 4, &packet_id.to_be_bytes()))
+            .await;
+    }
+    publisher.publish(&topic, 1, true, &[], "").await;
+    for client in [cleared, kept, publisher] {
+        client.disconnect().await;
+    }
+    v311.send(&raw::disconnect()).await;
+    broker.shutdown().await;
+}
+
+/// MQTT 5.0 §3.8.3.1 No Local [MQTT-3.8.3-3] together with Retain As Published: the client's
+/// own messages are not sent back to it, retained or not, while another client's retained
+/// publish arrives with RETAIN 1 [MQTT-3.3.1-13]; a second subscription of the same client
+/// without No Local does get its own messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_local_with_retain_as_published() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let base = unique_topic("no-local");
+    let mut client = Client5::connect(addr, &unique_id("no-local"), true, vec![]).await;
+    client
+        .subscribe(&format!("{base}/a"), 1 | NO_LOCAL | RETAIN_AS_PUBLISHED)
+        .await;
+    client
+        .publish(&format!("{base}/a"), 1, true, &[], "own-retained")
+        .await;
+    client
+        .publish(&format!("{base}/a"), 1, false, &[], "own-plain")
+        .await;
+    client
+        .assert_quiet("No Local: own messages are not sent back")
+        .await;
+
+    let mut other = Client5::connect(addr, &unique_id("no-local-other"), true, vec![]).await;
+    other
+        .publish(&format!("{base}/a"), 1, true, &[], "other-retained")
+        .await;
+    let received = client.receive_and_ack().await;
+    assert_eq!(received.payload, "other-retained");
+    assert!(received.retain, "Retain As Published keeps RETAIN 1");
+
+    client
+        .subscribe(&format!("{base}/b"), 1 | RETAIN_AS_PUBLISHED)
+        .await;
+    client
+        .publish(&format!("{base}/b"), 1, true, &[], "own-on-b")
+        .await;
+    let own = client.receive_and_ack().await;
+    assert_eq!(
+        own.payload, "own-on-b",
+        "without No Local, own messages come back"
+    );
+    assert!(own.retain);
+
+    for topic in ["a", "b"] {
+        other
+            .publish(&format!("{base}/{topic}"), 1, true, &[], "")
+            .await;
+    }
+    client.disconnect().await;
+    other.disconnect().await;
     broker.shutdown().await;
 }

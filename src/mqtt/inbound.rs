@@ -9,7 +9,7 @@ use warren_mqtt::{Packet, PubAck, PubComp, PubRec, PubRel, Publish, QoS, Will};
 
 use super::connection::{active, Closing, MqttConnection};
 use super::retained::Retained;
-use super::translate::message_from_publish;
+use super::translate::{mark_retained, message_from_publish};
 use super::Shared;
 use crate::core::{Message, RouteTargets, Routed, Vhost};
 use crate::store::Ticket;
@@ -73,6 +73,7 @@ impl MqttConnection {
         );
         message.origin = Some(self.id);
         if publish.retain {
+            mark_retained(&mut message);
             self.retain(&publish.topic, publish.qos, &message);
         }
         let ticket = self.route(message);
@@ -215,7 +216,7 @@ impl MqttConnection {
 }
 
 pub(super) fn publish_will(shared: &Shared, vhost: &Vhost, will: Box<Will>) {
-    let message = message_from_publish(
+    let mut message = message_from_publish(
         &shared.settings.exchange,
         &will.topic,
         will.qos,
@@ -223,6 +224,7 @@ pub(super) fn publish_will(shared: &Shared, vhost: &Vhost, will: Box<Will>) {
         &will.properties,
     );
     if will.retain {
+        mark_retained(&mut message);
         let retained = (!message.body.is_empty()).then(|| Retained {
             message: Arc::new(message.clone()),
             qos: will.qos,
