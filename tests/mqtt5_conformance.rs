@@ -7,7 +7,8 @@
 //!   whatever Session Expiry Interval the new CONNECT carries;
 //! - Message Expiry Interval: expired messages are dropped, never delivered late, and
 //!   deliveries carry the remaining interval;
-//! - subscription options: Retain Handling, Retain As Published, No Local.
+//! - subscription options: Retain Handling, Retain As Published, No Local;
+//! - topic aliases from the client, and their errors (0x94).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod mqtt_support;
@@ -17,6 +18,9 @@ use std::time::Duration;
 
 use mqtt_support::raw::{self, Connect, Packet, Properties, RawClient, Version};
 use mqtt_support::{unique_id, unique_topic};
+
+/// Topic Alias invalid (MQTT 5.0 §2.4, Table 2-6).
+const RC_TOPIC_ALIAS_INVALID: u8 = 0x94;
 
 /// How long a test waits to be sure the broker sends nothing more.
 const QUIET: Duration = Duration::from_millis(400);
@@ -53,6 +57,8 @@ struct Client5 {
     raw: RawClient,
     /// CONNACK Session Present.
     session_present: bool,
+    /// CONNACK properties.
+    connack: Properties,
     next_packet_id: u16,
 }
 
@@ -65,13 +71,14 @@ impl Client5 {
         let mut raw = RawClient::connect(addr).await;
         raw.send(&connect.encode()).await;
         let packet = raw.read_packet().await.expect("CONNACK");
-        let (session_present, code, _) = packet
+        let (session_present, code, connack) = packet
             .connack(Version::V5)
             .unwrap_or_else(|| panic!("expected CONNACK, got {packet:?}"));
         assert_eq!(code, 0, "CONNACK reason code for {client_id}");
         Client5 {
             raw,
             session_present,
+            connack,
             next_packet_id: 1,
         }
     }
@@ -176,6 +183,12 @@ impl Client5 {
         }
     }
 
+    /// Reads until the broker closes; returns the DISCONNECT reason code it sent last.
+    async fn disconnect_reason(&mut self) -> Option<u8> {
+        let packets = self.raw.until_closed().await;
+        packets.last().and_then(Packet::disconnect_reason)
+    }
+
     /// A normal DISCONNECT, then waits for the broker to close the socket.
     async fn disconnect(mut self) {
         self.raw.send(&raw::disconnect()).await;
@@ -194,6 +207,13 @@ fn session_expiry(seconds: u32) -> Vec<u8> {
 fn message_expiry(seconds: u32) -> Vec<u8> {
     let mut props = vec![raw::PROP_MESSAGE_EXPIRY];
     props.extend_from_slice(&seconds.to_be_bytes());
+    props
+}
+
+/// Encoded Topic Alias property.
+fn topic_alias(alias: u16) -> Vec<u8> {
+    let mut props = vec![raw::PROP_TOPIC_ALIAS];
+    props.extend_from_slice(&alias.to_be_bytes());
     props
 }
 
@@ -644,5 +664,112 @@ async fn no_local_with_retain_as_published() {
     }
     client.disconnect().await;
     other.disconnect().await;
+    broker.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topic aliases
+// ---------------------------------------------------------------------------------------------
+
+/// MQTT 5.0 §3.3.2.3.4: a PUBLISH with a Topic Name and a Topic Alias sets the mapping; one
+/// with the alias and a zero-length Topic Name uses it; a new Topic Name re-points the alias.
+/// The subscriber always sees the full topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_alias_sets_and_uses_the_mapping() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let base = unique_topic("alias");
+    let mut subscriber = Client5::connect(addr, &unique_id("alias-sub"), true, vec![]).await;
+    subscriber.subscribe(&format!("{base}/#"), 1).await;
+    let mut publisher = Client5::connect(addr, &unique_id("alias-pub"), true, vec![]).await;
+    let maximum = publisher
+        .connack
+        .numbers
+        .get(&raw::PROP_TOPIC_ALIAS_MAXIMUM)
+        .copied();
+    assert!(
+        maximum.is_some_and(|m| m >= 1),
+        "Topic Alias Maximum in CONNACK: {maximum:?}"
+    );
+
+    let (a, b) = (format!("{base}/a"), format!("{base}/b"));
+    publisher
+        .publish(&a, 1, false, &topic_alias(1), "set")
+        .await;
+    publisher
+        .publish("", 1, false, &topic_alias(1), "use")
+        .await;
+    publisher
+        .publish(&b, 1, false, &topic_alias(1), "re-point")
+        .await;
+    publisher
+        .publish("", 1, false, &topic_alias(1), "use-again")
+        .await;
+    for (topic, payload) in [
+        (&a, "set"),
+        (&a, "use"),
+        (&b, "re-point"),
+        (&b, "use-again"),
+    ] {
+        let received = subscriber.receive_and_ack().await;
+        assert_eq!(
+            (&received.topic, received.payload.as_str()),
+            (topic, payload)
+        );
+    }
+    subscriber.disconnect().await;
+    publisher.disconnect().await;
+    broker.shutdown().await;
+}
+
+/// MQTT 5.0 §3.3.2.3.4: a Topic Alias of 0 [MQTT-3.3.2-8] or above the Topic Alias Maximum
+/// the Server announced in CONNACK [MQTT-3.3.2-10] is invalid; so is a zero-length Topic Name
+/// with an alias that has no mapping — mappings do not carry over from an earlier connection
+/// [MQTT-3.3.2-7]. Each closes the connection with DISCONNECT 0x94 (Topic Alias invalid,
+/// §3.14.2.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_topic_aliases_close_with_0x94() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let topic = unique_topic("alias-invalid");
+    let client_id = unique_id("alias-invalid");
+    let maximum = {
+        let mut probe = Client5::connect(addr, &client_id, true, vec![]).await;
+        // A mapping on this connection, which the later connections must not inherit.
+        probe
+            .publish(&topic, 1, false, &topic_alias(1), "mapped")
+            .await;
+        let maximum = probe
+            .connack
+            .numbers
+            .get(&raw::PROP_TOPIC_ALIAS_MAXIMUM)
+            .copied();
+        probe.disconnect().await;
+        u16::try_from(maximum.expect("Topic Alias Maximum in CONNACK")).expect("u16")
+    };
+    let cases: [(&str, &str, u16); 4] = [
+        ("alias 0", topic.as_str(), 0),
+        ("alias above the maximum", topic.as_str(), maximum + 1),
+        ("unknown alias, empty topic", "", 2),
+        ("alias from an earlier connection", "", 1),
+    ];
+    for (case, topic, alias) in cases {
+        let mut client = Client5::connect(addr, &client_id, true, vec![]).await;
+        let bytes = raw::publish_with_properties(
+            Version::V5,
+            topic.as_bytes(),
+            1,
+            1,
+            &topic_alias(alias),
+            b"x",
+        );
+        client.raw.send(&bytes).await;
+        assert_eq!(
+            client.disconnect_reason().await,
+            Some(RC_TOPIC_ALIAS_INVALID),
+            "{case}: DISCONNECT 0x94"
+        );
+    }
+    mqtt_support::assert_broker_works(addr).await;
     broker.shutdown().await;
 }

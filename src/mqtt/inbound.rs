@@ -26,9 +26,10 @@ impl MqttConnection {
             if publish.topic.is_empty() {
                 match self.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
                     Some(topic) => publish.topic = topic.clone(),
+                    // Mappings never outlive their connection [MQTT-3.3.2-7].
                     None => {
                         return Err(Closing::new(
-                            rc::PROTOCOL_ERROR,
+                            rc::TOPIC_ALIAS_INVALID,
                             format!("unknown topic alias {alias}"),
                         ))
                     }
