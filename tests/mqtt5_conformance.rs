@@ -8,7 +8,8 @@
 //! - Message Expiry Interval: expired messages are dropped, never delivered late, and
 //!   deliveries carry the remaining interval;
 //! - subscription options: Retain Handling, Retain As Published, No Local;
-//! - topic aliases from the client, and their errors (0x94).
+//! - topic aliases from the client, and their errors (0x94);
+//! - Receive Maximum counting QoS 1 and QoS 2 (0x93).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod mqtt_support;
@@ -771,5 +772,105 @@ async fn invalid_topic_aliases_close_with_0x94() {
         );
     }
     mqtt_support::assert_broker_works(addr).await;
+    broker.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receive Maximum
+// ---------------------------------------------------------------------------------------------
+
+/// MQTT 5.0 §3.3.4 [MQTT-3.3.4-7] and §4.9: Receive Maximum bounds the QoS 1 and QoS 2
+/// PUBLISHes a client has unacknowledged, together; the Server answers a client exceeding it
+/// with DISCONNECT 0x93 (Receive Maximum exceeded). Here the client holds Receive Maximum − 1
+/// QoS 2 exchanges open (PUBREC received, no PUBREL) and sends two QoS 1 PUBLISHes at once:
+/// the second is one too many, since the first's PUBACK cannot have reached it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_publishes_count_towards_receive_maximum() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let topic = unique_topic("receive-max-qos1");
+    let mut client = Client5::connect(addr, &unique_id("receive-max-qos1"), true, vec![]).await;
+    let receive_maximum = client
+        .connack
+        .numbers
+        .get(&raw::PROP_RECEIVE_MAXIMUM)
+        .copied()
+        .unwrap_or(65_535);
+    let receive_maximum = u16::try_from(receive_maximum).expect("u16");
+    assert!(
+        receive_maximum <= 4096,
+        "a test-sized Receive Maximum ({receive_maximum})"
+    );
+    let mut burst = Vec::new();
+    for packet_id in 1..receive_maximum {
+        burst.extend(raw::publish(
+            Version::V5,
+            topic.as_bytes(),
+            2,
+            packet_id,
+            b"q2",
+        ));
+    }
+    client.raw.send(&burst).await;
+    for _ in 1..receive_maximum {
+        let pubrec = client.next("PUBREC").await;
+        assert_eq!(pubrec.kind(), raw::PUBREC, "{pubrec:?}");
+    }
+    let mut two = raw::publish(Version::V5, topic.as_bytes(), 1, receive_maximum, b"q1-a");
+    two.extend(raw::publish(
+        Version::V5,
+        topic.as_bytes(),
+        1,
+        receive_maximum.wrapping_add(1).max(1),
+        b"q1-b",
+    ));
+    client.raw.send(&two).await;
+    let packets = client.raw.until_closed().await;
+    let last = packets.last().and_then(Packet::disconnect_reason);
+    assert_eq!(
+        last,
+        Some(raw::RC_RECEIVE_MAXIMUM_EXCEEDED),
+        "Receive Maximum {receive_maximum} exceeded by the second QoS 1 PUBLISH: {packets:?}"
+    );
+    mqtt_support::assert_broker_works(addr).await;
+    broker.shutdown().await;
+}
+
+/// MQTT 5.0 §4.9: a client that stays within Receive Maximum with QoS 1 — here exactly
+/// Receive Maximum QoS 1 PUBLISHes sent at once — gets every PUBACK and stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_publishes_within_receive_maximum_are_accepted() {
+    let broker = mqtt_support::start().await;
+    let addr = broker.mqtt_addr();
+    let topic = unique_topic("receive-max-qos1-ok");
+    let mut client = Client5::connect(addr, &unique_id("receive-max-qos1-ok"), true, vec![]).await;
+    let receive_maximum = client
+        .connack
+        .numbers
+        .get(&raw::PROP_RECEIVE_MAXIMUM)
+        .copied()
+        .unwrap_or(65_535)
+        .min(4096);
+    let receive_maximum = u16::try_from(receive_maximum).expect("u16");
+    for round in 0..2 {
+        let mut burst = Vec::new();
+        for packet_id in 1..=receive_maximum {
+            burst.extend(raw::publish(
+                Version::V5,
+                topic.as_bytes(),
+                1,
+                packet_id,
+                b"x",
+            ));
+        }
+        client.raw.send(&burst).await;
+        for _ in 0..receive_maximum {
+            let ack = client.next("PUBACK").await;
+            assert_eq!(ack.kind(), raw::PUBACK, "round {round}: {ack:?}");
+        }
+    }
+    client.raw.send(&raw::pingreq()).await;
+    assert_eq!(client.next("PINGRESP").await.kind(), raw::PINGRESP);
+    client.disconnect().await;
     broker.shutdown().await;
 }

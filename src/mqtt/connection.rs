@@ -71,6 +71,8 @@ pub(super) struct SyncWait {
     pub(super) acks: std::collections::VecDeque<(Ticket, Packet)>,
     /// How far the store has synced.
     pub(super) synced: Option<tokio::sync::watch::Receiver<Ticket>>,
+    /// PUBACKs among `acks`: QoS 1 publishes still counting against the Receive Maximum.
+    pub(super) held_pubacks: usize,
 }
 
 /// What a publishing connection keeps between publishes.
@@ -80,6 +82,8 @@ pub(super) struct Publishing {
     pub(super) targets: RouteTargets,
     /// A pause for a congested queue this connection published to.
     pub(super) flow: crate::net::Flow,
+    /// PUBACKs sent while processing the current burst of input (see `start_input_burst`).
+    pub(super) pubacks_this_burst: usize,
 }
 
 /// Topic aliases (MQTT 5) of one connection.
@@ -548,6 +552,7 @@ impl MqttConnection {
     }
 
     fn process_input(&mut self) -> Result<(), Closing> {
+        self.start_input_burst();
         loop {
             match self.codec.decode(&mut self.read_buf) {
                 Ok(Some(packet)) => self.handle_packet(packet)?,
