@@ -67,6 +67,8 @@ pub(super) fn active(delivering: &mut Option<Box<Delivering>>) -> &mut Deliverin
 pub(super) struct SyncWait {
     /// (ticket, acknowledgement) in arrival order.
     pub(super) acks: std::collections::VecDeque<(Ticket, Packet)>,
+    /// PUBACKs among `acks`: QoS 1 publishes still counting against the Receive Maximum.
+    pub(super) held_pubacks: usize,
 }
 
 /// What a publishing connection keeps between publishes.
@@ -76,6 +78,8 @@ pub(super) struct Publishing {
     pub(super) targets: RouteTargets,
     /// A pause for a congested queue this connection published to.
     pub(super) flow: crate::listener::Flow,
+    /// PUBACKs sent while processing the current burst of input (see `start_input_burst`).
+    pub(super) pubacks_this_burst: usize,
 }
 
 /// Topic aliases (MQTT 5) of one connection.
@@ -362,6 +366,9 @@ async fn accept_connect(
         kick.kick();
     }
     let session_present = !connect.clean_start && claim.state.is_some();
+    // A resumed session keeps its queue whatever expiry this CONNECT carries: that expiry
+    // only decides what happens when this connection ends [MQTT-3.1.2-5].
+    let persistent = persistent || session_present;
     let mut session = if connect.clean_start {
         None
     } else {
@@ -499,6 +506,8 @@ impl MqttConnection {
     }
 
     fn process_input(&mut self, input: &mut BytesMut) -> Result<(), Closing> {
+        // The driver writes the previous burst's output before reading this one.
+        self.start_input_burst();
         loop {
             match self.codec.decode(input) {
                 Ok(Some(packet)) => self.handle_packet(packet)?,
@@ -540,11 +549,12 @@ impl MqttConnection {
                             "session expiry set on DISCONNECT after connecting with 0",
                         ));
                     }
+                    // `persistent` stays: it names the session's queue, which `finish` deletes
+                    // when the expiry is now 0.
                     self.session.expiry = match seconds {
                         u32::MAX => None,
                         s => Some(Duration::from_secs(s.into())),
                     };
-                    self.persistent = seconds > 0;
                 }
                 self.finished = true;
                 Ok(())

@@ -9,7 +9,7 @@ use warren_mqtt::{Packet, PubAck, PubComp, PubRec, PubRel, Publish, QoS, Will};
 
 use super::connection::{active, Closing, MqttConnection};
 use super::retained::Retained;
-use super::translate::message_from_publish;
+use super::translate::{mark_retained, message_from_publish};
 use super::Shared;
 use crate::core::{Message, RouteTargets, Routed, Vhost};
 use crate::store::Ticket;
@@ -26,9 +26,10 @@ impl MqttConnection {
             if publish.topic.is_empty() {
                 match self.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
                     Some(topic) => publish.topic = topic.clone(),
+                    // Mappings never outlive their connection [MQTT-3.3.2-7].
                     None => {
                         return Err(Closing::new(
-                            rc::PROTOCOL_ERROR,
+                            rc::TOPIC_ALIAS_INVALID,
                             format!("unknown topic alias {alias}"),
                         ))
                     }
@@ -47,7 +48,7 @@ impl MqttConnection {
             ));
         }
         if publish.qos != QoS::AtMostOnce
-            && self.inbound_inflight >= usize::from(self.shared.settings.receive_maximum)
+            && self.inbound_unacknowledged() >= usize::from(self.shared.settings.receive_maximum)
         {
             return Err(Closing::new(
                 rc::RECEIVE_MAXIMUM_EXCEEDED,
@@ -73,6 +74,7 @@ impl MqttConnection {
         );
         message.origin = Some(self.id);
         if publish.retain {
+            mark_retained(&mut message);
             self.retain(&publish.topic, publish.qos, &message);
         }
         let ticket = self.route(message);
@@ -94,15 +96,47 @@ impl MqttConnection {
         // The acknowledgement of a message written to disk leaves only after the fsync, and
         // acknowledgements stay in order.
         let queued = self.sync_wait.as_ref().is_some_and(|w| !w.acks.is_empty());
+        let is_puback = matches!(ack, Packet::PubAck(_));
         if ticket.is_some() || queued {
-            self.sync_wait
-                .get_or_insert_with(Box::default)
-                .acks
-                .push_back((ticket.unwrap_or(0), ack));
+            let wait = self.sync_wait.get_or_insert_with(Box::default);
+            wait.acks.push_back((ticket.unwrap_or(0), ack));
+            if is_puback {
+                wait.held_pubacks += 1;
+            }
         } else {
             self.send(ack);
+            if is_puback {
+                if let Some(publishing) = self.publishing.as_mut() {
+                    publishing.pubacks_this_burst += 1;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// QoS 1/2 publishes from the client that count against the Receive Maximum
+    /// [MQTT-3.3.4-7]: QoS 2 ones until their PUBREL, and (MQTT 5 only, as 3.1.1 has no
+    /// Receive Maximum) QoS 1 ones whose PUBACK has not been written yet — held for the
+    /// store's fsync, or answered within the current burst of input, which the client cannot
+    /// have received before sending what follows in the same burst.
+    fn inbound_unacknowledged(&self) -> usize {
+        if !self.v5() {
+            return self.inbound_inflight;
+        }
+        let held = self.sync_wait.as_ref().map_or(0, |wait| wait.held_pubacks);
+        let this_burst = self
+            .publishing
+            .as_ref()
+            .map_or(0, |publishing| publishing.pubacks_this_burst);
+        self.inbound_inflight + held + this_burst
+    }
+
+    /// A new burst of client input begins: every acknowledgement produced before it has
+    /// been written to the socket.
+    pub(super) fn start_input_burst(&mut self) {
+        if let Some(publishing) = self.publishing.as_mut() {
+            publishing.pubacks_this_burst = 0;
+        }
     }
 
     fn retain(&self, topic: &str, qos: QoS, message: &Message) {
@@ -153,6 +187,9 @@ impl MqttConnection {
             let Some((_, ack)) = ready else {
                 break;
             };
+            if let (Packet::PubAck(_), Some(wait)) = (&ack, self.sync_wait.as_mut()) {
+                wait.held_pubacks = wait.held_pubacks.saturating_sub(1);
+            }
             self.send(ack);
         }
     }
@@ -215,7 +252,7 @@ impl MqttConnection {
 }
 
 pub(super) fn publish_will(shared: &Shared, vhost: &Vhost, will: Box<Will>) {
-    let message = message_from_publish(
+    let mut message = message_from_publish(
         &shared.settings.exchange,
         &will.topic,
         will.qos,
@@ -223,6 +260,7 @@ pub(super) fn publish_will(shared: &Shared, vhost: &Vhost, will: Box<Will>) {
         &will.properties,
     );
     if will.retain {
+        mark_retained(&mut message);
         let retained = (!message.body.is_empty()).then(|| Retained {
             message: Arc::new(message.clone()),
             qos: will.qos,

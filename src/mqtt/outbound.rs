@@ -6,7 +6,9 @@ use std::sync::Arc;
 use warren_mqtt::{Packet, Publish, QoS};
 
 use super::connection::{active, MqttConnection, Outbound};
-use super::translate::{publish_properties, published_qos, routing_key_to_topic};
+use super::translate::{
+    publish_properties, published_qos, published_retained, routing_key_to_topic,
+};
 use crate::core::{ConsumerEvent, Delivery, Message, Queue};
 
 impl MqttConnection {
@@ -27,11 +29,22 @@ impl MqttConnection {
             delivery.queue.requeue([delivery.seq]);
             return;
         };
+        if delivery
+            .expires_at
+            .is_some_and(|at| at <= std::time::Instant::now())
+        {
+            // Expired while waiting for this connection: onward delivery has not started, so
+            // the copy is dropped, never sent late [MQTT-3.3.2-5].
+            delivery.queue.ack([delivery.seq]);
+            self.note_delivery(&delivery);
+            return;
+        }
         let topic: crate::core::ShortString = routing_key_to_topic(&delivery.message.routing_key);
         // Which of this session's subscriptions the message matches decides its QoS and
         // identifiers; none matching (e.g. `#` versus a `$SYS` topic) means it is not for us.
         let mut granted: Option<QoS> = None;
         let mut identifiers = Vec::new();
+        let mut retain_as_published = false;
         let own = delivery.message.origin == Some(self.id);
         for (full, subscription) in &self.session.subscriptions {
             if own && subscription.no_local {
@@ -46,6 +59,7 @@ impl MqttConnection {
             if relevant && warren_mqtt::topic::matches(&subscription.filter, &topic) {
                 granted = Some(granted.map_or(subscription.qos, |g| g.max(subscription.qos)));
                 identifiers.extend(subscription.identifier);
+                retain_as_published |= subscription.retain_as_published;
             }
         }
         let Some(granted) = granted else {
@@ -54,12 +68,15 @@ impl MqttConnection {
             return;
         };
         let qos = published_qos(&delivery.message).min(granted);
+        // Forwarded messages have RETAIN cleared unless a matching subscription asked for it
+        // as published [MQTT-3.3.1-12], [MQTT-3.3.1-13] (3.1.1 clears it always).
+        let retain = self.v5() && retain_as_published && published_retained(&delivery.message);
         let source = Some((delivery.queue.clone(), delivery.seq));
         self.deliver(
             &topic,
             &delivery.message,
             qos,
-            false,
+            retain,
             delivery.redelivered,
             delivery.expires_at,
             identifiers,

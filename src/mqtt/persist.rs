@@ -35,6 +35,8 @@ struct SavedSubscription {
     group: Option<String>,
     #[serde(default)]
     no_local: bool,
+    #[serde(default)]
+    retain_as_published: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +81,7 @@ impl Persistence {
                     identifier: s.identifier,
                     group: s.group.clone(),
                     no_local: s.no_local,
+                    retain_as_published: s.retain_as_published,
                 })
                 .collect(),
         };
@@ -130,6 +133,7 @@ impl Persistence {
                                             filter: s.filter.clone(),
                                             qos: QoS::from_u8(s.qos).unwrap_or(QoS::AtLeastOnce),
                                             no_local: s.no_local,
+                                            retain_as_published: s.retain_as_published,
                                             identifier: s.identifier,
                                             group: s.group.clone(),
                                         },

@@ -24,6 +24,9 @@ pub(crate) struct Subscription {
     pub(crate) qos: QoS,
     /// MQTT 5 "no local": messages this client publishes are not sent back to it.
     pub(crate) no_local: bool,
+    /// MQTT 5 "retain as published": forwarded messages keep the RETAIN flag they were
+    /// published with instead of having it cleared.
+    pub(crate) retain_as_published: bool,
     /// The MQTT 5 subscription identifier.
     pub(crate) identifier: Option<u32>,
     /// The shared-subscription group, if any.

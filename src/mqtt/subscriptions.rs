@@ -128,6 +128,7 @@ impl MqttConnection {
                 filter: filter.clone(),
                 qos: request.qos,
                 no_local: request.no_local,
+                retain_as_published: request.retain_as_published,
                 identifier: subscribe.subscription_identifier,
                 group: group.clone(),
             };

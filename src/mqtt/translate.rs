@@ -16,6 +16,9 @@ pub(crate) const REPLY_TO_TOPIC_HEADER: &str = "x-reply-to-topic";
 pub(crate) const CORRELATION_HEADER: &str = "x-correlation-id";
 /// Header carrying the MQTT 5 Payload Format Indicator.
 pub(crate) const PAYLOAD_FORMAT_HEADER: &str = "x-mqtt-payload-format-indicator";
+/// Header marking a message published with RETAIN set, so subscriptions with Retain As
+/// Published can forward the flag (set only when true, so other messages carry nothing).
+pub(crate) const RETAIN_HEADER: &str = "x-mqtt-retain";
 
 /// `sensors/+/temp` → `sensors.*.temp`.
 /// Generic over the string type: messages take an inline [`crate::core::ShortString`], so the
@@ -94,6 +97,25 @@ pub(crate) fn message_from_publish(
     }
 }
 
+/// Records that `message` was published with RETAIN set (see [`RETAIN_HEADER`]).
+pub(crate) fn mark_retained(message: &mut Message) {
+    message
+        .properties
+        .headers
+        .get_or_insert_with(Table::default)
+        .insert(RETAIN_HEADER, Value::Bool(true));
+}
+
+/// Whether `message` was published with RETAIN set (see [`mark_retained`]).
+pub(crate) fn published_retained(message: &Message) -> bool {
+    message
+        .properties
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(RETAIN_HEADER))
+        .is_some_and(|value| matches!(value, Value::Bool(true)))
+}
+
 /// The QoS a message was published with: the MQTT header if an MQTT client published it,
 /// else AMQP persistence (persistent → 1, transient → 0).
 pub(crate) fn published_qos(message: &Message) -> QoS {
@@ -134,7 +156,7 @@ pub(crate) fn publish_properties(
     if let Some(headers) = &p.headers {
         for (key, value) in headers.iter() {
             match key.as_str() {
-                QOS_HEADER => {}
+                QOS_HEADER | RETAIN_HEADER => {}
                 REPLY_TO_TOPIC_HEADER => {
                     out.response_topic =
                         value_text(value).map(|key| routing_key_to_topic::<String>(&key))
@@ -218,5 +240,22 @@ mod tests {
         assert_eq!(back.correlation_data, properties.correlation_data);
         assert_eq!(back.response_topic, properties.response_topic);
         assert_eq!(back.user_properties, properties.user_properties);
+        assert!(!published_retained(&message));
+    }
+
+    #[test]
+    fn the_retain_flag_travels_as_a_header_hidden_from_user_properties() {
+        let mut message = message_from_publish(
+            "amq.topic",
+            "a/b",
+            QoS::AtMostOnce,
+            Bytes::from_static(b"x"),
+            &PublishProperties::default(),
+        );
+        mark_retained(&mut message);
+        assert!(published_retained(&message));
+        assert!(publish_properties(&message, None, vec![])
+            .user_properties
+            .is_empty());
     }
 }
