@@ -1,7 +1,8 @@
 //! Runs `tests/python/test_paho.py` (paho-mqtt, MQTT 3.1.1 and 5.0) against the broker.
 //!
-//! paho-mqtt is required, not optional: if `python3 -c "import paho.mqtt"` fails, this test
-//! fails and says how to install it.
+//! paho-mqtt is required, not optional: if the test interpreter (`.venv/bin/python`, made by
+//! `scripts/test.sh`, or `$WARREN_TEST_PYTHON`) cannot import paho.mqtt, this test fails and
+//! says how to install it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod mqtt_support;

@@ -11,6 +11,7 @@
 //! seconds instead of hanging CI.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod python;
 pub(crate) mod raw;
 
 use std::future::Future;
