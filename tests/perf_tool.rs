@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use warren::perf::{self, Options, Report};
+use warren_perf::{self as perf, Options, Report};
 
 /// Starts warren on ephemeral loopback ports with a temporary data directory.
 async fn start() -> (warren::Broker, tempfile::TempDir) {
