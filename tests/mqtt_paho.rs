@@ -7,10 +7,12 @@
 
 mod mqtt_support;
 
+use mqtt_support::{External, TestBroker};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paho_client_works_against_the_broker() {
     mqtt_support::python::require_modules(&["paho.mqtt"]).await;
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     // The script takes the AMQP address too (for symmetry with test_cross.py); it does not use it.
     let amqp = if broker.is_external() {
         std::env::var(mqtt_support::EXTERNAL_AMQP).unwrap_or_else(|_| "unused:0".to_string())

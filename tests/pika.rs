@@ -19,7 +19,7 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 async fn pika_client_works_against_the_broker() {
     common::python::require_modules(&["pika"]).await;
 
-    let broker = common::start_broker().await;
+    let broker = common::TestBroker::start().await;
     let script = common::python::scripts_dir().join("test_pika.py");
     let python = common::python::interpreter();
     let addr = broker.amqp_addr();
