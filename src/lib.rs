@@ -1,16 +1,20 @@
-//! warren: a message broker speaking AMQP 0-9-1 (and, later, MQTT) through one routing core.
+//! warren: a message broker speaking AMQP 0-9-1 and MQTT 3.1.1/5.0 through one routing core.
+//! This library is the broker alone; the load tool (`warren perf`, `warren relay`) is the
+//! `warren-perf` crate in `tools/perf`, which only the `warren` binary uses.
 //!
 //! Module map and message flow:
 //! - [`core`]: protocol-neutral vhosts, exchanges, bindings, queues and consumers. Listeners hand
 //!   it [`core::Message`]s and receive [`core::ConsumerEvent`]s; it never sees a frame.
+//! - [`store`]: durable storage (segment log, documents) and the message model it persists;
+//!   the layer under the core, importing neither the core nor any protocol.
 //! - [`amqp`]: the AMQP 0-9-1 listener. One task per connection decodes frames with the
 //!   `warren-amqp` codec, translates methods into core calls and core deliveries into frames.
+//! - [`mqtt`]: the MQTT listener over the `warren-mqtt` codec; topics map onto `amq.topic`.
 //! - `listener`: the accept loop, transports (TCP, TLS, WebSocket) and the socket loop
 //!   that drives either protocol's session state machine.
 //! - [`tls`]: TLS settings, reloading, certificate login, and development certificates.
 //! - [`broker`]: wires the core and the listeners together and owns shutdown.
 //! - [`config`]: what the broker needs to start.
-//! - [`perf`]: the `warren perf` load generator (a client of any AMQP or MQTT broker).
 //!
 //! A publish travels: socket → `warren_amqp::decode_frame` → `amqp::channel` assembles
 //! method + header + body → `core::Vhost::publish` routes through the exchange to queues →
@@ -24,7 +28,6 @@ pub mod config;
 pub mod core;
 pub(crate) mod listener;
 pub mod mqtt;
-pub mod perf;
 pub mod store;
 pub mod tls;
 

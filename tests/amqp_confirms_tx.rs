@@ -5,7 +5,7 @@ mod common;
 
 use common::{
     assert_exception, channel, close, confirm_channel, connect, drain, exclusive_queue, get_body,
-    publish, queue_counts, start_broker, unique, within,
+    publish, queue_counts, unique, within, TestBroker,
 };
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::Confirmation;
@@ -32,7 +32,7 @@ async fn publish_mandatory(ch: &Channel, exchange: &str, key: &str, body: &[u8])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mandatory_unroutable_publish_is_returned_with_no_route() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let key = unique("nobody-listens");
@@ -97,7 +97,7 @@ async fn mandatory_unroutable_publish_is_returned_with_no_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_confirmed_publishes_are_all_acked() {
     const COUNT: u32 = 10_000;
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let queue = exclusive_queue(&ch, "confirms").await;
@@ -137,7 +137,7 @@ async fn ten_thousand_confirmed_publishes_are_all_acked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tx_commit_makes_publishes_visible_only_after_commit() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let observer = channel(&conn).await;
     let queue = exclusive_queue(&observer, "tx-commit").await;
@@ -192,7 +192,7 @@ async fn tx_commit_makes_publishes_visible_only_after_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tx_rollback_discards_publishes() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let observer = channel(&conn).await;
     let queue = exclusive_queue(&observer, "tx-rollback").await;
@@ -236,7 +236,7 @@ async fn tx_rollback_discards_publishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tx_and_confirm_modes_exclude_each_other() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
 
     // "PRECONDITION_FAILED - channel is not transactional"

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use common::raw::{self, RawConnection};
 use common::{
     assert_exception, channel, close, confirm_channel, connect, consume, delete_queue,
-    exclusive_queue, get_body, next_delivery, publish, queue_counts, shared_queue, start_broker,
-    within,
+    exclusive_queue, get_body, next_delivery, publish, queue_counts, shared_queue, within,
+    TestBroker,
 };
 use futures_util::StreamExt;
 use lapin::options::{
@@ -48,7 +48,7 @@ async fn publish_numbered(ch: &Channel, queue: &str, count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_with_prefetch_one_gives_each_of_three_consumers_ten() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let publisher = confirm_channel(&conn).await;
     let queue = exclusive_queue(&publisher, "round-robin").await;
@@ -104,7 +104,7 @@ async fn round_robin_with_prefetch_one_gives_each_of_three_consumers_ten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_with_prefetch_one_and_prompt_acks_shares_all_messages() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let admin = connect(&broker).await;
     let admin_ch = confirm_channel(&admin).await;
     let queue = shared_queue(&admin_ch, "round-robin-prompt").await;
@@ -159,7 +159,7 @@ async fn round_robin_with_prefetch_one_and_prompt_acks_shares_all_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_without_prefetch_alternates_strictly() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let publisher = confirm_channel(&conn).await;
     let queue = exclusive_queue(&publisher, "round-robin-strict").await;
@@ -202,7 +202,7 @@ async fn round_robin_without_prefetch_alternates_strictly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nack_with_requeue_redelivers_with_the_redelivered_flag() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let queue = exclusive_queue(&ch, "nack-requeue").await;
@@ -237,7 +237,7 @@ async fn nack_with_requeue_redelivers_with_the_redelivered_flag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reject_with_requeue_redelivers_with_the_redelivered_flag() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let queue = exclusive_queue(&ch, "reject-requeue").await;
@@ -266,7 +266,7 @@ async fn reject_with_requeue_redelivers_with_the_redelivered_flag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nack_multiple_requeues_all_in_their_original_order() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let queue = exclusive_queue(&ch, "nack-multiple").await;
@@ -303,7 +303,7 @@ async fn nack_multiple_requeues_all_in_their_original_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nack_and_reject_without_requeue_drop_the_message() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let queue = exclusive_queue(&ch, "drop").await;
@@ -352,7 +352,7 @@ async fn nack_and_reject_without_requeue_drop_the_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_get_reports_the_remaining_count_and_get_empty() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let queue = exclusive_queue(&ch, "get").await;
@@ -426,7 +426,7 @@ async fn basic_get_reports_the_remaining_count_and_get_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_queue_cancels_its_consumers() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let other = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
@@ -476,7 +476,7 @@ async fn assert_requeued_to(watcher: &mut Consumer, watcher_ch: &Channel, count:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_messages_are_requeued_when_the_consumer_connection_closes() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let admin = connect(&broker).await;
     let admin_ch = confirm_channel(&admin).await;
     let queue = shared_queue(&admin_ch, "requeue-close").await;
@@ -504,7 +504,7 @@ async fn unacked_messages_are_requeued_when_the_consumer_connection_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_messages_are_requeued_when_the_consumer_socket_drops() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let admin = connect(&broker).await;
     let admin_ch = confirm_channel(&admin).await;
     let queue = shared_queue(&admin_ch, "requeue-drop").await;
@@ -527,7 +527,7 @@ async fn unacked_messages_are_requeued_when_the_consumer_socket_drops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_messages_are_requeued_when_the_consumer_channel_closes() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let queue = exclusive_queue(&ch, "requeue-channel").await;
@@ -550,7 +550,7 @@ async fn unacked_messages_are_requeued_when_the_consumer_channel_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_named_queues_start_with_amq_gen() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let declare = || {
@@ -580,7 +580,7 @@ async fn server_named_queues_start_with_amq_gen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_delete_queue_disappears_after_its_last_consumer_cancels() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = channel(&conn).await;
     let queue = common::unique("auto-delete");

@@ -9,7 +9,7 @@ mod common;
 
 use common::{
     assert_connection_works, assert_exception, channel, close, confirm_channel, connect,
-    delete_queue, exclusive_queue, get_body, publish, shared_queue, start_broker, unique, within,
+    delete_queue, exclusive_queue, get_body, publish, shared_queue, unique, within, TestBroker,
 };
 use lapin::options::{
     BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions,
@@ -43,7 +43,7 @@ fn ttl(ms: i32) -> FieldTable {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exclusive_queue_is_locked_to_its_connection() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let owner = connect(&broker).await;
     let owner_ch = confirm_channel(&owner).await;
     let queue = exclusive_queue(&owner_ch, "exclusive").await;
@@ -138,7 +138,7 @@ async fn exclusive_queue_is_locked_to_its_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_redeclare_with_a_different_durable_flag_is_precondition_failed() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = channel(&conn).await;
     let queue = shared_queue(&ch, "redeclare-durable").await;
@@ -183,7 +183,7 @@ async fn queue_redeclare_with_a_different_durable_flag_is_precondition_failed() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_redeclare_with_a_different_message_ttl_is_precondition_failed() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = channel(&conn).await;
     let queue = unique("redeclare-ttl");
@@ -239,7 +239,7 @@ async fn queue_redeclare_with_a_different_message_ttl_is_precondition_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_redeclare_with_a_different_type_is_precondition_failed() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = channel(&conn).await;
     let exchange = unique("redeclare-exchange");
@@ -285,7 +285,7 @@ async fn exchange_redeclare_with_a_different_type_is_precondition_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_to_a_missing_exchange_closes_the_channel_not_the_connection() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let missing = unique("no-such-exchange");
@@ -318,7 +318,7 @@ async fn publish_to_a_missing_exchange_closes_the_channel_not_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_to_a_missing_exchange_without_confirms_fails_the_next_call() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = channel(&conn).await;
     let missing = unique("no-such-exchange");
@@ -360,7 +360,7 @@ async fn publish_to_a_missing_exchange_without_confirms_fails_the_next_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_queue_or_exchange_is_not_found() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let missing = unique("missing");
 

@@ -8,7 +8,7 @@ mod common;
 
 use common::{
     assert_exception, channel, close, confirm_channel, connect, drain, exclusive_queue, publish,
-    publish_with, start_broker, unique, within,
+    publish_with, unique, within, TestBroker,
 };
 use lapin::options::{
     ExchangeBindOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, ExchangeUnbindOptions,
@@ -65,7 +65,7 @@ fn headers(entries: &[(&str, &str)]) -> BasicProperties {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_exchange_routes_by_exact_key() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let exchange = declare_exchange(&ch, ExchangeKind::Direct, "direct").await;
@@ -92,7 +92,7 @@ async fn direct_exchange_routes_by_exact_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_exchange_copies_to_every_bound_queue_ignoring_the_key() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let exchange = declare_exchange(&ch, ExchangeKind::Fanout, "fanout").await;
@@ -127,7 +127,7 @@ async fn fanout_exchange_copies_to_every_bound_queue_ignoring_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_exchange_star_matches_one_word_and_hash_zero_or_more() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let exchange = declare_exchange(&ch, ExchangeKind::Topic, "topic").await;
@@ -189,7 +189,7 @@ async fn topic_exchange_star_matches_one_word_and_hash_zero_or_more() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_exchange_all_any_and_with_x_variants() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let exchange = declare_exchange(&ch, ExchangeKind::Headers, "headers").await;
@@ -257,7 +257,7 @@ async fn headers_exchange_all_any_and_with_x_variants() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_exchange_routes_to_the_queue_named_by_the_key() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let q1 = exclusive_queue(&ch, "default-q1").await;
@@ -290,7 +290,7 @@ async fn default_exchange_routes_to_the_queue_named_by_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amq_exchanges_exist_with_their_types() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     for (name, kind) in [
@@ -388,7 +388,7 @@ async fn amq_exchanges_exist_with_their_types() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_to_exchange_binding_routes_through_both() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     let conn = connect(&broker).await;
     let ch = confirm_channel(&conn).await;
     let source = declare_exchange(&ch, ExchangeKind::Topic, "e2e-source").await;

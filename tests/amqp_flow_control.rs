@@ -145,7 +145,7 @@ async fn fast_publisher_is_blocked_at_the_watermark_and_released_when_drained() 
 /// instead of growing until it pages, and every message still arrives, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_is_paused_while_its_queue_is_far_ahead_of_the_consumers() {
-    let broker = common::start_broker().await;
+    let broker = common::TestBroker::start().await;
     let publisher = common::connect(&broker).await;
     let publish_channel = common::channel(&publisher).await;
     let consumer_connection = common::connect(&broker).await;

@@ -10,7 +10,7 @@
 mod common;
 
 use common::raw::{self, Close, Outcome, RawConnection, FRAME_METHOD, PROTOCOL_HEADER};
-use common::{assert_connection_works, close, connect, start_broker, TestBroker};
+use common::{assert_connection_works, close, connect, TestBroker};
 
 /// Runs `bad` against the broker while a healthy connection is open, then checks the healthy
 /// connection still does a publish/get round trip.
@@ -41,7 +41,7 @@ fn assert_close(close: &Close, text_prefix: &str, class_method: (u16, u16)) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_instead_of_protocol_header_gets_the_servers_header_and_a_close() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::connect(addr).await;
         conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
@@ -55,7 +55,7 @@ async fn garbage_instead_of_protocol_header_gets_the_servers_header_and_a_close(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_protocol_version_gets_the_servers_header_and_a_close() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         // An AMQP 1.0 header. RabbitMQ without its AMQP 1.0 plugin answers with its 0-9-1
         // header and closes.
@@ -69,7 +69,7 @@ async fn unsupported_protocol_version_gets_the_servers_header_and_a_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_after_the_handshake_is_a_frame_error() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.send(b"this is not an AMQP frame at all, just some text\r\n")
@@ -86,7 +86,7 @@ async fn garbage_after_the_handshake_is_a_frame_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_frame_end_octet_is_a_frame_error() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         let mut bad = raw::channel_open(1);
@@ -103,7 +103,7 @@ async fn wrong_frame_end_octet_is_a_frame_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_frame_type_is_a_frame_error() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.send(&raw::frame(9, 0, b"what")).await;
@@ -118,7 +118,7 @@ async fn unknown_frame_type_is_a_frame_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_on_a_nonzero_channel_closes_the_connection() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.open_channel(1).await;
@@ -144,7 +144,7 @@ async fn heartbeat_on_a_nonzero_channel_closes_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_larger_than_frame_max_is_a_frame_error() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 4096).await;
         assert_eq!(conn.frame_max, 4096);
@@ -165,7 +165,7 @@ async fn frame_larger_than_frame_max_is_a_frame_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn method_on_an_unopened_channel_is_a_channel_error() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.send(&raw::queue_declare(5, "never-declared")).await;
@@ -181,7 +181,7 @@ async fn method_on_an_unopened_channel_is_a_channel_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_frame_without_publish_is_an_unexpected_frame() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.open_channel(1).await;
@@ -198,7 +198,7 @@ async fn body_frame_without_publish_is_an_unexpected_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_frame_without_publish_is_an_unexpected_frame() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.open_channel(1).await;
@@ -215,7 +215,7 @@ async fn header_frame_without_publish_is_an_unexpected_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn method_frame_in_the_middle_of_content_is_an_unexpected_frame() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.open_channel(1).await;
@@ -236,7 +236,7 @@ async fn method_frame_in_the_middle_of_content_is_an_unexpected_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_channel_open_is_a_channel_error() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.open_channel(1).await;
@@ -251,7 +251,7 @@ async fn second_channel_open_is_a_channel_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_close_on_an_unopened_channel_is_a_channel_error() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         let channel_close = raw::Args::method(20, 40)
@@ -272,7 +272,7 @@ async fn channel_close_on_an_unopened_channel_is_a_channel_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_method_on_channel_zero_is_a_channel_error() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.send(&raw::queue_declare(0, "on-channel-zero")).await;
@@ -287,7 +287,7 @@ async fn channel_method_on_channel_zero_is_a_channel_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_method_arguments_are_a_frame_error() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.open_channel(1).await;
@@ -305,7 +305,7 @@ async fn truncated_method_arguments_are_a_frame_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_header_of_the_wrong_class_is_an_unexpected_frame() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.open_channel(1).await;
@@ -325,7 +325,7 @@ async fn content_header_of_the_wrong_class_is_an_unexpected_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_method_closes_only_that_connection() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.open_channel(1).await;
@@ -356,7 +356,7 @@ async fn unknown_method_closes_only_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abrupt_disconnect_mid_content_leaves_the_broker_working() {
-    let broker = start_broker().await;
+    let broker = TestBroker::start().await;
     with_bystander(&broker, |addr| async move {
         let mut conn = RawConnection::open(addr, 131_072).await;
         conn.open_channel(1).await;

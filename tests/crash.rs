@@ -127,7 +127,11 @@ struct Totals {
 async fn kill_9_loses_no_confirmed_message() {
     let cycles = env_u64("CRASH_CYCLES", 3) as usize;
     let dir = tempfile::tempdir().expect("create a temporary data directory");
-    let mut broker = BrokerProcess::start(dir.path(), &[]).await;
+    let mut broker = TestBroker::options()
+        .data_dir(dir.path())
+        .process()
+        .start()
+        .await;
     let mut queues: Vec<String> = Vec::new();
     let mut totals = Totals::default();
     let mut rng = rand::thread_rng();
@@ -175,7 +179,11 @@ async fn kill_9_loses_no_confirmed_message() {
             "cycle {cycle}: the broker nacked {nacked} messages"
         );
 
-        broker = BrokerProcess::start(dir.path(), &[]).await;
+        broker = TestBroker::options()
+            .data_dir(dir.path())
+            .process()
+            .start()
+            .await;
         let connection = connect(broker.amqp_addr()).await;
         let ch = channel(&connection).await;
         // Earlier cycles' queues were emptied (acked) before this cycle's confirmed publishes,
@@ -294,7 +302,11 @@ async fn kill_9_loses_no_confirmed_message() {
         "warren exits successfully on SIGTERM, got {status}; log:\n{}",
         log.text()
     );
-    let broker = BrokerProcess::start(dir.path(), &[]).await;
+    let broker = TestBroker::options()
+        .data_dir(dir.path())
+        .process()
+        .start()
+        .await;
     let connection = connect(broker.amqp_addr()).await;
     let ch = channel(&connection).await;
     for (cycle, name) in queues.iter().enumerate() {

@@ -18,7 +18,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
-use mqtt_support::{p5, text, unique_id, within, Client3, Client5, QoS5, TestBroker};
+use mqtt_support::{p5, text, unique_id, within, Client3, Client5, External, QoS5, TestBroker};
 
 async fn amqp_channel(broker: &TestBroker) -> (Connection, Channel) {
     let connection = within(
@@ -104,7 +104,7 @@ fn header_text(headers: &FieldTable, key: &str) -> Option<String> {
 /// routing key `sensors.kitchen.temp`, persistent, with the user properties as headers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_v5_publish_reaches_amqp_queue_with_user_properties_as_headers() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let (connection, channel) = amqp_channel(&broker).await;
     let mut consumer = bound_consumer(&channel, "sensors.*.temp").await;
     let tag = unique_id("cross-a5");
@@ -159,7 +159,7 @@ async fn mqtt_v5_publish_reaches_amqp_queue_with_user_properties_as_headers() {
 /// payload bytes; routing key with `/` → `.`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_v311_publish_reaches_amqp_queue_bound_with_topic_pattern() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let (connection, channel) = amqp_channel(&broker).await;
     let mut consumer = bound_consumer(&channel, "sensors.*.temp").await;
     let tag = unique_id("cross-a3");
@@ -232,7 +232,7 @@ async fn amqp_publish(
 /// payload; a persistent AMQP message to a QoS 1 subscription arrives at QoS 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_publish_reaches_mqtt_subscribers() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let mut exact = Client3::connect(broker.mqtt_addr(), &unique_id("cross-b-exact")).await;
     exact
         .subscribe("cmd/device42", rumqttc::QoS::AtLeastOnce)
@@ -270,7 +270,7 @@ async fn amqp_publish_reaches_mqtt_subscribers() {
 /// (b) for MQTT 5: the AMQP message's headers arrive as user properties.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_headers_reach_mqtt_v5_subscriber_as_user_properties() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let mut v5 = Client5::connect(broker.mqtt_addr(), &unique_id("cross-b5")).await;
     v5.subscribe("cmd/+", QoS5::AtLeastOnce).await;
     let tag = unique_id("cross-b5");
@@ -307,7 +307,7 @@ async fn amqp_headers_reach_mqtt_v5_subscriber_as_user_properties() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paho_and_pika_cross_protocol_script() {
     mqtt_support::python::require_modules(&["paho.mqtt", "pika"]).await;
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     mqtt_support::python::run_script(
         "test_cross.py",
         &broker.amqp_addr().to_string(),

@@ -56,7 +56,7 @@ async fn persistent_messages_and_durable_topology_survive_graceful_restart() {
     let exchange = unique("durable-exchange");
     let queue = unique("durable-queue");
 
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let connection = connect(broker.amqp_addr()).await;
     let ch = confirm_channel(&connection).await;
     declare_exchange(&ch, &exchange, ExchangeKind::Direct, true).await;
@@ -72,9 +72,9 @@ async fn persistent_messages_and_durable_topology_survive_graceful_restart() {
     assert_eq!(published, GRACEFUL_COUNT);
     assert_eq!(queue_count(&ch, &queue).await as usize, GRACEFUL_COUNT);
     close(connection).await;
-    stop_in_process(broker).await;
+    broker.shutdown().await;
 
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let connection = connect(broker.amqp_addr()).await;
     assert!(
         exchange_exists(&connection, &exchange).await,
@@ -136,7 +136,7 @@ async fn persistent_messages_and_durable_topology_survive_graceful_restart() {
     assert_eq!(bodies(&after), vec!["after-restart".to_string()]);
     assert_eq!(queue_count(&ch, &queue).await, 0);
     close(connection).await;
-    stop_in_process(broker).await;
+    broker.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ async fn transient_messages_and_non_durable_entities_do_not_survive() {
     let transient_queue = unique("non-durable-queue");
     let transient_exchange = unique("non-durable-exchange");
 
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let connection = connect(broker.amqp_addr()).await;
     let ch = confirm_channel(&connection).await;
     declare_queue(&ch, &durable_queue, true).await;
@@ -187,9 +187,9 @@ async fn transient_messages_and_non_durable_entities_do_not_survive() {
     assert_eq!(queue_count(&ch, &durable_queue).await, 200);
     assert_eq!(queue_count(&ch, &transient_queue).await, 100);
     close(connection).await;
-    stop_in_process(broker).await;
+    broker.shutdown().await;
 
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let connection = connect(broker.amqp_addr()).await;
     assert!(
         !queue_exists(&connection, &transient_queue).await,
@@ -214,7 +214,7 @@ async fn transient_messages_and_non_durable_entities_do_not_survive() {
     );
     assert_eq!(queue_count(&ch, &durable_queue).await, 0);
     close(connection).await;
-    stop_in_process(broker).await;
+    broker.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ async fn acked_messages_do_not_come_back() {
     let dir = tempdir();
     let queue = unique("acks");
 
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let connection = connect(broker.amqp_addr()).await;
     let ch = confirm_channel(&connection).await;
     declare_queue(&ch, &queue, true).await;
@@ -261,11 +261,11 @@ async fn acked_messages_do_not_come_back() {
     // this answers. Nothing is ready (the odd ones are unacked, not ready).
     assert_eq!(queue_count(&ch, &queue).await, 0);
     // Stop with the odd messages still unacknowledged by the open connection.
-    stop_in_process(broker).await;
+    broker.shutdown().await;
     drop(consumer);
     drop(connection);
 
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let connection = connect(broker.amqp_addr()).await;
     let ch = channel(&connection).await;
     let count = queue_count(&ch, &queue).await as usize;
@@ -296,10 +296,10 @@ async fn acked_messages_do_not_come_back() {
     );
     assert_eq!(queue_count(&ch, &queue).await, 0);
     close(connection).await;
-    stop_in_process(broker).await;
+    broker.shutdown().await;
 
     // The acks of recovered messages stick too.
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let connection = connect(broker.amqp_addr()).await;
     let ch = channel(&connection).await;
     assert_eq!(
@@ -308,7 +308,7 @@ async fn acked_messages_do_not_come_back() {
         "messages acked after a restart came back after another restart"
     );
     close(connection).await;
-    stop_in_process(broker).await;
+    broker.shutdown().await;
 }
 
 /// (c) With prefetch 3, messages 0, 1, 2 of 10 are delivered; the consumer is cancelled (so
@@ -320,7 +320,7 @@ async fn delivered_unacked_messages_come_back_redelivered() {
     let dir = tempdir();
     let queue = unique("redelivered");
 
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let connection = connect(broker.amqp_addr()).await;
     let ch = confirm_channel(&connection).await;
     declare_queue(&ch, &queue, true).await;
@@ -344,11 +344,11 @@ async fn delivered_unacked_messages_come_back_redelivered() {
     ack(&ch, delivered[0].delivery_tag, false).await;
     // Synchronous round trip after the ack: 7 ready, 2 unacked.
     assert_eq!(queue_count(&ch, &queue).await, 7);
-    stop_in_process(broker).await;
+    broker.shutdown().await;
     drop(consumer);
     drop(connection);
 
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let connection = connect(broker.amqp_addr()).await;
     let ch = channel(&connection).await;
     let count = queue_count(&ch, &queue).await as usize;
@@ -364,7 +364,7 @@ async fn delivered_unacked_messages_come_back_redelivered() {
          ones come back redelivered, the never-delivered ones not"
     );
     close(connection).await;
-    stop_in_process(broker).await;
+    broker.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ async fn mqtt_persistent_session_and_retained_messages_survive_restart() {
     let publisher_id = unique_mqtt("publisher");
     let qos1 = rumqttc::QoS::AtLeastOnce;
 
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let mut session = Mqtt::connect(broker.mqtt_addr(), &session_id, false).await;
     session.subscribe(&queued_filter, qos1).await;
     session.disconnect().await;
@@ -409,9 +409,9 @@ async fn mqtt_persistent_session_and_retained_messages_survive_restart() {
             .await;
     }
     publisher.disconnect().await;
-    stop_in_process(broker).await;
+    broker.shutdown().await;
 
-    let broker = start_in_process(dir.path()).await;
+    let broker = TestBroker::options().data_dir(dir.path()).start().await;
     let mut session = Mqtt::connect(broker.mqtt_addr(), &session_id, false).await;
     assert!(
         session.session_present,
@@ -465,7 +465,7 @@ async fn mqtt_persistent_session_and_retained_messages_survive_restart() {
     );
     fresh.disconnect().await;
     publisher.disconnect().await;
-    stop_in_process(broker).await;
+    broker.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -521,7 +521,11 @@ fn locate_records(data_dir: &Path) -> Vec<Located> {
 /// to a new durable queue, stops it with SIGTERM and returns the queue and the records.
 async fn prepare_damage(data_dir: &Path) -> (String, Vec<Located>) {
     let queue = unique("damage");
-    let broker = BrokerProcess::start(data_dir, &[]).await;
+    let broker = TestBroker::options()
+        .data_dir(data_dir)
+        .process()
+        .start()
+        .await;
     let connection = connect(broker.amqp_addr()).await;
     let ch = confirm_channel(&connection).await;
     declare_queue(&ch, &queue, true).await;
@@ -576,7 +580,7 @@ fn flip(path: &Path, positions: impl IntoIterator<Item = usize>) {
 
 /// Consumes what the restarted broker has in `queue` and returns the damage-test sequence
 /// numbers, in order.
-async fn consume_seqs(broker: &BrokerProcess, queue: &str) -> Vec<usize> {
+async fn consume_seqs(broker: &TestBroker, queue: &str) -> Vec<usize> {
     let connection = connect(broker.amqp_addr()).await;
     let ch = channel(&connection).await;
     let count = queue_count(&ch, queue).await as usize;
@@ -602,7 +606,7 @@ async fn consume_seqs(broker: &BrokerProcess, queue: &str) -> Vec<usize> {
 
 /// After a restart that dropped damaged records, the store keeps working: 10 more persistent
 /// messages survive another (graceful) restart.
-async fn store_still_works(data_dir: &Path, broker: BrokerProcess, queue: &str) {
+async fn store_still_works(data_dir: &Path, broker: TestBroker, queue: &str) {
     let connection = connect(broker.amqp_addr()).await;
     let ch = confirm_channel(&connection).await;
     publish_confirmed(
@@ -619,7 +623,11 @@ async fn store_still_works(data_dir: &Path, broker: BrokerProcess, queue: &str) 
         "SIGTERM exit: {status}; log:\n{}",
         log.text()
     );
-    let broker = BrokerProcess::start(data_dir, &[]).await;
+    let broker = TestBroker::options()
+        .data_dir(data_dir)
+        .process()
+        .start()
+        .await;
     assert_eq!(
         consume_seqs(&broker, queue).await,
         (DAMAGE_COUNT..DAMAGE_COUNT + 10).collect::<Vec<_>>(),
@@ -664,7 +672,11 @@ async fn corrupt_records_are_dropped_and_the_rest_served() {
         [payload.start + (payload.end - payload.start) / 2],
     );
 
-    let broker = BrokerProcess::start(dir.path(), &[]).await;
+    let broker = TestBroker::options()
+        .data_dir(dir.path())
+        .process()
+        .start()
+        .await;
     let lines = broker.log().lines();
     for (what, record) in [("tail", tail), ("middle", middle)] {
         let file = file_name(&record.path);
@@ -710,7 +722,11 @@ async fn torn_tail_is_cut_and_the_rest_served() {
     file.set_len(cut as u64).expect("truncate the last segment");
     drop(file);
 
-    let broker = BrokerProcess::start(dir.path(), &[]).await;
+    let broker = TestBroker::options()
+        .data_dir(dir.path())
+        .process()
+        .start()
+        .await;
     let lines = broker.log().lines();
     let name = file_name(&tail.path);
     assert!(
@@ -739,7 +755,11 @@ async fn torn_tail_is_cut_and_the_rest_served() {
         }
     }
 
-    let broker = BrokerProcess::start(dir.path(), &[]).await;
+    let broker = TestBroker::options()
+        .data_dir(dir.path())
+        .process()
+        .start()
+        .await;
     let got = consume_seqs(&broker, &queue).await;
     assert_eq!(
         got,
@@ -796,7 +816,11 @@ async fn paging() {
     let count = total_mb * 1024 * 1024 / PAGING_BODY as u64;
     let dir = tempdir();
     let queue = unique("paging");
-    let broker = BrokerProcess::start(dir.path(), &[]).await;
+    let broker = TestBroker::options()
+        .data_dir(dir.path())
+        .process()
+        .start()
+        .await;
     let pid = broker.pid();
     let baseline = broker.rss_bytes().unwrap_or(0);
 

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mqtt_support::raw::{self, Connect, Packet, Properties, RawClient, Version};
-use mqtt_support::{unique_id, unique_topic};
+use mqtt_support::{unique_id, unique_topic, External, TestBroker};
 
 /// Topic Alias invalid (MQTT 5.0 §2.4, Table 2-6).
 const RC_TOPIC_ALIAS_INVALID: u8 = 0x94;
@@ -240,7 +240,7 @@ async fn end_session(addr: SocketAddr, client_id: &str) {
 /// does not bring back what was published while there was no subscription).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_with_session_expiry_zero_delivers_messages_queued_while_away() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let topic = unique_topic("resume-expiry-0");
     let client_id = unique_id("resume-expiry-0");
@@ -293,7 +293,7 @@ async fn resuming_with_session_expiry_zero_delivers_messages_queued_while_away()
 /// same topic again does not bring back what was published while there was no subscription.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_with_session_expiry_zero_ends_the_session() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let topic = unique_topic("disconnect-expiry-0");
     let client_id = unique_id("disconnect-expiry-0");
@@ -342,7 +342,7 @@ async fn disconnect_with_session_expiry_zero_ends_the_session() {
 /// middle is dropped, the others arrive, the long-lived one with the interval it has left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_messages_are_dropped_for_an_offline_session() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let topic = unique_topic("expiry-offline");
     let client_id = unique_id("expiry-offline");
@@ -392,7 +392,7 @@ async fn expired_messages_are_dropped_for_an_offline_session() {
 /// its full interval (nothing waited).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_messages_are_dropped_for_a_slow_client() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let topic = unique_topic("expiry-slow");
     let mut receive_maximum_1 = vec![raw::PROP_RECEIVE_MAXIMUM];
@@ -450,7 +450,7 @@ async fn expired_messages_are_dropped_for_a_slow_client() {
 /// it has left [MQTT-3.3.2-6] (§3.3.1.3: messages sent because of a subscription carry RETAIN 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_retained_messages_are_not_sent_on_subscribe() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let base = unique_topic("expiry-retained");
     let mut publisher = Client5::connect(addr, &unique_id("expiry-ret-pub"), true, vec![]).await;
@@ -504,7 +504,7 @@ async fn expired_retained_messages_are_not_sent_on_subscribe() {
 /// [MQTT-3.3.1-9] (with Retain As Published 0 too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retain_handling_0_1_2() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let topic = unique_topic("retain-handling");
     let mut publisher = Client5::connect(addr, &unique_id("rh-pub"), true, vec![]).await;
@@ -554,7 +554,7 @@ async fn retain_handling_0_1_2() {
 /// messages (MQTT 3.1.1 [MQTT-3.3.1-9]), unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retain_as_published_controls_the_retain_flag_of_forwarded_messages() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let topic = unique_topic("retain-as-published");
     let mut cleared = Client5::connect(addr, &unique_id("rap0"), true, vec![]).await;
@@ -620,7 +620,7 @@ async fn retain_as_published_controls_the_retain_flag_of_forwarded_messages() {
 /// without No Local does get its own messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_local_with_retain_as_published() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let base = unique_topic("no-local");
     let mut client = Client5::connect(addr, &unique_id("no-local"), true, vec![]).await;
@@ -677,7 +677,7 @@ async fn no_local_with_retain_as_published() {
 /// The subscriber always sees the full topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_alias_sets_and_uses_the_mapping() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let base = unique_topic("alias");
     let mut subscriber = Client5::connect(addr, &unique_id("alias-sub"), true, vec![]).await;
@@ -730,7 +730,7 @@ async fn topic_alias_sets_and_uses_the_mapping() {
 /// §3.14.2.1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_topic_aliases_close_with_0x94() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let topic = unique_topic("alias-invalid");
     let client_id = unique_id("alias-invalid");
@@ -786,7 +786,7 @@ async fn invalid_topic_aliases_close_with_0x94() {
 /// the second is one too many, since the first's PUBACK cannot have reached it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos1_publishes_count_towards_receive_maximum() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let topic = unique_topic("receive-max-qos1");
     let mut client = Client5::connect(addr, &unique_id("receive-max-qos1"), true, vec![]).await;
@@ -840,7 +840,7 @@ async fn qos1_publishes_count_towards_receive_maximum() {
 /// Receive Maximum QoS 1 PUBLISHes sent at once — gets every PUBACK and stays connected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos1_publishes_within_receive_maximum_are_accepted() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let addr = broker.mqtt_addr();
     let topic = unique_topic("receive-max-qos1-ok");
     let mut client = Client5::connect(addr, &unique_id("receive-max-qos1-ok"), true, vec![]).await;

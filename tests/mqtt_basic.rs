@@ -9,7 +9,7 @@ mod mqtt_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mqtt_support::{text, unique_id, unique_topic, Client3};
+use mqtt_support::{text, unique_id, unique_topic, Client3, External, TestBroker};
 use rumqttc::QoS;
 
 fn qos(n: u8) -> QoS {
@@ -25,7 +25,7 @@ fn qos(n: u8) -> QoS {
 /// publisher's QoS 1 / 2 exchanges (PUBACK; PUBREC, PUBREL, PUBCOMP) complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos_0_1_2_round_trips_deliver_at_the_lower_qos() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let base = unique_topic("qos");
     let mut subscriber = Client3::connect(broker.mqtt_addr(), &unique_id("qos-sub")).await;
     for sub_qos in 0..=2 {
@@ -87,7 +87,7 @@ async fn qos_0_1_2_round_trips_deliver_at_the_lower_qos() {
 /// seen the marker it has seen everything it is going to get for the table's topics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_matching_table() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     // The table's topics are fixed names (the rules are about the top levels), so against a
     // shared external broker the payload carries this run's tag and anything else is ignored.
     let tag = unique_id("wildcards");
@@ -213,7 +213,7 @@ async fn wildcard_matching_table() {
 /// arrives after that gets nothing retained (MQTT 3.1.1 §3.3.1.3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retained_message_reaches_late_subscribers_until_cleared() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let base = unique_topic("retained");
     let topic = format!("{base}/room1/temp");
     let mut publisher = Client3::connect(broker.mqtt_addr(), &unique_id("ret-pub")).await;
@@ -279,7 +279,7 @@ async fn retained_message_reaches_late_subscribers_until_cleared() {
 /// the older one (only the last is delivered to a new subscriber).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newer_retained_message_replaces_older() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let topic = unique_topic("retained-replace");
     let mut publisher = Client3::connect(broker.mqtt_addr(), &unique_id("ret2-pub")).await;
     publisher
@@ -313,7 +313,7 @@ async fn newer_retained_message_replaces_older() {
 /// subscriptions still do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsubscribe_stops_delivery() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let base = unique_topic("unsubscribe");
     let mut subscriber = Client3::connect(broker.mqtt_addr(), &unique_id("unsub-sub")).await;
     subscriber

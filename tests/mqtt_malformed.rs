@@ -18,7 +18,7 @@
 mod mqtt_support;
 
 use mqtt_support::raw::{self, Connect, Packet, RawClient, Version};
-use mqtt_support::{text, unique_id, unique_topic, Client3, TestBroker};
+use mqtt_support::{text, unique_id, unique_topic, Client3, External, TestBroker};
 use rumqttc::QoS;
 
 /// A connection opened before the bad one, which must keep working after it.
@@ -88,7 +88,7 @@ async fn assert_rejected(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remaining_length_with_five_bytes_is_malformed() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let bystander = Bystander::open(&broker).await;
     // A PUBLISH whose remaining length has a continuation bit on its 4th byte.
     let bad = [0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0x00, 0x01, b'a'];
@@ -116,7 +116,7 @@ async fn remaining_length_with_five_bytes_is_malformed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packet_before_connect_closes_the_connection() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let bystander = Bystander::open(&broker).await;
     let topic = unique_topic("before-connect");
     let firsts = [
@@ -144,7 +144,7 @@ async fn packet_before_connect_closes_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_connect_is_a_protocol_error() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let bystander = Bystander::open(&broker).await;
     for version in [Version::V311, Version::V5] {
         let again = Connect::new(version, &unique_id("second-connect")).encode();
@@ -163,7 +163,7 @@ async fn second_connect_is_a_protocol_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_utf8_topic_is_malformed() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let bystander = Bystander::open(&broker).await;
     let mut topic = unique_topic("bad-utf8").into_bytes();
     topic.extend_from_slice(b"/\xC3\x28"); // an invalid 2-byte sequence
@@ -186,7 +186,7 @@ async fn invalid_utf8_topic_is_malformed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_in_publish_topic_is_rejected() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let bystander = Bystander::open(&broker).await;
     let base = unique_topic("wildcard-publish");
     for topic in [format!("{base}/+/x"), format!("{base}/#")] {
@@ -219,7 +219,11 @@ async fn announced_maximum_packet_size(broker: &TestBroker) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_packet_is_rejected() {
-    let broker = mqtt_support::start_with(|config| config.mqtt_max_packet_size = 1024).await;
+    let broker = TestBroker::options()
+        .external(External::Mqtt)
+        .config(|config| config.mqtt_max_packet_size = 1024)
+        .start()
+        .await;
     let bystander = Bystander::open(&broker).await;
     let limit = announced_maximum_packet_size(&broker).await;
     if !broker.is_external() {

@@ -10,7 +10,9 @@ mod mqtt_support;
 use std::time::{Duration, Instant};
 
 use mqtt_support::raw::{self, Connect, RawClient, Version};
-use mqtt_support::{options3, options5, text, unique_id, unique_topic, Client3, Client5};
+use mqtt_support::{
+    options3, options5, text, unique_id, unique_topic, Client3, Client5, External, TestBroker,
+};
 use rumqttc::QoS;
 
 /// The will message is published when a client's connection ends without DISCONNECT (here the
@@ -18,7 +20,7 @@ use rumqttc::QoS;
 /// client disconnects cleanly (MQTT 3.1.1 §3.1.2.5, §3.14.4).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn will_is_published_on_socket_drop_but_not_on_clean_disconnect() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let base = unique_topic("will");
     let mut watcher = Client3::connect(broker.mqtt_addr(), &unique_id("will-watch")).await;
     watcher
@@ -68,7 +70,7 @@ async fn will_is_published_on_socket_drop_but_not_on_clean_disconnect() {
 /// without DISCONNECT; the will (QoS 0, retain off) reaches a subscriber.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn will_is_published_when_raw_socket_is_dropped() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let topic = unique_topic("will-raw");
     let mut watcher = Client3::connect(broker.mqtt_addr(), &unique_id("willraw-watch")).await;
     watcher.subscribe(&topic, QoS::AtLeastOnce).await;
@@ -89,7 +91,7 @@ async fn will_is_published_when_raw_socket_is_dropped() {
 /// §4.6).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_session_receives_messages_published_while_offline() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let topic = unique_topic("persistent");
     let client_id = unique_id("persistent");
     let persistent = |clean: bool| {
@@ -152,7 +154,7 @@ async fn persistent_session_receives_messages_published_while_offline() {
 /// published afterwards is not delivered to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_session_discards_stored_subscriptions() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let topic = unique_topic("clean-discards");
     let client_id = unique_id("clean-discards");
     let mut options = options3(broker.mqtt_addr(), &client_id);
@@ -186,7 +188,7 @@ async fn clean_session_discards_stored_subscriptions() {
 /// broker close the first one; the second works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_connection_with_same_client_id_takes_over_v311() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let client_id = unique_id("takeover3");
     let topic = unique_topic("takeover3");
     let mut first = Client3::connect(broker.mqtt_addr(), &client_id).await;
@@ -209,7 +211,7 @@ async fn second_connection_with_same_client_id_takes_over_v311() {
 /// allows — and reports such a DISCONNECT as "connection closed by peer".)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_connection_with_same_client_id_takes_over_v5() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let client_id = unique_id("takeover5");
     let topic = unique_topic("takeover5");
     let mut first = Client5::connect(broker.mqtt_addr(), &client_id).await;
@@ -248,7 +250,7 @@ async fn second_connection_with_same_client_id_takes_over_v5() {
 /// the first connection receives exactly one DISCONNECT (0x8E) and then EOF.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takeover_v5_raw_first_connection_gets_disconnect_0x8e() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let connect = Connect::new(Version::V5, &unique_id("takeover5raw"));
     let (mut first, _) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
     let (mut second, _) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
@@ -273,7 +275,7 @@ async fn takeover_v5_raw_first_connection_gets_disconnect_0x8e() {
 /// DISCONNECT 0x8B (server shutting down) and then EOF, and the shutdown completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_sends_v5_clients_disconnect_0x8b() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     if broker.is_external() {
         return; // Shutting down someone else's broker is not this test's business.
     }
@@ -293,7 +295,7 @@ async fn shutdown_sends_v5_clients_disconnect_0x8b() {
 /// allows 10 s). It is not disconnected instantly either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_timeout_disconnects_a_silent_client() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let mut connect = Connect::new(Version::V311, &unique_id("keepalive"));
     connect.keep_alive = 1;
     let (mut client, _) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
@@ -316,7 +318,7 @@ async fn keepalive_timeout_disconnects_a_silent_client() {
 /// timeout, MQTT 5.0 §3.1.2.10), and a client that pings within its keep-alive stays connected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_v5_silent_client_closed_pinging_client_kept() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let mut connect = Connect::new(Version::V5, &unique_id("keepalive5"));
     connect.keep_alive = 1;
     let (mut silent, props) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
@@ -363,7 +365,7 @@ async fn keepalive_v5_silent_client_closed_pinging_client_kept() {
 /// Reconnecting a persistent MQTT 5 session (clean start false, session expiry) resumes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v5_session_expiry_keeps_session_until_clean_start() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let client_id = unique_id("session5");
     let topic = unique_topic("session5");
     let options = |clean: bool, expiry: u32| {

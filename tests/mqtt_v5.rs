@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_support::raw::{self, Connect, RawClient, Version};
-use mqtt_support::{options5, p5, text, unique_id, unique_topic, within, Client5, QoS5 as QoS};
+use mqtt_support::{
+    options5, p5, text, unique_id, unique_topic, within, Client5, External, QoS5 as QoS, TestBroker,
+};
 
 fn qos(n: u8) -> QoS {
     match n {
@@ -27,7 +29,7 @@ fn qos(n: u8) -> QoS {
 /// at the lower QoS (MQTT 5.0 §3.8.4); PUBACK / PUBREC-PUBREL-PUBCOMP complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v5_qos_0_1_2_round_trips_deliver_at_the_lower_qos() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let base = unique_topic("qos5");
     let mut subscriber = Client5::connect(broker.mqtt_addr(), &unique_id("qos5-sub")).await;
     for sub_qos in 0..=2 {
@@ -85,7 +87,7 @@ async fn v5_qos_0_1_2_round_trips_deliver_at_the_lower_qos() {
 /// re-pointing an alias at another topic takes effect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_alias_from_client_to_server() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let base = unique_topic("alias-in");
     let (topic_a, topic_b) = (format!("{base}/a"), format!("{base}/b"));
     let mut subscriber = Client5::connect(broker.mqtt_addr(), &unique_id("alias-in-sub")).await;
@@ -150,7 +152,7 @@ async fn topic_alias_from_client_to_server() {
 /// sent an alias (MQTT 5.0 §3.1.2.11.5).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_alias_from_server_to_client_only_when_allowed() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let topic = unique_topic("alias-out");
     let mut options = options5(broker.mqtt_addr(), &unique_id("alias-out-yes"));
     options.set_topic_alias_max(Some(5));
@@ -200,7 +202,7 @@ async fn topic_alias_from_server_to_client_only_when_allowed() {
 /// indicator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_properties_are_forwarded() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let topic = unique_topic("props");
     let mut subscriber = Client5::connect(broker.mqtt_addr(), &unique_id("props-sub")).await;
     subscriber.subscribe(&topic, QoS::AtLeastOnce).await;
@@ -252,7 +254,7 @@ async fn publish_properties_are_forwarded() {
 /// with, since it waited in the broker).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_expiry_drops_expired_messages_for_offline_sessions() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let topic = unique_topic("expiry");
     let client_id = unique_id("expiry");
     let options = |clean: bool, expiry: u32| {
@@ -329,7 +331,7 @@ async fn message_expiry_drops_expired_messages_for_offline_sessions() {
 /// member gets some (evenness is not asserted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_subscription_splits_messages_among_members() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let base = unique_topic("shared");
     let filter = format!("$share/g1/{base}/jobs/#");
     let mut members = Vec::new();
@@ -396,7 +398,7 @@ async fn shared_subscription_splits_messages_among_members() {
 /// with reason code 0x93 (Receive Maximum exceeded). Raw socket, so nothing paces the sends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exceeding_receive_maximum_gets_disconnect_0x93() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let topic = unique_topic("receive-max");
     let connect = Connect::new(Version::V5, &unique_id("receive-max"));
     let (mut client, props) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
@@ -440,7 +442,7 @@ async fn exceeding_receive_maximum_gets_disconnect_0x93() {
 /// PUBLISHes, completes them with PUBREL/PUBCOMP, and sends as many again is not disconnected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_qos2_exchanges_free_the_receive_maximum_quota() {
-    let broker = mqtt_support::start().await;
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
     let topic = unique_topic("receive-max-ok");
     let connect = Connect::new(Version::V5, &unique_id("receive-max-ok"));
     let (mut client, props) = RawClient::handshake(broker.mqtt_addr(), &connect).await;

@@ -2,23 +2,12 @@
 //! through the library API, checking that every published message was consumed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 
-use warren::perf::{self, Options, Report};
-
-/// Starts warren on ephemeral loopback ports with a temporary data directory.
-async fn start() -> (warren::Broker, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temporary data directory");
-    let config = warren::Config {
-        bind: "127.0.0.1".parse().expect("loopback"),
-        amqp_port: 0,
-        mqtt_port: 0,
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let broker = warren::Broker::start(config).await.expect("warren starts");
-    (broker, dir)
-}
+use common::{External, TestBroker};
+use warren_perf::{self as perf, Options, Report};
 
 fn amqp_uri(addr: SocketAddr) -> String {
     format!("amqp://guest:guest@{addr}/%2f")
@@ -57,7 +46,10 @@ fn quiet() -> Options {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_one_producer_one_consumer() {
-    let (broker, _dir) = start().await;
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .start()
+        .await;
     let report = run(Options {
         uri: amqp_uri(broker.amqp_addr()),
         count: Some(2000),
@@ -84,7 +76,10 @@ async fn amqp_one_producer_one_consumer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_several_queues_persistent_auto_ack() {
-    let (broker, _dir) = start().await;
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .start()
+        .await;
     let report = run(Options {
         uri: amqp_uri(broker.amqp_addr()),
         producers: 2,
@@ -105,7 +100,10 @@ async fn amqp_several_queues_persistent_auto_ack() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_qos1_one_publisher_one_subscriber() {
-    let (broker, _dir) = start().await;
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .start()
+        .await;
     let report = run(Options {
         uri: mqtt_uri(broker.mqtt_addr()),
         count: Some(2000),
@@ -124,7 +122,10 @@ async fn mqtt_qos1_one_publisher_one_subscriber() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_qos2_and_fan_out() {
-    let (broker, _dir) = start().await;
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .start()
+        .await;
     // Two subscribers on one topic: every message is delivered twice.
     let report = run(Options {
         uri: mqtt_uri(broker.mqtt_addr()),
@@ -144,7 +145,10 @@ async fn mqtt_qos2_and_fan_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_to_amqp_through_amq_topic() {
-    let (broker, _dir) = start().await;
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .start()
+        .await;
     let report = run(Options {
         mode: perf::Mode::MqttToAmqp,
         uri: mqtt_uri(broker.mqtt_addr()),
@@ -164,7 +168,10 @@ async fn mqtt_to_amqp_through_amq_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_both_protocols() {
-    let (broker, _dir) = start().await;
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .start()
+        .await;
     for uri in [amqp_uri(broker.amqp_addr()), mqtt_uri(broker.mqtt_addr())] {
         let report = run(Options {
             uri,
@@ -184,7 +191,10 @@ async fn idle_connections_both_protocols() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_errors_fail_the_run() {
-    let (broker, _dir) = start().await;
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .start()
+        .await;
     // A wrong password: the broker refuses the login.
     let err = tokio::task::spawn_blocking({
         let uri = format!("amqp://guest:wrong@{}/%2f", broker.amqp_addr());

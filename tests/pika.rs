@@ -1,12 +1,12 @@
 //! Runs `tests/python/test_pika.py` (pika, the Python AMQP client) against the broker.
 //!
-//! pika is required, not optional: if `python3 -c "import pika"` fails, this test fails and
-//! says how to install it.
+//! pika is required, not optional: if the test interpreter (`.venv/bin/python`, made by
+//! `scripts/test.sh`, or `$WARREN_TEST_PYTHON`) cannot import pika, this test fails and says how
+//! to install it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,31 +17,13 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pika_client_works_against_the_broker() {
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/requirements.txt");
-    let probe = Command::new("python3")
-        .args(["-c", "import pika"])
-        .output()
-        .await;
-    match probe {
-        Ok(output) if output.status.success() => {}
-        Ok(output) => panic!(
-            "pika is not installed for python3 ({}); run: pip install -r {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("import failed"),
-            requirements.display()
-        ),
-        Err(e) => panic!(
-            "cannot run python3 ({e}); install Python 3, then: pip install -r {}",
-            requirements.display()
-        ),
-    }
+    common::python::require_modules(&["pika"]).await;
 
-    let broker = common::start_broker().await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_pika.py");
+    let broker = common::TestBroker::start().await;
+    let script = common::python::scripts_dir().join("test_pika.py");
+    let python = common::python::interpreter();
     let addr = broker.amqp_addr();
-    let child = Command::new("python3")
+    let child = Command::new(&python)
         .arg(&script)
         .arg(addr.ip().to_string())
         .arg(addr.port().to_string())
@@ -49,9 +31,9 @@ async fn pika_client_works_against_the_broker() {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("start python3");
+        .unwrap_or_else(|e| panic!("start {}: {e}", python.display()));
     let output = match tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output()).await {
-        Ok(output) => output.expect("python3 runs"),
+        Ok(output) => output.unwrap_or_else(|e| panic!("{} runs: {e}", python.display())),
         Err(_) => panic!(
             "{} did not finish within {SCRIPT_TIMEOUT:?}",
             script.display()

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::{External, TestBroker};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -59,27 +60,22 @@ async fn start(
     material: &Material,
     verify: bool,
     require: bool,
-    configure: impl FnOnce(&mut warren::Config),
-) -> (warren::Broker, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = warren::Config {
-        bind: "127.0.0.1".parse().unwrap(),
-        amqp_port: 0,
-        mqtt_port: 0,
-        amqps_port: Some(0),
-        mqtts_port: Some(0),
-        ws_port: Some(0),
-        wss_port: Some(0),
-        tls: Some(tls_settings(material, verify, require)),
-        mqtt_ssl_cert_login: true,
-        data_dir: data.path().to_path_buf(),
-        ..warren::Config::default()
-    };
-    configure(&mut config);
-    let broker = common::within("broker start", warren::Broker::start(config))
+    configure: impl FnOnce(&mut warren::Config) + Send + 'static,
+) -> TestBroker {
+    let tls = tls_settings(material, verify, require);
+    TestBroker::options()
+        .external(External::Never)
+        .config(move |config| {
+            config.amqps_port = Some(0);
+            config.mqtts_port = Some(0);
+            config.ws_port = Some(0);
+            config.wss_port = Some(0);
+            config.tls = Some(tls);
+            config.mqtt_ssl_cert_login = true;
+            configure(config);
+        })
+        .start()
         .await
-        .unwrap();
-    (broker, data)
 }
 
 /// A TLS client trusting `ca`, presenting `client` (certificate, key) if given.
@@ -171,9 +167,10 @@ async fn send_start_ok<S: AsyncWrite + Unpin>(stream: &mut S, mechanism: &str, r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_clients_over_tls_and_websocket() {
     let material = material();
-    let (broker, _data) = start(&material, true, false, |_| {}).await;
-    let python = std::env::var("WARREN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_tls.py");
+    let broker = start(&material, true, false, |_| {}).await;
+    common::python::require_modules(&["pika", "paho.mqtt"]).await;
+    let python = common::python::interpreter();
+    let script = common::python::scripts_dir().join("test_tls.py");
     let local = |address: Option<SocketAddr>| {
         let address = address.expect("listener on");
         format!("127.0.0.1:{}", address.port())
@@ -181,18 +178,18 @@ async fn python_clients_over_tls_and_websocket() {
     let child = tokio::process::Command::new(&python)
         .arg(&script)
         .env("WARREN_AMQP", local(Some(broker.amqp_addr())))
-        .env("WARREN_AMQPS", local(broker.amqps_addr()))
+        .env("WARREN_AMQPS", local(broker.in_process().amqps_addr()))
         .env("WARREN_MQTT", local(Some(broker.mqtt_addr())))
-        .env("WARREN_MQTTS", local(broker.mqtts_addr()))
-        .env("WARREN_WS", local(broker.ws_addr()))
-        .env("WARREN_WSS", local(broker.wss_addr()))
+        .env("WARREN_MQTTS", local(broker.in_process().mqtts_addr()))
+        .env("WARREN_WS", local(broker.in_process().ws_addr()))
+        .env("WARREN_WSS", local(broker.in_process().wss_addr()))
         .env("WARREN_CERTS", material.dir.path())
         .env("PYTHONUNBUFFERED", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {python}: {error}"));
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", python.display()));
     let output = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
         .await
         .expect("test_tls.py finishes within 180 s")
@@ -211,8 +208,8 @@ async fn python_clients_over_tls_and_websocket() {
 #[tokio::test]
 async fn fail_if_no_peer_cert_refuses_clients_without_a_valid_certificate() {
     let material = material();
-    let (broker, _data) = start(&material, true, true, |_| {}).await;
-    let address = broker.amqps_addr().unwrap();
+    let broker = start(&material, true, true, |_| {}).await;
+    let address = broker.in_process().amqps_addr().unwrap();
     let ca = &material.generated.ca_certificate;
 
     // TLS 1.3 finishes the client's side of the handshake before the server checks the
@@ -249,8 +246,8 @@ async fn fail_if_no_peer_cert_refuses_clients_without_a_valid_certificate() {
 #[tokio::test]
 async fn external_login_needs_a_certificate_of_a_known_user() {
     let material = material();
-    let (broker, _data) = start(&material, true, false, |_| {}).await;
-    let address = broker.amqps_addr().unwrap();
+    let broker = start(&material, true, false, |_| {}).await;
+    let address = broker.in_process().amqps_addr().unwrap();
     let ca = &material.generated.ca_certificate;
 
     let mut stream = tls_connect(address, ca, None).await.unwrap();
@@ -300,11 +297,11 @@ async fn external_login_needs_a_certificate_of_a_known_user() {
 #[tokio::test]
 async fn stalled_tls_handshake_is_dropped_after_the_timeout() {
     let material = material();
-    let (broker, _data) = start(&material, false, false, |config| {
+    let broker = start(&material, false, false, |config| {
         config.handshake_timeout = Duration::from_secs(1);
     })
     .await;
-    let address = broker.amqps_addr().unwrap();
+    let address = broker.in_process().amqps_addr().unwrap();
     let mut stalled = Vec::new();
     for _ in 0..20 {
         let mut socket = TcpStream::connect(address).await.unwrap();
@@ -393,8 +390,8 @@ where
 #[tokio::test]
 async fn websocket_frames_carry_mqtt_packets_in_any_split() {
     let material = material();
-    let (broker, _data) = start(&material, false, false, |_| {}).await;
-    let address = broker.ws_addr().unwrap();
+    let broker = start(&material, false, false, |_| {}).await;
+    let address = broker.in_process().ws_addr().unwrap();
     let mut ws = ws_connect(address).await;
 
     // CONNECT split over three frames.
@@ -446,61 +443,37 @@ async fn websocket_frames_carry_mqtt_packets_in_any_split() {
 #[tokio::test]
 async fn sighup_reloads_the_certificate_for_new_connections() {
     let material = material();
-    let data = tempfile::tempdir().unwrap();
     let certs = material.dir.path();
-    let binary = env!("CARGO_BIN_EXE_warren");
-    let mut child = tokio::process::Command::new(binary)
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--amqp-port",
+    let certificate = certs.join("server_certificate.pem");
+    let key = certs.join("server_key.pem");
+    let broker = TestBroker::options()
+        .process()
+        .args(&[
+            "--amqps-port",
             "0",
-            "--mqtt-port",
+            "--mqtts-port",
             "0",
+            "--wss-port",
+            "0",
+            "--tls-cert",
+            certificate.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
         ])
-        .args(["--ws-port", "0", "--mqtts-port", "0", "--wss-port", "0"])
-        .args(["--amqps-port", "0"])
-        .arg("--tls-cert")
-        .arg(certs.join("server_certificate.pem"))
-        .arg("--tls-key")
-        .arg(certs.join("server_key.pem"))
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .start()
+        .await;
     // The AMQPS port from the start-up log.
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::BufReader::new(stdout);
-    let mut log = String::new();
-    let address: SocketAddr = loop {
-        let mut line = String::new();
-        let read = tokio::time::timeout(
-            STEP,
-            tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line),
-        )
-        .await
-        .expect("start-up log in time")
-        .unwrap();
-        assert!(read > 0, "broker exited:\n{log}");
-        log.push_str(&line);
-        let plain = strip_ansi(&line);
-        if plain.contains("AMQP 0-9-1 over TLS listener started") {
-            let start = plain.find("address=").unwrap() + "address=".len();
-            let end = plain[start..]
-                .find(char::is_whitespace)
-                .map_or(plain.len(), |e| start + e);
-            break plain[start..end].parse().unwrap();
-        }
-    };
-    // Keep draining the log so the broker never blocks on a full pipe.
-    tokio::spawn(async move {
-        let mut sink = Vec::new();
-        let _ = lines.read_to_end(&mut sink).await;
-    });
+    let line = broker
+        .log()
+        .wait_for(0, "the AMQPS listener", STEP, |line| {
+            line.contains("AMQP 0-9-1 over TLS listener started")
+        })
+        .await;
+    let start = line.find("address=").unwrap() + "address=".len();
+    let end = line[start..]
+        .find(char::is_whitespace)
+        .map_or(line.len(), |end| start + end);
+    let address: SocketAddr = line[start..end].parse().unwrap();
 
     let old_ca = material.generated.ca_certificate.clone();
     let mut old = tls_connect(address, &old_ca, None).await.unwrap();
@@ -516,7 +489,8 @@ async fn sighup_reloads_the_certificate_for_new_connections() {
     )
     .unwrap();
     std::fs::copy(&fresh.server_key, certs.join("server_key.pem")).unwrap();
-    let pid = child.id().unwrap() as i32;
+    let pid = broker.pid() as i32;
+    // SAFETY: signals the broker child process this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
 
     // New connections soon present the new certificate (trusted only through the new CA).
@@ -546,23 +520,5 @@ async fn sighup_reloads_the_certificate_for_new_connections() {
         }) => {}
         other => panic!("the old connection stopped working: {other:?}"),
     }
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let _ = tokio::time::timeout(STEP, child.wait()).await;
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    broker.shutdown().await;
 }

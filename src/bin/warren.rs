@@ -1,5 +1,5 @@
 //! The warren broker binary: parses flags, starts the broker, stops it on SIGTERM/Ctrl-C.
-//! `warren perf …` runs the load generator instead (see [`warren::perf`]).
+//! `warren perf …` runs the load generator instead (see [`warren_perf`]).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -83,10 +83,10 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Load generator for any AMQP 0-9-1 or MQTT broker (RabbitMQ PerfTest-style).
-    Perf(Box<warren::perf::Options>),
+    Perf(Box<warren_perf::Options>),
     /// Loopback relay for checking `warren perf` itself: forwards AMQP and MQTT messages
     /// straight to consumers, with no queues or routing (not a broker).
-    Relay(warren::perf::relay::RelayOptions),
+    Relay(warren_perf::relay::RelayOptions),
     /// Writes a development CA, a server certificate for localhost / 127.0.0.1 / ::1 and
     /// client certificates (CN = each --client name) into DIR, for trying TLS. Not for
     /// production.
@@ -103,8 +103,8 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     match &args.command {
-        Some(Command::Perf(options)) => return warren::perf::cli(options),
-        Some(Command::Relay(options)) => return warren::perf::relay::cli(options),
+        Some(Command::Perf(options)) => return warren_perf::cli(options),
+        Some(Command::Relay(options)) => return warren_perf::relay::cli(options),
         Some(Command::GenCerts { dir, clients }) => return gen_certs(dir, clients),
         None => {}
     }

@@ -6,9 +6,7 @@
 pub mod definitions;
 pub mod error;
 pub mod exchange;
-pub mod message;
 pub mod queue;
-pub mod table;
 pub mod topic;
 pub mod vhost;
 
@@ -19,6 +17,10 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::store::{Recovered, Store};
+
+// The message model sits in the store, the lower layer, which persists it; the core's paths
+// (`core::message`, `core::table`, `core::Message`, …) stay as they were.
+pub use crate::store::{message, table};
 
 pub use error::{CoreError, CoreResult};
 pub use exchange::{Exchange, ExchangeKind, RouteTargets};

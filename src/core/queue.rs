@@ -22,9 +22,7 @@ use super::table::Table;
 use super::MemoryGauge;
 use crate::store::Store;
 
-/// Identifies one connection (of any protocol) for exclusivity and cleanup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnectionId(pub u64);
+pub use super::message::ConnectionId;
 
 /// Identifies one consumer across the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

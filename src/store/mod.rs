@@ -12,9 +12,14 @@
 //!   deleted while the message it cancels still exists).
 //! - Metadata documents (definitions, MQTT sessions, retained messages) are written
 //!   atomically: temporary file, fsync, rename, fsync of the directory.
+//! - [`message`] and [`table`] hold the message model (message, properties, header values)
+//!   that the store persists and the core routes; the store is the lower layer, so it owns
+//!   them and imports nothing from the core.
 
+pub mod message;
 mod record;
 mod segment;
+pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -29,7 +34,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::core::Message;
+use message::Message;
 
 /// Why the store could not be opened or written.
 #[derive(Debug, thiserror::Error)]

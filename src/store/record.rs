@@ -6,7 +6,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::core::{Message, Properties, Table, Value};
+use super::message::{Message, Properties};
+use super::table::{Table, Value};
 
 /// Record type: a persistent message and the durable queues it went to.
 pub(crate) const PUBLISH: u8 = 1;

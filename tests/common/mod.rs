@@ -1,20 +1,26 @@
 //! Shared helpers for the black-box integration tests.
 //!
-//! `start_broker()` starts warren in-process on 127.0.0.1 with port 0 and a temporary data
-//! directory. When `WARREN_TEST_EXTERNAL_AMQP=host:port` is set it starts nothing and points the
-//! tests at that broker instead (user guest/guest, vhost `/`), which is how the tests are checked
-//! against a real RabbitMQ. Because an external broker is shared by every test running in
-//! parallel, every queue and exchange name comes from [`unique`], and tests delete what they
-//! declare (or declare it exclusive so it goes with the connection).
+//! [`TestBroker::start`] starts warren in-process on 127.0.0.1 with port 0 and a temporary data
+//! directory; [`TestBroker::options`] adjusts that (data directory, configuration, the binary as
+//! a child process, which external broker may stand in; see [`broker`]). When
+//! `WARREN_TEST_EXTERNAL_AMQP=host:port` is set it starts nothing and points the tests at that
+//! broker instead (user guest/guest, vhost `/`), which is how the tests are checked against a
+//! real RabbitMQ. Because an external broker is shared by every test running in parallel, every
+//! queue and exchange name comes from [`unique`], and tests delete what they declare (or declare
+//! it exclusive so it goes with the connection).
 //!
 //! Every await that could hang is wrapped in [`within`], so a broken broker fails a test in
 //! seconds instead of hanging CI.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod broker;
+pub(crate) mod python;
 pub(crate) mod raw;
 
+#[allow(unused_imports)] // A facade: each test binary uses a different part.
+pub(crate) use broker::{External, TestBroker, EXTERNAL_AMQP, EXTERNAL_MQTT};
+
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,70 +32,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 
-/// Environment variable naming an already running AMQP broker (`host:port`) to test instead of an
-/// in-process warren.
-pub(crate) const EXTERNAL_AMQP: &str = "WARREN_TEST_EXTERNAL_AMQP";
-
 /// How long any single step may take before the test fails.
 pub(crate) const STEP: Duration = Duration::from_secs(10);
-
-/// A broker under test: an in-process warren, or an external broker named by
-/// [`EXTERNAL_AMQP`].
-pub(crate) struct TestBroker {
-    addr: SocketAddr,
-    local: Option<(warren::Broker, tempfile::TempDir)>,
-}
-
-impl TestBroker {
-    /// The AMQP listener address.
-    pub(crate) fn amqp_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// An `amqp://` URI for the default user and vhost.
-    pub(crate) fn amqp_uri(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f", self.addr)
-    }
-
-    /// Whether the tests run against an external broker (RabbitMQ).
-    pub(crate) fn is_external(&self) -> bool {
-        self.local.is_none()
-    }
-
-    /// Stops the in-process broker (nothing for an external one).
-    pub(crate) async fn shutdown(self) {
-        if let Some((broker, dir)) = self.local {
-            within("broker shutdown", broker.shutdown()).await;
-            drop(dir);
-        }
-    }
-}
-
-/// Starts the broker under test (see the module docs).
-#[allow(clippy::field_reassign_with_default)] // Config may grow fields; set only what tests need
-pub(crate) async fn start_broker() -> TestBroker {
-    if let Ok(addr) = std::env::var(EXTERNAL_AMQP) {
-        let addr = tokio::net::lookup_host(addr.as_str())
-            .await
-            .unwrap_or_else(|e| panic!("{EXTERNAL_AMQP}={addr} is not host:port: {e}"))
-            .next()
-            .unwrap_or_else(|| panic!("{EXTERNAL_AMQP}={addr} resolves to nothing"));
-        return TestBroker { addr, local: None };
-    }
-    let dir = tempfile::tempdir().expect("create a temporary data directory");
-    let mut config = warren::Config::default();
-    config.bind = "127.0.0.1".parse().expect("loopback address");
-    config.amqp_port = 0;
-    config.mqtt_port = 0;
-    config.data_dir = dir.path().to_path_buf();
-    let broker = within("broker start", warren::Broker::start(config))
-        .await
-        .expect("warren starts");
-    TestBroker {
-        addr: broker.amqp_addr(),
-        local: Some((broker, dir)),
-    }
-}
 
 /// Awaits `future`, failing the test with `what` if it takes longer than [`STEP`].
 pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {

@@ -1,19 +1,20 @@
 //! Harness for the durability and crash tests (`tests/durability.rs`, `tests/crash.rs`).
 //!
-//! Two ways to run a broker on a data directory the test owns (a `tempfile::TempDir`), so that
-//! a second broker can be started on the same directory and must recover what the first left:
+//! The tests run a broker on a data directory they own (a `tempfile::TempDir`), so that a
+//! second broker can be started on the same directory and must recover what the first left,
+//! with the shared harness (`common::broker`):
 //!
-//! - [`start_in_process`] / [`stop_in_process`]: `warren::Broker` in the test process; the stop is
-//!   the graceful shutdown (connections closed, store flushed).
-//! - [`BrokerProcess`]: the `warren` binary as a child process on ephemeral ports, its log
-//!   (stdout and stderr, ANSI colours stripped) captured line by line. It can be stopped with
-//!   SIGKILL ([`BrokerProcess::kill`], a crash) or SIGTERM ([`BrokerProcess::terminate`], a
-//!   graceful stop), and its resident set size read from `/proc/<pid>/status`.
+//! - `TestBroker::options().data_dir(dir).start()`: warren in the test process; its
+//!   `shutdown` is the graceful one (connections closed, store flushed).
+//! - `TestBroker::options().data_dir(dir).process().start()`: the `warren` binary as a child
+//!   process on ephemeral ports, its log captured line by line; stopped with SIGKILL (`kill`, a
+//!   crash) or SIGTERM (`terminate`, a graceful stop), its resident set size from
+//!   `/proc/<pid>/status`.
 //!
-//! Plus AMQP helpers (pipelined publishes with publisher confirms, manual-ack consumers, passive
-//! declares), a minimal MQTT 3.1.1 client (rumqttc) and a reader for the segment files
-//! (`<data-dir>/msgs/*.seg`, records framed as magic `WRN1` | length u32 BE | CRC-32 u32 BE |
-//! payload) for the tests that damage them.
+//! This module adds AMQP helpers (pipelined publishes with publisher confirms, manual-ack
+//! consumers, passive declares), a minimal MQTT 3.1.1 client (rumqttc) and a reader for the
+//! segment files (`<data-dir>/msgs/*.seg`, records framed as magic `WRN1` | length u32 BE |
+//! CRC-32 u32 BE | payload) for the tests that damage them.
 //!
 //! Every await that could hang is bounded ([`within`], 10 s per step, or an explicit limit), so
 //! a broken broker fails a test instead of hanging CI. Names come from [`unique`].
@@ -23,9 +24,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
@@ -36,23 +34,20 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
-use parking_lot::Mutex;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// The AMQP helpers, time limits and names every harness shares.
 #[path = "../common/mod.rs"]
 pub(crate) mod common;
+/// The broker harness's process parts: the captured log, RSS, start/stop limit.
+#[allow(unused_imports)] // A facade: each test binary uses a different part.
+pub(crate) use common::broker::{rss_bytes, strip_ansi, Log, START_STOP};
 #[allow(unused_imports)] // A facade: each test binary uses a different part.
 pub(crate) use common::{
     channel, close, confirm_channel, consume, next_delivery, reply_code, unique, within,
-    within_for, STEP,
+    within_for, TestBroker, STEP,
 };
-
-/// How long a broker may take to start (recovery included) or to stop gracefully.
-pub(crate) const START_STOP: Duration = Duration::from_secs(60);
 
 /// An MQTT client id / topic level (letters, digits and `-` only) no other test uses.
 pub(crate) fn unique_mqtt(prefix: &str) -> String {
@@ -69,295 +64,6 @@ pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
             .unwrap_or_else(|_| panic!("{name}={value:?} is not a non-negative integer")),
         Err(_) => default,
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// In-process broker
-// ---------------------------------------------------------------------------------------------
-
-/// Starts warren in-process on 127.0.0.1 (ephemeral ports) with `data_dir`, recovering whatever
-/// is there.
-pub(crate) async fn start_in_process(data_dir: &Path) -> warren::Broker {
-    let config = warren::Config {
-        bind: "127.0.0.1".parse().expect("loopback address"),
-        amqp_port: 0,
-        mqtt_port: 0,
-        data_dir: data_dir.to_path_buf(),
-        ..warren::Config::default()
-    };
-    within_for(
-        START_STOP,
-        "broker start (recovery)",
-        warren::Broker::start(config),
-    )
-    .await
-    .expect("warren starts")
-}
-
-/// Graceful shutdown of an in-process broker (connections closed, store flushed).
-pub(crate) async fn stop_in_process(broker: warren::Broker) {
-    within_for(START_STOP, "graceful broker shutdown", broker.shutdown()).await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The warren binary as a child process
-// ---------------------------------------------------------------------------------------------
-
-/// The log of a broker process, shared with the tasks that read its output.
-#[derive(Clone)]
-pub(crate) struct Log(Arc<LogInner>);
-
-struct LogInner {
-    lines: Mutex<Vec<String>>,
-    /// Bumped for every line and for every output stream that ends.
-    events: watch::Sender<u64>,
-    /// How many of the two output streams have ended.
-    closed: AtomicU64,
-}
-
-impl Log {
-    fn new() -> Log {
-        Log(Arc::new(LogInner {
-            lines: Mutex::new(Vec::new()),
-            events: watch::channel(0).0,
-            closed: AtomicU64::new(0),
-        }))
-    }
-
-    /// Every line so far.
-    pub(crate) fn lines(&self) -> Vec<String> {
-        self.0.lines.lock().clone()
-    }
-
-    /// The whole log as one string (for failure messages).
-    pub(crate) fn text(&self) -> String {
-        self.0.lines.lock().join("\n")
-    }
-
-    /// The first line (from index `from`) matching `predicate`, waiting for it up to `limit`.
-    /// Panics with the log if the broker's output ends (it exited) or time runs out.
-    pub(crate) async fn wait_for(
-        &self,
-        from: usize,
-        what: &str,
-        limit: Duration,
-        predicate: impl Fn(&str) -> bool,
-    ) -> String {
-        let mut events = self.0.events.subscribe();
-        let search = async {
-            loop {
-                if let Some(line) = self.0.lines.lock().iter().skip(from).find(|l| predicate(l)) {
-                    return Some(line.clone());
-                }
-                if self.0.closed.load(Ordering::SeqCst) >= 2 {
-                    return None;
-                }
-                if events.changed().await.is_err() {
-                    return None;
-                }
-            }
-        };
-        match tokio::time::timeout(limit, search).await {
-            Ok(Some(line)) => line,
-            Ok(None) => panic!(
-                "the broker exited before logging {what}; its log:\n{}",
-                self.text()
-            ),
-            Err(_) => panic!(
-                "timed out after {limit:?} waiting for the broker to log {what}; its log:\n{}",
-                self.text()
-            ),
-        }
-    }
-
-    fn reader(&self, output: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<()> {
-        let log = self.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(output).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                log.0.lines.lock().push(strip_ansi(&line));
-                log.0.events.send_modify(|n| *n += 1);
-            }
-            log.0.closed.fetch_add(1, Ordering::SeqCst);
-            log.0.events.send_modify(|n| *n += 1);
-        })
-    }
-}
-
-/// Removes ANSI escape sequences (colours, italics) from a log line.
-pub(crate) fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                // Parameters and intermediates, then one final byte in '@'..='~'.
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The `address=HOST:PORT` field of a log line.
-fn address_field(line: &str) -> Option<SocketAddr> {
-    let start = line.find("address=")? + "address=".len();
-    let value: String = line[start..]
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != ',' && *c != '}')
-        .collect();
-    value.trim_matches('"').parse().ok()
-}
-
-/// The warren binary running as a child process on 127.0.0.1 with ephemeral ports.
-pub(crate) struct BrokerProcess {
-    child: Child,
-    pid: u32,
-    amqp: SocketAddr,
-    mqtt: SocketAddr,
-    log: Log,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl BrokerProcess {
-    /// Starts `warren --bind 127.0.0.1 --amqp-port 0 --mqtt-port 0 --ws-port 0 --data-dir DIR EXTRA...` and
-    /// waits until both listeners are up (recovery happens before they are bound).
-    pub(crate) async fn start(data_dir: &Path, extra_args: &[&str]) -> BrokerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--amqp-port",
-                "0",
-                "--mqtt-port",
-                "0",
-                "--ws-port",
-                "0",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra_args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the warren binary starts");
-        let pid = child.id().expect("a running child has a pid");
-        let log = Log::new();
-        let readers = vec![
-            log.reader(child.stdout.take().expect("piped stdout")),
-            log.reader(child.stderr.take().expect("piped stderr")),
-        ];
-        let amqp_line = log
-            .wait_for(0, "the AMQP listener start", START_STOP, |line| {
-                line.contains("AMQP 0-9-1 listener started")
-            })
-            .await;
-        let mqtt_line = log
-            .wait_for(0, "the MQTT listener start", START_STOP, |line| {
-                line.contains("MQTT 3.1.1/5.0 listener started")
-            })
-            .await;
-        let amqp = address_field(&amqp_line)
-            .unwrap_or_else(|| panic!("no address=HOST:PORT in {amqp_line:?}"));
-        let mqtt = address_field(&mqtt_line)
-            .unwrap_or_else(|| panic!("no address=HOST:PORT in {mqtt_line:?}"));
-        BrokerProcess {
-            child,
-            pid,
-            amqp,
-            mqtt,
-            log,
-            readers,
-        }
-    }
-
-    /// The AMQP listener.
-    pub(crate) fn amqp_addr(&self) -> SocketAddr {
-        self.amqp
-    }
-
-    /// The MQTT listener.
-    pub(crate) fn mqtt_addr(&self) -> SocketAddr {
-        self.mqtt
-    }
-
-    /// The process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// The captured log.
-    pub(crate) fn log(&self) -> &Log {
-        &self.log
-    }
-
-    /// The resident set size in bytes (`VmRSS` of `/proc/<pid>/status`), if readable.
-    pub(crate) fn rss_bytes(&self) -> Option<u64> {
-        rss_bytes(self.pid)
-    }
-
-    /// SIGKILL (a crash: no flush, no goodbye) and wait for the process to be gone. Returns the
-    /// log.
-    pub(crate) async fn kill(mut self) -> Log {
-        self.child.start_kill().expect("SIGKILL is sent");
-        within("the killed broker to exit", self.child.wait())
-            .await
-            .expect("wait for the killed broker");
-        self.finish().await
-    }
-
-    /// SIGTERM (graceful stop) and wait for the process to exit. Returns its exit status and
-    /// log.
-    pub(crate) async fn terminate(mut self) -> (ExitStatus, Log) {
-        // The binary installs its SIGTERM handler after `Broker::start` returns, i.e. after the
-        // listener lines; a SIGTERM sent before that kills it outright. It logs
-        // "warren <version> started" just before installing the handler, so wait for that line.
-        self.log
-            .wait_for(0, "\"warren <version> started\"", START_STOP, |line| {
-                line.contains("warren ") && line.ends_with(" started") && !line.contains("listener")
-            })
-            .await;
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .expect("kill(1) runs");
-        assert!(status.success(), "kill -TERM {} failed: {status}", self.pid);
-        let exit = within_for(
-            START_STOP,
-            "the broker to stop after SIGTERM",
-            self.child.wait(),
-        )
-        .await
-        .expect("wait for the broker");
-        let log = self.finish().await;
-        (exit, log)
-    }
-
-    async fn finish(&mut self) -> Log {
-        for reader in self.readers.drain(..) {
-            let _ = within("the broker's output to end", reader).await;
-        }
-        self.log.clone()
-    }
-}
-
-/// `VmRSS` of a process in bytes.
-pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 // ---------------------------------------------------------------------------------------------

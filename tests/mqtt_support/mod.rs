@@ -1,8 +1,10 @@
 //! Harness for the black-box MQTT tests (and the MQTT ⇄ AMQP cross-protocol tests).
 //!
-//! [`start`] starts warren in-process on 127.0.0.1 with port 0 for both listeners and a temporary
-//! data directory. When `WARREN_TEST_EXTERNAL_MQTT=host:port` is set it starts nothing and points
-//! the tests at that broker instead (anonymous connects; Mosquitto and RabbitMQ's MQTT plugin
+//! The MQTT tests start their broker with
+//! `TestBroker::options().external(External::Mqtt).start()` (see `common::broker`): warren
+//! in-process on 127.0.0.1 with port 0 for both listeners and a temporary data directory. When
+//! `WARREN_TEST_EXTERNAL_MQTT=host:port` is set it starts nothing and points the tests at that
+//! broker instead (anonymous connects; Mosquitto and RabbitMQ's MQTT plugin
 //! both accept them), which is how the tests are checked against real brokers. The
 //! cross-protocol tests also need `WARREN_TEST_EXTERNAL_AMQP=host:port` in that mode (guest/guest,
 //! vhost `/`).
@@ -30,107 +32,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// Environment variable naming an already running MQTT broker (`host:port`) to test instead of
-/// an in-process warren.
-pub(crate) const EXTERNAL_MQTT: &str = "WARREN_TEST_EXTERNAL_MQTT";
-/// Environment variable naming the AMQP side of that external broker (`host:port`).
-pub(crate) const EXTERNAL_AMQP: &str = "WARREN_TEST_EXTERNAL_AMQP";
-
 /// The AMQP helpers, time limits and names every harness shares.
 #[path = "../common/mod.rs"]
 pub(crate) mod common;
 #[allow(unused_imports)] // A facade: each test binary uses a different part.
-pub(crate) use common::{within, within_for, STEP};
-
-/// A broker under test: an in-process warren, or an external broker.
-pub(crate) struct TestBroker {
-    mqtt: SocketAddr,
-    amqp: Option<SocketAddr>,
-    local: Option<(warren::Broker, tempfile::TempDir)>,
-}
-
-impl TestBroker {
-    /// The MQTT listener address.
-    pub(crate) fn mqtt_addr(&self) -> SocketAddr {
-        self.mqtt
-    }
-
-    /// The AMQP listener address. Panics (with what to set) when the tests run against an
-    /// external MQTT broker without [`EXTERNAL_AMQP`].
-    pub(crate) fn amqp_addr(&self) -> SocketAddr {
-        self.amqp.unwrap_or_else(|| {
-            panic!(
-                "{EXTERNAL_MQTT} is set but {EXTERNAL_AMQP} is not: the cross-protocol tests \
-                 need both (e.g. RabbitMQ with rabbitmq_mqtt: 127.0.0.1:1883 and 127.0.0.1:5672)"
-            )
-        })
-    }
-
-    /// An `amqp://` URI for guest on vhost `/`.
-    pub(crate) fn amqp_uri(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f", self.amqp_addr())
-    }
-
-    /// Whether the tests run against an external broker.
-    pub(crate) fn is_external(&self) -> bool {
-        self.local.is_none()
-    }
-
-    /// Stops the in-process broker (nothing for an external one).
-    pub(crate) async fn shutdown(self) {
-        if let Some((broker, dir)) = self.local {
-            within("broker shutdown", broker.shutdown()).await;
-            drop(dir);
-        }
-    }
-}
-
-/// Starts the broker under test with the default configuration (see the module docs).
-pub(crate) async fn start() -> TestBroker {
-    start_with(|_| {}).await
-}
-
-/// Starts the broker under test, letting the test adjust the in-process configuration (ignored
-/// for an external broker).
-pub(crate) async fn start_with(configure: impl FnOnce(&mut warren::Config)) -> TestBroker {
-    if let Ok(mqtt) = std::env::var(EXTERNAL_MQTT) {
-        let mqtt = resolve(EXTERNAL_MQTT, &mqtt).await;
-        let amqp = match std::env::var(EXTERNAL_AMQP) {
-            Ok(amqp) => Some(resolve(EXTERNAL_AMQP, &amqp).await),
-            Err(_) => None,
-        };
-        return TestBroker {
-            mqtt,
-            amqp,
-            local: None,
-        };
-    }
-    let dir = tempfile::tempdir().expect("create a temporary data directory");
-    let mut config = warren::Config {
-        bind: "127.0.0.1".parse().expect("loopback address"),
-        amqp_port: 0,
-        mqtt_port: 0,
-        data_dir: dir.path().to_path_buf(),
-        ..warren::Config::default()
-    };
-    configure(&mut config);
-    let broker = within("broker start", warren::Broker::start(config))
-        .await
-        .expect("warren starts");
-    TestBroker {
-        mqtt: broker.mqtt_addr(),
-        amqp: Some(broker.amqp_addr()),
-        local: Some((broker, dir)),
-    }
-}
-
-async fn resolve(var: &str, value: &str) -> SocketAddr {
-    tokio::net::lookup_host(value)
-        .await
-        .unwrap_or_else(|e| panic!("{var}={value} is not host:port: {e}"))
-        .next()
-        .unwrap_or_else(|| panic!("{var}={value} resolves to nothing"))
-}
+pub(crate) use common::{
+    within, within_for, External, TestBroker, EXTERNAL_AMQP, EXTERNAL_MQTT, STEP,
+};
 
 fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

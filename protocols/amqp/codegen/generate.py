@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Generate protocols/amqp/src/method.rs from RabbitMQ's AMQP 0-9-1 codegen JSON.
 
-Usage: python3 codegen/generate.py [--check] [path/to/amqp-rabbitmq-0.9.1.json]
+Usage: python3 protocols/amqp/codegen/generate.py [--check] [path/to/amqp-rabbitmq-0.9.1.json]
 
-Without an argument the JSON is read from ../../../shared/reference/ relative to this
-script. The output is written to ../src/method.rs and then formatted with rustfmt
-(if rustfmt is on PATH), so the committed file is rustfmt-clean. With --check nothing
+Without an argument the JSON is read from amqp-rabbitmq-0.9.1.json beside this script.
+That file is RabbitMQ's (rabbitmq-server, deps/rabbitmq_codegen/, MPL 2.0), third-party
+data that is kept out of this repository (it is git-ignored here): put a copy beside this
+script, or pass its path. The output is written to ../src/method.rs and then formatted
+with rustfmt (if rustfmt is on PATH), so the committed file is rustfmt-clean. With --check nothing
 is written; the script exits non-zero if src/method.rs differs from what it would write
 (for CI).
 """
@@ -17,8 +19,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_JSON = os.path.join(HERE, "..", "..", "..", "..", "shared", "reference",
-                            "amqp-rabbitmq-0.9.1.json")
+JSON_NAME = "amqp-rabbitmq-0.9.1.json"
+DEFAULT_JSON = os.path.join(HERE, JSON_NAME)
 OUT = os.path.join(HERE, "..", "src", "method.rs")
 
 RUST_TYPES = {
@@ -377,6 +379,9 @@ def main():
     args = [a for a in sys.argv[1:] if a != "--check"]
     check = "--check" in sys.argv[1:]
     path = args[0] if args else DEFAULT_JSON
+    if not os.path.isfile(path):
+        sys.exit("%s not found: copy %s (rabbitmq-server, deps/rabbitmq_codegen/) into %s,"
+                 " or pass its path" % (path, JSON_NAME, HERE))
     spec, methods = load(path)
     src = gen(spec, methods, os.path.basename(path))
     rustfmt = shutil.which("rustfmt")

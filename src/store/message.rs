@@ -1,10 +1,15 @@
-//! The message as the core sees it: routing information, properties and a shared body.
+//! The message as the core routes it and the store keeps it: routing information, properties
+//! and a shared body. It lives here, below the core, so that the store can encode and decode
+//! messages without importing the core that uses it.
 
 use bytes::Bytes;
 pub use compact_str::CompactString as ShortString;
 
-use super::queue::ConnectionId;
 use super::table::Table;
+
+/// Identifies one connection (of any protocol) for exclusivity and cleanup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId(pub u64);
 
 /// The standard message properties (the fourteen AMQP basic properties; MQTT maps onto them).
 #[derive(Debug, Clone, PartialEq, Default)]

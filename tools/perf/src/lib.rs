@@ -46,6 +46,10 @@
 //! run `warren perf --producers 4 --consumers 4 --broker-pid $(pidof warren)` against warren).
 //! `warren relay` ([`relay`]) is the other check: a loopback forwarder with no queues, against
 //! which the same command shows the client's own ceiling on the machine.
+//!
+//! This crate is not part of the broker: the `warren` binary runs [`cli`] and [`relay::cli`]
+//! for its `perf` and `relay` subcommands, and the broker library knows nothing of it.
+#![warn(missing_docs)]
 
 mod amqp;
 mod mqtt;
