@@ -290,26 +290,19 @@ async fn shutdown_sends_v5_clients_disconnect_0x8b() {
     );
 }
 
-/// Keep-alive enforcement (MQTT 3.1.1 §3.1.2.10): a client that said keep-alive 1 s and then
-/// stays silent is disconnected by the broker after 1.5 × keep-alive (about 1.5 s; the test
-/// allows 10 s). It is not disconnected instantly either.
+/// Keep-alive enforcement end to end (MQTT 3.1.1 §3.1.2.10): a client that said keep-alive
+/// 1 s and then stays silent is disconnected by the broker. The 1.5 × rule itself is tested
+/// with a controlled clock in `mqtt::connection`'s unit tests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_timeout_disconnects_a_silent_client() {
     let broker = TestBroker::options().external(External::Mqtt).start().await;
     let mut connect = Connect::new(Version::V311, &unique_id("keepalive"));
     connect.keep_alive = 1;
     let (mut client, _) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
-    let started = Instant::now();
     let packets = client.until_closed_within(Duration::from_secs(10)).await;
-    let elapsed = started.elapsed();
-    println!("silent client with keep-alive 1 s was disconnected after {elapsed:?}");
     assert!(
         packets.is_empty(),
         "an MQTT 3.1.1 server sends nothing before closing: {packets:?}"
-    );
-    assert!(
-        elapsed >= Duration::from_millis(900),
-        "closed after only {elapsed:?}: keep-alive 1 s allows 1.5 s of silence"
     );
     broker.shutdown().await;
 }

@@ -880,3 +880,85 @@ fn server_properties() -> FieldTable {
     properties.insert("version", text(env!("CARGO_PKG_VERSION")));
     properties
 }
+
+/// The session's timers, driven with an explicit clock: no socket, no waiting.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const HEARTBEAT_FRAME: [u8; 8] = [c::FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, c::FRAME_END];
+
+    fn session(heartbeat: u16, now: Instant) -> Connection {
+        let core = Core::new(1 << 30, None);
+        let vhost = core.vhost("/").expect("default vhost");
+        let negotiated = Negotiated {
+            vhost,
+            user: "guest".into(),
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat,
+            capabilities: ClientCapabilities::default(),
+        };
+        Connection::new(core, SocketAddr::from(([127, 0, 0, 1], 1)), negotiated, now)
+    }
+
+    #[test]
+    fn heartbeats_are_sent_at_half_the_interval_when_nothing_else_was() {
+        let start = Instant::now();
+        let mut connection = session(10, start);
+        assert_eq!(connection.deadline(), Some(start + Duration::from_secs(5)));
+        // Too early: nothing.
+        connection
+            .handle_timeout(start + Duration::from_secs(4))
+            .map_err(|_| "closed")
+            .unwrap();
+        assert!(connection.out.is_empty());
+        connection
+            .handle_timeout(start + Duration::from_secs(5))
+            .map_err(|_| "closed")
+            .unwrap();
+        assert_eq!(&connection.out[..], &HEARTBEAT_FRAME);
+        connection.out.clear();
+        connection.written(start + Duration::from_secs(5));
+        assert_eq!(connection.deadline(), Some(start + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_client_silent_for_two_heartbeat_intervals_is_dropped() {
+        let start = Instant::now();
+        let mut connection = session(10, start);
+        // A heartbeat from the client at 12 s moves the silence window.
+        let mut input = BytesMut::from(&HEARTBEAT_FRAME[..]);
+        connection
+            .handle_input(&mut input, start + Duration::from_secs(12))
+            .map_err(|_| "closed")
+            .unwrap();
+        assert!(input.is_empty(), "the heartbeat frame was consumed");
+        for at in [19, 25, 31] {
+            connection.written(start + Duration::from_secs(at));
+            assert!(
+                connection
+                    .handle_timeout(start + Duration::from_secs(at))
+                    .is_ok(),
+                "dropped at {at} s after 12 s of silence"
+            );
+        }
+        match connection.handle_timeout(start + Duration::from_secs(32)) {
+            Err(Closing::Silent(reason)) => assert_eq!(reason, "missed heartbeats"),
+            _ => panic!("a client silent for 20 s (heartbeat 10 s) is kept"),
+        }
+    }
+
+    #[test]
+    fn heartbeat_zero_means_no_timer() {
+        let start = Instant::now();
+        let mut connection = session(0, start);
+        assert_eq!(connection.deadline(), None);
+        assert!(connection
+            .handle_timeout(start + Duration::from_secs(86_400))
+            .is_ok());
+        assert!(connection.out.is_empty());
+    }
+}

@@ -763,3 +763,164 @@ impl Session for MqttConnection {
         self.shared.core.store().cloned()
     }
 }
+
+/// The session's timers (keep-alive, will delay, session expiry) with a controlled clock:
+/// sessions are opened without a socket, and tokio's paused clock stands in for real time.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use warren_mqtt::{ConnectProperties, QoS};
+
+    use super::*;
+    use crate::core::{QueueDeclare, Table};
+
+    fn shared() -> Arc<Shared> {
+        let core = crate::core::Core::new(1 << 30, None);
+        let mqtt = super::super::Mqtt::new(
+            core,
+            super::super::Settings::from_config(&crate::config::Config::default()),
+            tokio_util::sync::CancellationToken::new(),
+            tokio_util::task::TaskTracker::new(),
+        );
+        mqtt.shared()
+    }
+
+    fn connect_v5(client_id: &str, keep_alive: u16, session_expiry: u32) -> Connect {
+        Connect {
+            protocol: ProtocolVersion::V5,
+            client_id: client_id.into(),
+            clean_start: false,
+            keep_alive,
+            username: None,
+            password: None,
+            will: None,
+            properties: ConnectProperties {
+                session_expiry_interval: Some(session_expiry),
+                ..ConnectProperties::default()
+            },
+        }
+    }
+
+    async fn open(shared: &Arc<Shared>, connect: Connect) -> Box<MqttConnection> {
+        let login = Login {
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            certificate_name: None,
+            transport: "test",
+        };
+        // The CONNECT goes through the codecs, as from a socket: the server's codec learns
+        // the protocol version from it.
+        let mut wire = BytesMut::new();
+        Codec::new_client(connect.protocol, 1 << 20)
+            .encode(&Packet::Connect(connect), &mut wire)
+            .unwrap();
+        let mut codec = Codec::new(1 << 20);
+        let Ok(Some(Packet::Connect(connect))) = codec.decode(&mut wire) else {
+            panic!("CONNECT does not decode");
+        };
+        match accept_connect(codec, connect, login, shared.clone()).await {
+            Ok(connection) => connection,
+            Err(refusal) => panic!("CONNECT refused: {}", refusal.log),
+        }
+    }
+
+    /// [MQTT-3.1.2-24]: silence for one and a half times the keep-alive ends the connection.
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_allows_one_and_a_half_intervals_of_silence() {
+        let shared = shared();
+        let mut connection = open(&shared, connect_v5("unit-keepalive", 10, 0)).await;
+        let connected = Instant::now();
+        assert_eq!(
+            connection.deadline(),
+            Some(connected + Duration::from_secs(15))
+        );
+        assert!(connection
+            .handle_timeout(connected + Duration::from_millis(14_999))
+            .is_ok());
+        // A PINGREQ at 14 s moves the deadline to 29 s.
+        let mut ping = BytesMut::from(&[0xC0u8, 0x00][..]);
+        let pinged = connected + Duration::from_secs(14);
+        assert!(connection.handle_input(&mut ping, pinged).is_ok());
+        assert_eq!(
+            connection.deadline(),
+            Some(pinged + Duration::from_secs(15))
+        );
+        assert!(connection
+            .handle_timeout(connected + Duration::from_secs(20))
+            .is_ok());
+        match connection.handle_timeout(pinged + Duration::from_secs(15)) {
+            Err(closing) => assert_eq!(closing.reason, rc::KEEP_ALIVE_TIMEOUT),
+            Ok(()) => panic!("a client silent for 1.5 x keep-alive is kept"),
+        }
+        // Keep-alive 0: no deadline at all.
+        let idle = open(&shared, connect_v5("unit-keepalive-0", 0, 0)).await;
+        assert_eq!(idle.deadline(), None);
+    }
+
+    /// MQTT 5.0 §3.1.3.2.2: the will is published Will Delay Interval after the connection
+    /// ends, not before.
+    #[tokio::test(start_paused = true)]
+    async fn will_is_published_after_its_delay() {
+        let shared = shared();
+        let vhost = shared.core.vhost("/").unwrap();
+        let watcher = ConnectionId(0);
+        vhost
+            .declare_queue(
+                QueueDeclare {
+                    name: "unit-will-watch".into(),
+                    ..QueueDeclare::default()
+                },
+                watcher,
+            )
+            .unwrap();
+        vhost
+            .bind_queue(
+                "unit-will-watch",
+                "amq.topic",
+                "wills.unit",
+                Table::default(),
+                watcher,
+            )
+            .unwrap();
+        let watch = vhost.queue("unit-will-watch", watcher).unwrap();
+        let mut connect = connect_v5("unit-will", 0, 60);
+        connect.will = Some(Will {
+            topic: "wills/unit".into(),
+            payload: bytes::Bytes::from_static(b"gone"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+            delay_interval: Some(5),
+        });
+        let connection = open(&shared, connect).await;
+        connection.end(Closing::new(rc::UNSPECIFIED_ERROR, "socket lost"));
+        tokio::time::sleep(Duration::from_millis(4_900)).await;
+        assert_eq!(watch.counts().ready, 0, "will published before its delay");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            watch.counts().ready,
+            1,
+            "will not published after its delay"
+        );
+    }
+
+    /// MQTT 5.0 §3.1.2.11.2: a dormant session lives for its Session Expiry Interval, then
+    /// it is gone.
+    #[tokio::test(start_paused = true)]
+    async fn dormant_session_expires_after_its_interval() {
+        let shared = shared();
+        let connection = open(&shared, connect_v5("unit-expiry", 0, 10)).await;
+        let generation = connection.generation;
+        connection.end(Closing::new(rc::UNSPECIFIED_ERROR, "socket lost"));
+        tokio::time::sleep(Duration::from_millis(9_900)).await;
+        assert!(
+            shared.sessions.is_dormant("/", "unit-expiry", generation),
+            "session ended before its expiry"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !shared.sessions.is_dormant("/", "unit-expiry", generation),
+            "session outlived its expiry"
+        );
+    }
+}
