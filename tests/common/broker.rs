@@ -120,7 +120,7 @@ impl BrokerOptions {
                 amqp: Some(process.amqp),
                 mqtt: Some(process.mqtt),
                 external: None,
-                kind: Kind::Process(process),
+                kind: Kind::Process(Box::new(process)),
                 _dir: dir,
             };
         }
@@ -212,7 +212,8 @@ pub(crate) struct TestBroker {
 enum Kind {
     External,
     InProcess(warren::Broker),
-    Process(BrokerProcess),
+    /// Boxed: a child process's handles are much larger than the other variants.
+    Process(Box<BrokerProcess>),
 }
 
 impl TestBroker {
@@ -299,7 +300,7 @@ impl TestBroker {
     /// The process and its temporary data directory, which must outlive it.
     fn into_process(self) -> (BrokerProcess, Option<tempfile::TempDir>) {
         match self.kind {
-            Kind::Process(process) => (process, self._dir),
+            Kind::Process(process) => (*process, self._dir),
             _ => panic!("only a broker started with .process() can be killed or terminated"),
         }
     }
