@@ -250,44 +250,36 @@ async fn external_login_needs_a_certificate_of_a_known_user() {
     let address = broker.in_process().amqps_addr().unwrap();
     let ca = &material.generated.ca_certificate;
 
-    let mut stream = tls_connect(address, ca, None).await.unwrap();
-    let mut buffer = BytesMut::new();
-    let mechanisms = amqp_start(&mut stream, &mut buffer).await.unwrap();
-    assert!(!mechanisms.contains("EXTERNAL"), "offered: {mechanisms}");
-    send_start_ok(&mut stream, "EXTERNAL", b"").await;
-    match read_frame(&mut stream, &mut buffer).await {
-        Some(Frame::Method {
-            method: Method::ConnectionClose(close),
-            ..
-        }) => assert_eq!(close.reply_code, 403, "{}", close.reply_text),
-        other => panic!("expected connection.close 403, got {other:?}"),
-    }
-
-    let mallory = &material.generated.clients[1];
-    let mut stream = tls_connect(address, ca, Some(mallory)).await.unwrap();
-    let mut buffer = BytesMut::new();
-    let mechanisms = amqp_start(&mut stream, &mut buffer).await.unwrap();
-    assert!(mechanisms.contains("EXTERNAL"), "offered: {mechanisms}");
-    send_start_ok(&mut stream, "EXTERNAL", b"").await;
-    match read_frame(&mut stream, &mut buffer).await {
-        Some(Frame::Method {
-            method: Method::ConnectionClose(close),
-            ..
-        }) => assert_eq!(close.reply_code, 403, "{}", close.reply_text),
-        other => panic!("expected connection.close 403 for an unknown CN, got {other:?}"),
-    }
-
     let guest = &material.generated.clients[0];
-    let mut stream = tls_connect(address, ca, Some(guest)).await.unwrap();
-    let mut buffer = BytesMut::new();
-    amqp_start(&mut stream, &mut buffer).await.unwrap();
-    send_start_ok(&mut stream, "EXTERNAL", b"").await;
-    match read_frame(&mut stream, &mut buffer).await {
-        Some(Frame::Method {
-            method: Method::ConnectionTune(_),
-            ..
-        }) => {}
-        other => panic!("expected connection.tune after EXTERNAL login, got {other:?}"),
+    let mallory = &material.generated.clients[1];
+    // (client certificate, EXTERNAL offered, reply to start-ok EXTERNAL)
+    let cases = [
+        (None, false, "connection.close 403"),
+        (Some(mallory), true, "connection.close 403"),
+        (Some(guest), true, "connection.tune"),
+    ];
+    for (client, offered, expected) in cases {
+        let mut stream = tls_connect(address, ca, client).await.unwrap();
+        let mut buffer = BytesMut::new();
+        let mechanisms = amqp_start(&mut stream, &mut buffer).await.unwrap();
+        assert_eq!(
+            mechanisms.contains("EXTERNAL"),
+            offered,
+            "offered: {mechanisms}"
+        );
+        send_start_ok(&mut stream, "EXTERNAL", b"").await;
+        let reply = match read_frame(&mut stream, &mut buffer).await {
+            Some(Frame::Method {
+                method: Method::ConnectionClose(close),
+                ..
+            }) if close.reply_code == 403 => "connection.close 403",
+            Some(Frame::Method {
+                method: Method::ConnectionTune(_),
+                ..
+            }) => "connection.tune",
+            other => panic!("unexpected reply to EXTERNAL: {other:?}"),
+        };
+        assert_eq!(reply, expected, "client certificate {client:?}");
     }
     broker.shutdown().await;
 }
