@@ -1,15 +1,34 @@
 #!/usr/bin/env python3
-"""Generate protocols/amqp/src/method.rs from RabbitMQ's AMQP 0-9-1 codegen JSON.
+"""Generate protocols/amqp/src/method.rs from methods.json (warren's list of AMQP 0-9-1 methods).
 
-Usage: python3 protocols/amqp/codegen/generate.py [--check] [path/to/amqp-rabbitmq-0.9.1.json]
+Usage:
+  python3 protocols/amqp/codegen/generate.py [--check]
+  python3 protocols/amqp/codegen/generate.py --import-rabbitmq PATH [--check]
 
-Without an argument the JSON is read from amqp-rabbitmq-0.9.1.json beside this script.
-That file is RabbitMQ's (rabbitmq-server, deps/rabbitmq_codegen/, MPL 2.0), third-party
-data that is kept out of this repository (it is git-ignored here): put a copy beside this
-script, or pass its path. The output is written to ../src/method.rs and then formatted
-with rustfmt (if rustfmt is on PATH), so the committed file is rustfmt-clean. With --check nothing
-is written; the script exits non-zero if src/method.rs differs from what it would write
-(for CI).
+The first form reads methods.json beside this script and writes ../src/method.rs, formatted
+with rustfmt (if rustfmt is on PATH), so the committed file is rustfmt-clean. With --check
+nothing is written; the script exits non-zero if src/method.rs differs from what it would
+write (CI runs this).
+
+methods.json is the project's own file, in a format of our own, and holds facts about the
+public AMQP 0-9-1 protocol only, as much as this generator uses:
+
+  {"format": "warren-amqp-methods/1",
+   "classes": [{"id": 60, "name": "basic", "methods": [
+     {"id": 40, "name": "publish", "content": true, "fields": [
+       {"name": "ticket", "type": "short", "default": 0}, ...]}, ...]}, ...]}
+
+Classes and methods are sorted by id. "synchronous" and "content" are given only when true.
+Fields are in wire order; "type" is the wire type (bit, octet, short, long, longlong,
+timestamp, shortstr, longstr, table), with the spec's domains already resolved; "default" is
+the spec's documented default, given only when there is one (and not an empty table).
+
+The second form is a one-off importer: it (re)writes methods.json from RabbitMQ's AMQP 0-9-1
+codegen JSON (amqp-rabbitmq-0.9.1.json, rabbitmq-server deps/rabbitmq_codegen/, MPL 2.0),
+taking only the facts above (no prose, no constants, no content properties). That JSON is
+third-party and is not kept in this repository: pass the path of your own copy. With --check
+it only verifies that methods.json is what the import would write. Run the first form after an
+import to regenerate method.rs.
 """
 
 import json
@@ -19,8 +38,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-JSON_NAME = "amqp-rabbitmq-0.9.1.json"
-DEFAULT_JSON = os.path.join(HERE, JSON_NAME)
+METHODS_NAME = "methods.json"
+METHODS = os.path.join(HERE, METHODS_NAME)
+FORMAT = "warren-amqp-methods/1"
 OUT = os.path.join(HERE, "..", "src", "method.rs")
 
 RUST_TYPES = {
@@ -58,8 +78,7 @@ def field_name(name):
 
 
 class Method:
-    def __init__(self, cls, m, domains):
-        self.cls = cls
+    def __init__(self, cls, m):
         self.cls_id = cls["id"]
         self.name = m["name"]
         self.id = m["id"]
@@ -70,36 +89,97 @@ class Method:
         self.rmq_name = "%s.%s" % (cls["name"], m["name"].replace("-", "_"))
         self.spec_name = "%s.%s" % (cls["name"], m["name"])
         self.args = []
-        for a in m["arguments"]:
-            t = a.get("type") or domains[a["domain"]]
+        for a in m["fields"]:
             self.args.append({
                 "wire": a["name"],
                 "field": field_name(a["name"]),
-                "type": t,
-                "domain": a.get("domain"),
-                "default": a.get("default-value"),
+                "type": a["type"],
+                "default": a.get("default"),
             })
 
 
 def load(path):
+    """Reads methods.json (our format, see the module docstring) into a list of Methods."""
     with open(path) as f:
         spec = json.load(f)
-    domains = dict(spec["domains"])
+    if spec.get("format") != FORMAT:
+        sys.exit("%s: format is %r, expected %r" % (path, spec.get("format"), FORMAT))
+    classes = sorted(spec["classes"], key=lambda c: c["id"])
+    methods = []
+    for c in classes:
+        for m in sorted(c["methods"], key=lambda m: m["id"]):
+            methods.append(Method(c, m))
+    seen = set()
+    for m in methods:
+        if (m.cls_id, m.id) in seen:
+            sys.exit("%s: duplicate method %d.%d (%s)" % (path, m.cls_id, m.id, m.spec_name))
+        seen.add((m.cls_id, m.id))
+        for a in m.args:
+            if a["type"] not in RUST_TYPES:
+                sys.exit("unknown field type %r in %s" % (a["type"], m.spec_name))
+    return methods
+
+
+def import_rabbitmq(path):
+    """Our methods.json document, built from RabbitMQ's AMQP 0-9-1 codegen JSON at path.
+
+    Takes class and method ids and names, the synchronous and content flags, and each
+    argument's name, type (domains resolved) and default; nothing else.
+    """
+    with open(path) as f:
+        rmq = json.load(f)
+    domains = dict(rmq["domains"])
     # Resolve domains that point at other domains.
     for k, v in list(domains.items()):
         while v in domains and domains[v] != v:
             v = domains[v]
         domains[k] = v
-    classes = sorted(spec["classes"], key=lambda c: c["id"])
-    methods = []
-    for c in classes:
+    classes = []
+    for c in sorted(rmq["classes"], key=lambda c: c["id"]):
+        methods = []
         for m in sorted(c["methods"], key=lambda m: m["id"]):
-            methods.append(Method(c, m, domains))
-    for m in methods:
-        for a in m.args:
-            if a["type"] not in RUST_TYPES:
-                sys.exit("unknown field type %r in %s" % (a["type"], m.spec_name))
-    return spec, methods
+            method = {"id": m["id"], "name": m["name"]}
+            if m.get("synchronous"):
+                method["synchronous"] = True
+            if m.get("content"):
+                method["content"] = True
+            fields = []
+            for a in m["arguments"]:
+                field = {"name": a["name"], "type": a.get("type") or domains[a["domain"]]}
+                dflt = a.get("default-value")
+                if dflt is not None and dflt != {}:
+                    field["default"] = dflt
+                fields.append(field)
+            method["fields"] = fields
+            methods.append(method)
+        classes.append({"id": c["id"], "name": c["name"], "methods": methods})
+    return {"format": FORMAT, "classes": classes}
+
+
+def dump_methods(doc):
+    """methods.json text: one line per class header, method header and field (diffs well)."""
+    d = json.dumps
+    out = ["{"]
+    out.append('  "format": %s,' % d(doc["format"]))
+    out.append('  "classes": [')
+    for ci, c in enumerate(doc["classes"]):
+        out.append('    {"id": %s, "name": %s, "methods": [' % (d(c["id"]), d(c["name"])))
+        for mi, m in enumerate(c["methods"]):
+            head = {k: v for k, v in m.items() if k != "fields"}
+            if not m["fields"]:
+                out.append('      %s, "fields": []}%s' % (
+                    d(head)[:-1], "," if mi + 1 < len(c["methods"]) else ""))
+                continue
+            out.append('      %s, "fields": [' % d(head)[:-1])
+            for fi, a in enumerate(m["fields"]):
+                out.append('        %s%s' % (d(a), "," if fi + 1 < len(m["fields"]) else ""))
+            out.append('      ]}%s' % ("," if mi + 1 < len(c["methods"]) else ""))
+        out.append('    ]}%s' % ("," if ci + 1 < len(doc["classes"]) else ""))
+    out.append("  ]")
+    out.append("}")
+    text = "\n".join(out) + "\n"
+    assert json.loads(text) == doc
+    return text
 
 
 def bit_groups(args):
@@ -223,14 +303,15 @@ def gen_struct(m, w):
     w("")
 
 
-def gen(spec, methods, json_name):
+def gen(methods):
     lines = []
     w = lines.append
-    w("// Generated by codegen/generate.py from %s, do not edit." % json_name)
+    w("// Generated by codegen/generate.py from codegen/%s, do not edit." % METHODS_NAME)
     w("// Regenerate with `python3 protocols/amqp/codegen/generate.py`.")
     w("")
     w("//! Every AMQP 0-9-1 method of every class RabbitMQ defines, as one struct each, and")
-    w("//! the [`Method`] enum over them (AMQP §4.2.4, RabbitMQ's codegen JSON).")
+    w("//! the [`Method`] enum over them (AMQP §4.2.4; ids, fields and types as in RabbitMQ's")
+    w("//! codegen JSON, imported into codegen/%s)." % METHODS_NAME)
     w("//!")
     w("//! A method payload is `class id (u16), method id (u16), arguments`. Arguments are")
     w("//! decoded with checked reads; consecutive `bit` arguments share one octet, least")
@@ -375,26 +456,47 @@ def gen(spec, methods, json_name):
     return "\n".join(lines) + "\n"
 
 
+def usage():
+    sys.exit("usage: generate.py [--check]\n"
+             "       generate.py --import-rabbitmq PATH/amqp-rabbitmq-0.9.1.json [--check]")
+
+
 def main():
-    args = [a for a in sys.argv[1:] if a != "--check"]
-    check = "--check" in sys.argv[1:]
-    path = args[0] if args else DEFAULT_JSON
-    if not os.path.isfile(path):
-        sys.exit("%s not found: copy %s (rabbitmq-server, deps/rabbitmq_codegen/) into %s,"
-                 " or pass its path" % (path, JSON_NAME, HERE))
-    spec, methods = load(path)
-    src = gen(spec, methods, os.path.basename(path))
+    argv = sys.argv[1:]
+    check = "--check" in argv
+    argv = [a for a in argv if a != "--check"]
+    if argv and argv[0] == "--import-rabbitmq":
+        if len(argv) != 2:
+            usage()
+        text = dump_methods(import_rabbitmq(argv[1]))
+        n = sum(len(c["methods"]) for c in json.loads(text)["classes"])
+        if check:
+            with open(METHODS) as f:
+                if f.read() != text:
+                    sys.exit("%s differs from the import of %s" % (METHODS, argv[1]))
+            print("%s matches the import (%d methods)" % (METHODS, n))
+            return
+        with open(METHODS, "w") as f:
+            f.write(text)
+        print("wrote %s (%d methods); now run generate.py to regenerate method.rs" % (METHODS, n))
+        return
+    if argv:
+        usage()
+    methods = load(METHODS)
+    src = gen(methods)
     rustfmt = shutil.which("rustfmt")
     if rustfmt:
         src = subprocess.run([rustfmt, "--edition", "2021", "--emit", "stdout"],
                              input=src, capture_output=True, text=True, check=True).stdout
+    elif check:
+        sys.exit("--check needs rustfmt on PATH: method.rs is committed rustfmt-formatted")
     else:
         print("warning: rustfmt not found; output is not formatted", file=sys.stderr)
     out = os.path.normpath(OUT)
     if check:
         with open(out) as f:
             if f.read() != src:
-                sys.exit("%s is out of date: run codegen/generate.py" % out)
+                sys.exit("%s is out of date: run python3 protocols/amqp/codegen/generate.py" % out)
         print("%s is up to date (%d methods)" % (out, len(methods)))
         return
     with open(out, "w") as f:
