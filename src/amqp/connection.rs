@@ -118,7 +118,7 @@ pub(super) async fn serve(
     shutdown: CancellationToken,
 ) {
     let peer = accepted.peer;
-    let mut link = Link::new(accepted.stream, BytesMut::new(), READ_CHUNK);
+    let mut link = Link::new(accepted.stream, READ_CHUNK);
     // The handshake runs as a boxed future and the connection state lives on the heap, so
     // the task's size while a connection idles is only the run loop's.
     let certificate_name = accepted.certificate_name;

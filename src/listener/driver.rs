@@ -3,13 +3,12 @@
 //! "acknowledge only after fsync" gate, timers and shutdown.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{ReadSize, Stream};
@@ -107,17 +106,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// A link over `stream`, with input already read (during the handshake) in `read_buf`.
-    pub(crate) fn new(stream: Stream, read_buf: BytesMut, read_max: usize) -> Link {
-        // Idle connections keep no handshake buffers.
-        let read_buf = if read_buf.is_empty() {
-            BytesMut::new()
-        } else {
-            read_buf
-        };
+    /// A link over `stream` whose reads grow up to `read_max` bytes.
+    pub(crate) fn new(stream: Stream, read_max: usize) -> Link {
         Link {
             stream,
-            read_buf,
+            read_buf: BytesMut::new(),
             read_size: ReadSize::new(read_max),
         }
     }
@@ -143,11 +136,18 @@ impl Link {
         session: &mut S,
         stop: &impl StopSignal,
     ) -> Ended<S::Close> {
+        if self.read_buf.is_empty() {
+            // Idle connections keep no handshake buffer.
+            self.read_buf = BytesMut::new();
+        }
         let mut synced: Option<watch::Receiver<Ticket>> = None;
-        // One timer for the session's deadlines, re-armed only when a deadline comes
-        // earlier than the one it waits for: firing early is harmless (the session checks
-        // the real time), and busy connections do not touch the timer wheel per burst.
-        let mut timer: Option<(Pin<Box<Sleep>>, Instant)> = None;
+        // One timer for the session's deadlines and the alarm re-check, re-armed only when a
+        // deadline comes earlier than the one it waits for: firing early is harmless (the
+        // session checks the real time), and busy connections do not touch the timer wheel
+        // per burst. It lives in the task (no allocation) and is registered only once armed.
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
             let gate = session.read_gate();
             let waiting_for_sync = session.awaits_sync();
@@ -169,20 +169,24 @@ impl Link {
             if session.finished() {
                 return Ended::Finished;
             }
-            match (session.deadline(), &mut timer) {
-                (None, _) => timer = None,
-                (Some(at), Some((sleep, armed))) if at < *armed => {
-                    sleep.as_mut().reset(at);
-                    *armed = at;
-                }
-                (Some(_), Some(_)) => {}
-                (Some(at), None) => timer = Some((Box::pin(tokio::time::sleep_until(at)), at)),
-            }
             let (can_read, flow, blocked) = match gate {
                 ReadGate::Open => (true, None, false),
                 ReadGate::Paused(flow) => (false, Some(flow), false),
                 ReadGate::Blocked => (false, None, true),
             };
+            let alarm = blocked.then(|| Instant::now() + ALARM_RECHECK);
+            let wake_at = match (session.deadline(), alarm) {
+                (Some(deadline), Some(alarm)) => Some(deadline.min(alarm)),
+                (deadline, alarm) => deadline.or(alarm),
+            };
+            match (wake_at, armed) {
+                (None, _) => armed = None,
+                (Some(at), Some(current)) if at >= current => {}
+                (Some(at), _) => {
+                    timer.as_mut().reset(at);
+                    armed = Some(at);
+                }
+            }
             let synced_wait = synced.as_mut().filter(|_| waiting_for_sync);
             let stream = &mut self.stream;
             let read_buf = &mut self.read_buf;
@@ -224,13 +228,12 @@ impl Link {
                 }
                 _ = crate::store::synced_changed(synced_wait) => {}
                 _ = flow_wait(flow.clone()), if flow.is_some() => {}
-                _ = timer_fired(timer.as_mut()), if timer.is_some() => {
-                    timer = None;
+                _ = &mut timer, if armed.is_some() => {
+                    armed = None;
                     if let Err(close) = session.handle_timeout(Instant::now()) {
                         return Ended::Closed(close);
                     }
                 }
-                _ = tokio::time::sleep(ALARM_RECHECK), if blocked => {}
             }
         }
     }
@@ -240,13 +243,6 @@ impl Link {
 async fn recv_event(events: Option<&mut ConsumerEvents>) -> Option<ConsumerEvent> {
     match events {
         Some(events) => events.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn timer_fired(timer: Option<&mut (Pin<Box<Sleep>>, Instant)>) {
-    match timer {
-        Some((sleep, _)) => sleep.as_mut().await,
         None => std::future::pending().await,
     }
 }

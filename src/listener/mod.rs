@@ -227,6 +227,15 @@ pub(crate) enum HandshakeError {
     NoTls,
 }
 
+/// Frees an empty read buffer. Readiness left over from the last read (tokio clears it only
+/// when a read finds nothing) makes the next read reserve a buffer and find nothing; an idle
+/// connection must not keep that buffer while it waits.
+fn release_if_empty(buffer: &mut BytesMut) {
+    if buffer.is_empty() && buffer.capacity() > 0 {
+        *buffer = BytesMut::new();
+    }
+}
+
 /// How much to read at once, adapted to the connection's traffic: it doubles while reads
 /// fill the buffer (a busy publisher soon reads large bursts) and halves when they come in
 /// small, so idle and chatty connections never hold large buffers.
@@ -276,7 +285,10 @@ impl ReadSize {
                 self.adapt(read, room);
                 Ok(Some(read))
             }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                release_if_empty(buffer);
+                Ok(None)
+            }
             Err(error) => Err(error),
         }
     }

@@ -168,6 +168,7 @@ fn poll_read_tls(
             // Nothing decrypted is left: the socket's readiness (registered by the read
             // that found nothing) wakes the task.
             tls.pending = false;
+            super::release_if_empty(buffer);
             Poll::Pending
         }
     }

@@ -139,7 +139,7 @@ pub(super) struct MqttConnection {
 /// Serves one accepted connection (any transport) until it closes.
 pub(super) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
     let peer = accepted.peer;
-    let mut link = Link::new(accepted.stream, BytesMut::new(), READ_CHUNK);
+    let mut link = Link::new(accepted.stream, READ_CHUNK);
     // The handshake and the teardown run as boxed futures, so the task's size while a
     // connection idles is only the run loop's.
     let certificate_name = accepted.certificate_name;
