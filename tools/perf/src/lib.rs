@@ -2,12 +2,13 @@
 //! RabbitMQ PerfTest, so the same command measures warren, RabbitMQ and Mosquitto.
 //!
 //! # What it does
-//! - **AMQP** (`--uri amqp://…`): declares `--queues` queues named by `--queue-pattern`
+//! - **AMQP** (`--uri amqp://…`, or `amqps://…` over TLS): declares `--queues` queues named by `--queue-pattern`
 //!   (`perf-%d` → `perf-0`, `perf-1`, …; durable with `--persistent`) and purges them; producer
 //!   `i` publishes to queue `i % queues` through the default exchange, consumer `j` consumes
 //!   queue `j % queues` (competing consumers share a queue's messages). The queues are deleted
 //!   at the end unless `--keep-queues`.
-//! - **MQTT** (`--uri mqtt://…`, MQTT 3.1.1, clean sessions, keep-alive off): publisher `i`
+//! - **MQTT** (`--uri mqtt://…`; `mqtts://…` over TLS, `ws://…` / `wss://…` over WebSocket;
+//!   MQTT 3.1.1, clean sessions, keep-alive off): publisher `i`
 //!   publishes to topic `perf/<i % queues>` with `--qos`, subscriber `j` subscribes to
 //!   `perf/<j % queues>`. Every subscriber of a topic gets every message (fan-out), so give
 //!   `--queues` = `--producers` = `--consumers` for independent pairs.
@@ -24,6 +25,12 @@
 //! body starts with the send time (8 bytes, nanoseconds on this process's monotonic clock) and a
 //! per-run tag (4 bytes), so consumers record end-to-end latency into an HDR histogram and
 //! ignore stray messages from other runs. Bodies shorter than 12 bytes carry no timestamp.
+//!
+//! # Transports
+//! Plain TCP is the baseline and keeps its code path; TLS (`amqps`, `mqtts`, `wss`; rustls
+//! with the ring provider) trusts `--tls-ca FILE` for the URI's host, or anything with
+//! `--tls-insecure`; WebSocket (`ws`, `wss`; path `/ws` by default, subprotocol `mqtt`) sends
+//! each burst of MQTT output as one binary frame.
 //!
 //! # Output
 //! One progress line per second, a human-readable summary, then one JSON line (the
@@ -90,9 +97,9 @@ const TICK: Duration = Duration::from_millis(50);
 pub enum Mode {
     /// Taken from the `--uri` scheme: AMQP producers and consumers, or MQTT ones.
     Auto,
-    /// AMQP producers and consumers (`--uri amqp://…`).
+    /// AMQP producers and consumers (`--uri amqp://…` or `amqps://…`).
     Amqp,
-    /// MQTT publishers and subscribers (`--uri mqtt://…`).
+    /// MQTT publishers and subscribers (`--uri mqtt://…`, `mqtts://…`, `ws://…`, `wss://…`).
     Mqtt,
     /// MQTT publishers (`--uri mqtt://…`) and AMQP consumers (`--amqp-uri amqp://…`) on queues
     /// bound to `amq.topic`.
@@ -110,9 +117,11 @@ pub enum Mode {
                   summary with rates and end-to-end latency percentiles, and one JSON line."
 )]
 pub struct Options {
-    /// Broker URI: amqp[s]://user:pass@host:port/vhost, mqtt[s]://[user:pass@]host:port or
-    /// MQTT over WebSocket ws[s]://[user:pass@]host:port[/path] (path default /ws). Default
-    /// ports: amqp 5672, amqps 5671, mqtt 1883, mqtts 8883, ws 15675, wss 15676.
+    /// Broker URI: amqp://user:pass@host:port/vhost or amqps://… (TLS);
+    /// mqtt://user:pass@host:port or mqtts://… (TLS); MQTT over WebSocket
+    /// ws://user:pass@host:port/path or wss://… (TLS; path default /ws). MQTT credentials are
+    /// optional. Default ports: amqp 5672, amqps 5671, mqtt 1883, mqtts 8883, ws 15675,
+    /// wss 15676.
     #[arg(long, default_value = DEFAULT_URI)]
     pub uri: String,
     /// AMQP URI (amqp:// or amqps://) of the consumers' broker for --mode mqtt-to-amqp.

@@ -160,15 +160,20 @@ fn mqtt_uri(plan: &Plan) -> Result<&MqttUri> {
 }
 
 /// Connects (TCP, TLS, WebSocket as the URI says; clean session, keep alive off) and waits
-/// for an accepting CONNACK.
+/// for an accepting CONNACK. `idle`: the connection will carry nothing (idle mode).
 async fn open(
     uri: &MqttUri,
     tls: Option<&Arc<rustls::ClientConfig>>,
     client_id: &str,
     max_packet: usize,
     wait: Duration,
+    idle: bool,
 ) -> Result<Conn> {
-    let (r, mut writer) = transport::connect(&uri.endpoint(tls), wait).await?;
+    let endpoint = transport::Endpoint {
+        idle,
+        ..uri.endpoint(tls)
+    };
+    let (r, mut writer) = transport::connect(&endpoint, wait).await?;
     let mut reader = Reader {
         io: r,
         buf: BytesMut::with_capacity(4096),
@@ -368,6 +373,7 @@ async fn publisher_inner(
         &client_id,
         max_packet(plan),
         plan.timeout,
+        false,
     )
     .await?;
     let qos = plan.qos;
@@ -515,6 +521,7 @@ async fn subscriber_inner(shared: &Shared, idx: usize, ready: mpsc::Sender<()>) 
         &client_id,
         max_packet(plan),
         plan.timeout,
+        false,
     )
     .await?;
     let requested = QoS::from_u8(plan.qos).ok_or_else(|| anyhow!("bad QoS {}", plan.qos))?;
@@ -615,7 +622,7 @@ pub(crate) async fn idle(plan: &Plan, n: usize, parallel: usize) -> Result<IdleS
             let tls = tls.clone();
             async move {
                 let id = format!("perf-{tag:08x}-i{i}");
-                let conn = open(&uri, tls.as_ref(), &id, 4096, wait)
+                let conn = open(&uri, tls.as_ref(), &id, 4096, wait, true)
                     .await
                     .with_context(|| format!("idle connection {i}"))?;
                 Ok(Held::new(conn.reader.io, conn.writer))

@@ -32,6 +32,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -64,7 +65,13 @@ pub(crate) struct Endpoint<'a> {
     pub(crate) path: &'a str,
     /// The client TLS configuration (present whenever `transport.is_tls()`).
     pub(crate) tls: Option<&'a Arc<rustls::ClientConfig>>,
+    /// The connection will stay idle (idle mode): small WebSocket buffers, as tungstenite's
+    /// default 128 KiB read buffer per connection would be 1.3 GB for 10,000 connections.
+    pub(crate) idle: bool,
 }
+
+/// WebSocket read buffer of an idle connection.
+const IDLE_WS_READ_BUFFER: usize = 4096;
 
 /// A TLS client stream over TCP.
 type Tls = TlsStream<TcpStream>;
@@ -171,7 +178,10 @@ pub(crate) async fn connect(at: &Endpoint<'_>, wait: Duration) -> Result<(ReadHa
         } else {
             WsInner::Plain(stream)
         };
-        let (ws, _) = tokio_tungstenite::client_async(ws_request(at)?, inner)
+        let config = at
+            .idle
+            .then(|| WebSocketConfig::default().read_buffer_size(IDLE_WS_READ_BUFFER));
+        let (ws, _) = tokio_tungstenite::client_async_with_config(ws_request(at)?, inner, config)
             .await
             .with_context(|| format!("WebSocket upgrade with {host}:{port}{}", at.path))?;
         let (w, r) = ws.split();

@@ -206,6 +206,7 @@ impl AmqpUri {
             transport: self.transport,
             path: "",
             tls,
+            idle: false,
         }
     }
 }
@@ -255,6 +256,7 @@ impl MqttUri {
             transport: self.transport,
             path: &self.path,
             tls,
+            idle: false,
         }
     }
 }
