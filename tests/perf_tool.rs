@@ -1,5 +1,6 @@
 //! `warren perf` against an in-process warren: short AMQP, MQTT, mqtt-to-amqp and idle runs
-//! through the library API, checking that every published message was consumed.
+//! through the library API, over plain TCP, TLS (amqps, mqtts) and MQTT over WebSocket (ws,
+//! wss), checking that every published message was consumed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -267,4 +268,183 @@ async fn relay_carries_amqp_and_mqtt_runs() {
     })
     .await;
     assert_eq!((mqtt.published, mqtt.consumed, mqtt.lost), (1000, 1000, 0));
+}
+
+/// A broker with every TLS and WebSocket listener on an ephemeral port, and the directory
+/// holding its certificates (kept alive for the test; `ca_certificate.pem` is the CA).
+async fn tls_broker() -> (TestBroker, tempfile::TempDir) {
+    let certs = tempfile::tempdir().expect("a certificate directory");
+    let generated =
+        warren::tls::generate::generate(certs.path(), &["guest"]).expect("certificates");
+    let tls = warren::tls::TlsSettings {
+        certificate: generated.server_certificate.clone(),
+        key: generated.server_key.clone(),
+        ca: Some(generated.ca_certificate.clone()),
+        verify_peer: false,
+        fail_if_no_peer_certificate: false,
+    };
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .config(move |c| {
+            c.amqps_port = Some(0);
+            c.mqtts_port = Some(0);
+            c.ws_port = Some(0);
+            c.wss_port = Some(0);
+            c.tls = Some(tls);
+        })
+        .start()
+        .await;
+    (broker, certs)
+}
+
+/// The CA the broker's certificate chains to.
+fn ca(certs: &tempfile::TempDir) -> Option<std::path::PathBuf> {
+    Some(certs.path().join("ca_certificate.pem"))
+}
+
+/// AMQPS with the server certificate verified against the CA (for the URI's host,
+/// 127.0.0.1, which the generated certificate names): confirms, manual acks, latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_one_producer_one_consumer() {
+    let (broker, certs) = tls_broker().await;
+    let addr = broker.in_process().amqps_addr().expect("an AMQPS listener");
+    let report = run(Options {
+        uri: format!("amqps://guest:guest@{addr}/%2f"),
+        tls_ca: ca(&certs),
+        count: Some(2000),
+        size: 64,
+        confirm: Some(100),
+        prefetch: 50,
+        ..quiet()
+    })
+    .await;
+    assert!(report.uri.starts_with("amqps://"), "{}", report.uri);
+    assert_eq!(report.published, 2000);
+    assert_eq!(report.confirmed, 2000);
+    assert_eq!(report.consumed, report.published);
+    assert_eq!((report.lost, report.foreign), (0, 0));
+    assert_eq!(report.latency.samples, 2000);
+    broker.shutdown().await;
+}
+
+/// MQTTS QoS 1, verified against the CA, and QoS 0 with --tls-insecure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_qos1_verified_and_qos0_insecure() {
+    let (broker, certs) = tls_broker().await;
+    let addr = broker.in_process().mqtts_addr().expect("an MQTTS listener");
+    let report = run(Options {
+        uri: format!("mqtts://{addr}"),
+        tls_ca: ca(&certs),
+        count: Some(2000),
+        size: 64,
+        qos: 1,
+        ..quiet()
+    })
+    .await;
+    assert!(report.uri.starts_with("mqtts://"), "{}", report.uri);
+    assert_eq!(report.published, 2000);
+    assert_eq!(report.confirmed, 2000);
+    assert_eq!(report.consumed, report.published);
+    assert_eq!(report.latency.samples, 2000);
+    let report = run(Options {
+        uri: format!("mqtts://{addr}"),
+        tls_insecure: true,
+        count: Some(1000),
+        size: 64,
+        ..quiet()
+    })
+    .await;
+    assert_eq!(report.published, 1000);
+    assert_eq!(report.consumed + report.lost, 1000);
+    assert!(report.consumed > 0);
+    broker.shutdown().await;
+}
+
+/// MQTT over WebSocket, plain (`ws://`, default path /ws) and over TLS (`wss://` with an
+/// explicit /ws path): QoS 1 and QoS 2 runs deliver every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_over_ws_and_wss() {
+    let (broker, certs) = tls_broker().await;
+    let ws = broker.in_process().ws_addr().expect("a WebSocket listener");
+    let wss = broker.in_process().wss_addr().expect("a WSS listener");
+    let report = run(Options {
+        uri: format!("ws://{ws}"),
+        count: Some(2000),
+        size: 64,
+        qos: 1,
+        ..quiet()
+    })
+    .await;
+    assert_eq!(report.uri, format!("ws://{ws}/ws"));
+    assert_eq!(report.published, 2000);
+    assert_eq!(report.confirmed, 2000);
+    assert_eq!(report.consumed, report.published);
+    assert_eq!(report.latency.samples, 2000);
+    let report = run(Options {
+        uri: format!("wss://{wss}/ws"),
+        tls_ca: ca(&certs),
+        consumers: 2,
+        count: Some(500),
+        size: 300,
+        qos: 2,
+        ..quiet()
+    })
+    .await;
+    assert!(report.uri.starts_with("wss://"), "{}", report.uri);
+    assert_eq!(report.published, 500);
+    assert_eq!(report.confirmed, 500);
+    assert_eq!(report.consumed, 1000);
+    broker.shutdown().await;
+}
+
+/// Idle mode over AMQPS, MQTTS and WSS: every connection opens and stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_over_tls() {
+    let (broker, certs) = tls_broker().await;
+    let b = broker.in_process();
+    let uris = [
+        format!("amqps://{}", b.amqps_addr().expect("AMQPS")),
+        format!("mqtts://{}", b.mqtts_addr().expect("MQTTS")),
+        format!("wss://{}", b.wss_addr().expect("WSS")),
+    ];
+    for uri in uris {
+        let report = run(Options {
+            uri: uri.clone(),
+            tls_ca: ca(&certs),
+            idle: Some(30),
+            duration: Some(0.5),
+            broker_pid: Some(std::process::id()),
+            ..quiet()
+        })
+        .await;
+        let idle = report.idle.expect("idle report");
+        assert_eq!(
+            (idle.requested, idle.opened, idle.failed, idle.still_open),
+            (30, 30, 0, 30),
+            "{uri}"
+        );
+    }
+    broker.shutdown().await;
+}
+
+/// A server certificate that does not chain to --tls-ca fails the run at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_an_untrusted_ca_fails_the_run() {
+    let (broker, certs) = tls_broker().await;
+    let other = warren::tls::generate::generate(&certs.path().join("other"), &["guest"])
+        .expect("a second CA");
+    let addr = broker.in_process().amqps_addr().expect("an AMQPS listener");
+    let err = tokio::task::spawn_blocking(move || {
+        perf::run(&Options {
+            uri: format!("amqps://guest:guest@{addr}/%2f"),
+            tls_ca: Some(other.ca_certificate),
+            count: Some(10),
+            ..quiet()
+        })
+    })
+    .await
+    .unwrap()
+    .expect_err("an untrusted server certificate fails the run");
+    assert!(format!("{err:#}").contains("TLS handshake"), "{err:#}");
+    broker.shutdown().await;
 }

@@ -10,11 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
-use tokio::time::timeout;
 use warren_amqp::constants::PROTOCOL_HEADER;
 use warren_amqp::frame::{self, Frame};
 use warren_amqp::method::{
@@ -24,6 +20,7 @@ use warren_amqp::method::{
 use warren_amqp::properties::{BasicProperties, ContentHeader};
 use warren_amqp::table::{FieldTable, FieldValue};
 
+use super::transport::{self, Held, ReadHalf, WriteHalf};
 use super::uri::AmqpUri;
 use super::{read_stamp, stats, wait_go, write_stamp, Go, IdleSet, Kind, Plan, Shared, Stamp};
 
@@ -46,13 +43,13 @@ pub(crate) const BIG_READ: usize = 32 * 1024;
 
 /// Reads frames from one half of a connection.
 struct FrameReader {
-    io: OwnedReadHalf,
+    io: ReadHalf,
     buf: BytesMut,
     frame_max: u32,
 }
 
 impl FrameReader {
-    fn new(io: OwnedReadHalf) -> Self {
+    fn new(io: ReadHalf) -> Self {
         Self {
             io,
             buf: BytesMut::with_capacity(64 * 1024),
@@ -63,7 +60,7 @@ impl FrameReader {
     /// Reads more bytes, waiting at most `wait` (`None`: no limit); errors on EOF and on
     /// timeout. Returns the number of bytes read.
     async fn fill(&mut self, wait: Option<Duration>) -> Result<usize> {
-        super::read_more(&mut self.io, &mut self.buf, wait).await
+        transport::read_more(&mut self.io, &mut self.buf, wait).await
     }
 
     /// Next frame; errors on EOF, decode errors and `wait` without any bytes arriving.
@@ -111,7 +108,7 @@ fn check_close(method: Method) -> Result<Method> {
 }
 
 /// Encodes `methods` on `channel` and writes them with one write.
-async fn send(w: &mut OwnedWriteHalf, channel: u16, methods: &[Method]) -> Result<()> {
+async fn send(w: &mut WriteHalf, channel: u16, methods: &[Method]) -> Result<()> {
     let mut buf = BytesMut::with_capacity(512);
     for m in methods {
         frame::encode_method_frame(channel, m, &mut buf);
@@ -143,14 +140,14 @@ async fn rpc<T>(
 /// An open connection with channel [`CHANNEL`] open.
 struct Conn {
     reader: FrameReader,
-    writer: OwnedWriteHalf,
+    writer: WriteHalf,
     frame_max: u32,
 }
 
 impl Conn {
     /// Connects, authenticates (PLAIN), tunes (heartbeats off), opens the vhost and channel 1.
-    async fn open(uri: &AmqpUri, wait: Duration, name: &str) -> Result<Conn> {
-        let (mut reader, mut writer) = handshake_start(uri, wait, name).await?;
+    async fn open(uri: &AmqpUri, tls: Tls<'_>, wait: Duration, name: &str) -> Result<Conn> {
+        let (mut reader, mut writer) = handshake_start(uri, tls, wait, name).await?;
         let tune = match reader.next_method(wait).await.context(
             "waiting for connection.tune (brokers drop the connection here on a failed login)",
         )? {
@@ -230,19 +227,17 @@ impl Conn {
     }
 }
 
-/// TCP connect, protocol header, connection.start → start-ok.
+/// The run's client TLS configuration (for `amqps://`).
+type Tls<'a> = Option<&'a Arc<rustls::ClientConfig>>;
+
+/// Connect (TCP, TLS for amqps), protocol header, connection.start → start-ok.
 async fn handshake_start(
     uri: &AmqpUri,
+    tls: Tls<'_>,
     wait: Duration,
     name: &str,
-) -> Result<(FrameReader, OwnedWriteHalf)> {
-    let addr = uri.addr();
-    let stream = timeout(wait, TcpStream::connect((addr.0.as_str(), addr.1)))
-        .await
-        .map_err(|_| anyhow!("connecting to {}:{}: timed out", addr.0, addr.1))?
-        .with_context(|| format!("connecting to {}:{}", addr.0, addr.1))?;
-    stream.set_nodelay(true).context("setting TCP_NODELAY")?;
-    let (r, mut writer) = stream.into_split();
+) -> Result<(FrameReader, WriteHalf)> {
+    let (r, mut writer) = transport::connect(&uri.endpoint(tls), wait).await?;
     let mut reader = FrameReader::new(r);
     writer
         .write_all(&PROTOCOL_HEADER[..])
@@ -296,7 +291,7 @@ fn amqp_uri(plan: &Plan) -> Result<&AmqpUri> {
 pub(crate) async fn setup_queues(plan: &Plan) -> Result<()> {
     let uri = amqp_uri(plan)?;
     let wait = plan.timeout;
-    let mut conn = Conn::open(uri, wait, "perf setup")
+    let mut conn = Conn::open(uri, plan.tls.as_ref(), wait, "perf setup")
         .await
         .context("set-up connection")?;
     for q in 0..plan.queues {
@@ -358,7 +353,7 @@ pub(crate) async fn setup_queues(plan: &Plan) -> Result<()> {
 pub(crate) async fn finish_queues(plan: &Plan, keep: bool) -> Result<u64> {
     let uri = amqp_uri(plan)?;
     let wait = plan.timeout;
-    let mut conn = Conn::open(uri, wait, "perf clean-up").await?;
+    let mut conn = Conn::open(uri, plan.tls.as_ref(), wait, "perf clean-up").await?;
     let mut queued = 0u64;
     for q in 0..plan.queues {
         let queue = plan.queue_name(q);
@@ -459,7 +454,13 @@ async fn producer_inner(
         mut reader,
         mut writer,
         frame_max,
-    } = Conn::open(amqp_uri(plan)?, wait, &format!("perf producer {idx}")).await?;
+    } = Conn::open(
+        amqp_uri(plan)?,
+        plan.tls.as_ref(),
+        wait,
+        &format!("perf producer {idx}"),
+    )
+    .await?;
     if plan.window.is_some() {
         send(
             &mut writer,
@@ -718,7 +719,13 @@ pub(crate) async fn consumer(
 async fn consumer_inner(shared: &Shared, idx: usize, ready: mpsc::Sender<()>) -> Result<()> {
     let plan = &shared.plan;
     let wait = plan.timeout;
-    let mut conn = Conn::open(amqp_uri(plan)?, wait, &format!("perf consumer {idx}")).await?;
+    let mut conn = Conn::open(
+        amqp_uri(plan)?,
+        plan.tls.as_ref(),
+        wait,
+        &format!("perf consumer {idx}"),
+    )
+    .await?;
     let queue = plan.queue_name(idx % plan.queues);
     if !plan.auto_ack && plan.prefetch > 0 {
         let qos = BasicQos {
@@ -865,6 +872,7 @@ async fn consumer_inner(shared: &Shared, idx: usize, ready: mpsc::Sender<()>) ->
 /// Idle mode: opens `n` connections with one channel each.
 pub(crate) async fn idle(plan: &Plan, n: usize, parallel: usize) -> Result<IdleSet> {
     let uri = Arc::new(amqp_uri(plan)?.clone());
+    let tls = plan.tls.clone();
     let wait = plan.timeout;
     let mut goodbye = BytesMut::new();
     frame::encode_method_frame(
@@ -878,15 +886,13 @@ pub(crate) async fn idle(plan: &Plan, n: usize, parallel: usize) -> Result<IdleS
     );
     Ok(super::open_many(n, parallel, goodbye.to_vec(), move |i| {
         let uri = uri.clone();
+        let tls = tls.clone();
         async move {
-            let conn = Conn::open(&uri, wait, &format!("perf idle {i}"))
+            let conn = Conn::open(&uri, tls.as_ref(), wait, &format!("perf idle {i}"))
                 .await
                 .with_context(|| format!("idle connection {i}"))?;
             let Conn { reader, writer, .. } = conn;
-            reader
-                .io
-                .reunite(writer)
-                .map_err(|_| anyhow!("internal: mismatched socket halves"))
+            Ok(Held::new(reader.io, writer))
         }
     })
     .await)

@@ -2,12 +2,13 @@
 //! RabbitMQ PerfTest, so the same command measures warren, RabbitMQ and Mosquitto.
 //!
 //! # What it does
-//! - **AMQP** (`--uri amqp://…`): declares `--queues` queues named by `--queue-pattern`
+//! - **AMQP** (`--uri amqp://…`, or `amqps://…` over TLS): declares `--queues` queues named by `--queue-pattern`
 //!   (`perf-%d` → `perf-0`, `perf-1`, …; durable with `--persistent`) and purges them; producer
 //!   `i` publishes to queue `i % queues` through the default exchange, consumer `j` consumes
 //!   queue `j % queues` (competing consumers share a queue's messages). The queues are deleted
 //!   at the end unless `--keep-queues`.
-//! - **MQTT** (`--uri mqtt://…`, MQTT 3.1.1, clean sessions, keep-alive off): publisher `i`
+//! - **MQTT** (`--uri mqtt://…`; `mqtts://…` over TLS, `ws://…` / `wss://…` over WebSocket;
+//!   MQTT 3.1.1, clean sessions, keep-alive off): publisher `i`
 //!   publishes to topic `perf/<i % queues>` with `--qos`, subscriber `j` subscribes to
 //!   `perf/<j % queues>`. Every subscriber of a topic gets every message (fan-out), so give
 //!   `--queues` = `--producers` = `--consumers` for independent pairs.
@@ -24,6 +25,12 @@
 //! body starts with the send time (8 bytes, nanoseconds on this process's monotonic clock) and a
 //! per-run tag (4 bytes), so consumers record end-to-end latency into an HDR histogram and
 //! ignore stray messages from other runs. Bodies shorter than 12 bytes carry no timestamp.
+//!
+//! # Transports
+//! Plain TCP is the baseline and keeps its code path; TLS (`amqps`, `mqtts`, `wss`; rustls
+//! with the ring provider) trusts `--tls-ca FILE` for the URI's host, or anything with
+//! `--tls-insecure`; WebSocket (`ws`, `wss`; path `/ws` by default, subprotocol `mqtt`) sends
+//! each burst of MQTT output as one binary frame.
 //!
 //! # Output
 //! One progress line per second, a human-readable summary, then one JSON line (the
@@ -55,6 +62,7 @@ mod amqp;
 mod mqtt;
 pub mod relay;
 mod stats;
+mod transport;
 mod uri;
 
 use std::process::ExitCode;
@@ -89,9 +97,9 @@ const TICK: Duration = Duration::from_millis(50);
 pub enum Mode {
     /// Taken from the `--uri` scheme: AMQP producers and consumers, or MQTT ones.
     Auto,
-    /// AMQP producers and consumers (`--uri amqp://…`).
+    /// AMQP producers and consumers (`--uri amqp://…` or `amqps://…`).
     Amqp,
-    /// MQTT publishers and subscribers (`--uri mqtt://…`).
+    /// MQTT publishers and subscribers (`--uri mqtt://…`, `mqtts://…`, `ws://…`, `wss://…`).
     Mqtt,
     /// MQTT publishers (`--uri mqtt://…`) and AMQP consumers (`--amqp-uri amqp://…`) on queues
     /// bound to `amq.topic`.
@@ -109,12 +117,23 @@ pub enum Mode {
                   summary with rates and end-to-end latency percentiles, and one JSON line."
 )]
 pub struct Options {
-    /// Broker URI: amqp://user:pass@host:port/vhost or mqtt://[user:pass@]host:port.
+    /// Broker URI: amqp://user:pass@host:port/vhost or amqps://… (TLS);
+    /// mqtt://user:pass@host:port or mqtts://… (TLS); MQTT over WebSocket
+    /// ws://user:pass@host:port/path or wss://… (TLS; path default /ws). MQTT credentials are
+    /// optional. Default ports: amqp 5672, amqps 5671, mqtt 1883, mqtts 8883, ws 15675,
+    /// wss 15676.
     #[arg(long, default_value = DEFAULT_URI)]
     pub uri: String,
-    /// AMQP URI of the consumers' broker for --mode mqtt-to-amqp.
+    /// AMQP URI (amqp:// or amqps://) of the consumers' broker for --mode mqtt-to-amqp.
     #[arg(long)]
     pub amqp_uri: Option<String>,
+    /// TLS URIs (amqps, mqtts, wss): PEM bundle of the CA certificates to trust; the server
+    /// certificate must be valid for the URI's host.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// TLS URIs: accept any server certificate, unverified (for benchmarking only).
+    #[arg(long)]
+    pub tls_insecure: bool,
     /// Protocols: auto (from --uri), amqp, mqtt, mqtt-to-amqp.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
@@ -201,6 +220,8 @@ impl Default for Options {
         Options {
             uri: DEFAULT_URI.to_string(),
             amqp_uri: None,
+            tls_ca: None,
+            tls_insecure: false,
             mode: Mode::Auto,
             producers: 1,
             consumers: 1,
@@ -246,6 +267,8 @@ pub(crate) struct Plan {
     pub(crate) amqp: Option<AmqpUri>,
     /// The MQTT broker (Mqtt and MqttToAmqp).
     pub(crate) mqtt: Option<MqttUri>,
+    /// Client TLS configuration, built once when a URI uses TLS.
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) producers: usize,
     pub(crate) consumers: usize,
     pub(crate) queues: usize,
@@ -273,6 +296,7 @@ impl Plan {
     /// Checks `o` and resolves defaults.
     pub(crate) fn new(o: &Options) -> Result<Plan> {
         let uri = BrokerUri::parse(&o.uri).context("--uri")?;
+        let uses_tls = uri.transport().is_tls();
         let amqp_uri = o
             .amqp_uri
             .as_deref()
@@ -291,8 +315,22 @@ impl Plan {
             (Mode::MqttToAmqp, BrokerUri::Amqp(_)) => {
                 bail!("--mode mqtt-to-amqp: --uri is the MQTT side (mqtt://…), --amqp-uri the AMQP side")
             }
-            (Mode::Amqp, BrokerUri::Mqtt(_)) => bail!("--mode amqp needs an amqp:// --uri"),
-            (Mode::Mqtt, BrokerUri::Amqp(_)) => bail!("--mode mqtt needs an mqtt:// --uri"),
+            (Mode::Amqp, BrokerUri::Mqtt(_)) => {
+                bail!("--mode amqp needs an amqp:// or amqps:// --uri")
+            }
+            (Mode::Mqtt, BrokerUri::Amqp(_)) => {
+                bail!("--mode mqtt needs an mqtt://, mqtts://, ws:// or wss:// --uri")
+            }
+        };
+        let uses_tls = uses_tls || amqp_uri.as_ref().is_some_and(|a| a.transport.is_tls());
+        let tls = if uses_tls {
+            let config = transport::client_config(o.tls_ca.as_deref(), o.tls_insecure)?;
+            Some(Arc::new(config))
+        } else {
+            if o.tls_ca.is_some() || o.tls_insecure {
+                bail!("--tls-ca and --tls-insecure need a TLS URI (amqps://, mqtts:// or wss://)");
+            }
+            None
         };
         if amqp_uri.is_some() && kind != Kind::MqttToAmqp {
             bail!("--amqp-uri is only used with --mode mqtt-to-amqp");
@@ -380,6 +418,7 @@ impl Plan {
             kind,
             amqp,
             mqtt,
+            tls,
             producers: o.producers,
             consumers: o.consumers,
             queues: o.queues,
@@ -1303,7 +1342,7 @@ async fn idle_run(plan: Plan, options: &Options, n: usize, threads: usize) -> Re
     // Let the broker settle before reading its memory.
     tokio::time::sleep(hold).await;
     let rss_after = options.broker_pid.and_then(stats::process_rss_kib);
-    let still_open = idle.still_open();
+    let still_open = idle.still_open().await;
     let opened = idle.opened();
     idle.close().await;
     let rss_per_conn_kib = rss_before
@@ -1387,7 +1426,7 @@ async fn idle_run(plan: Plan, options: &Options, n: usize, threads: usize) -> Re
 
 /// Connections held open by idle mode.
 pub(crate) struct IdleSet {
-    pub(crate) conns: Vec<tokio::net::TcpStream>,
+    pub(crate) conns: Vec<transport::Held>,
     pub(crate) failed: usize,
     pub(crate) first_error: Option<String>,
     /// Bytes to write to each connection to close it politely.
@@ -1400,22 +1439,18 @@ impl IdleSet {
     }
 
     /// Connections the broker has not closed (a zero-byte read means it has).
-    fn still_open(&self) -> usize {
-        let mut buf = [0u8; 64];
-        self.conns
-            .iter()
-            .filter(|c| match c.try_read(&mut buf) {
-                Ok(0) => false,
-                Ok(_) => true,
-                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-            })
-            .count()
+    async fn still_open(&mut self) -> usize {
+        let mut open = 0;
+        for c in &mut self.conns {
+            open += usize::from(c.still_open().await);
+        }
+        open
     }
 
     /// Says goodbye on every connection and drops them.
     async fn close(&mut self) {
-        for c in &self.conns {
-            let _ = c.try_write(&self.goodbye);
+        for c in &mut self.conns {
+            c.say(&self.goodbye).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         self.conns.clear();
@@ -1431,7 +1466,7 @@ pub(crate) async fn open_many<F, Fut>(
 ) -> IdleSet
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<tokio::net::TcpStream>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<transport::Held>> + Send + 'static,
 {
     let mut set = IdleSet {
         conns: Vec::with_capacity(n),
@@ -1582,9 +1617,38 @@ mod tests {
             &["--uri", "mqtt://h", "--prefetch", "5"],
             &["--size", "notanumber"],
             &["--uri", "amqps://h"],
+            &["--uri", "amqp://h", "--tls-insecure"],
+            &["--uri", "ws://h", "--tls-ca", "/nonexistent.pem"],
+            &["--uri", "mqtts://h", "--tls-ca", "/nonexistent.pem"],
+            &["--uri", "ws://h", "--mode", "amqp"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn tls_and_websocket_uris() {
+        let p = parse(&["--uri", "amqps://h", "--tls-insecure"]).unwrap();
+        assert_eq!(p.kind, Kind::Amqp);
+        assert!(p.tls.is_some());
+        let p = parse(&["--uri", "wss://h:1/x", "--tls-insecure", "--qos", "1"]).unwrap();
+        assert_eq!(p.kind, Kind::Mqtt);
+        assert!(p.tls.is_some());
+        // Plain WebSocket needs no TLS configuration.
+        let p = parse(&["--uri", "ws://h"]).unwrap();
+        assert!(p.tls.is_none());
+        // A TLS consumer side is enough to need one.
+        let p = parse(&[
+            "--mode",
+            "mqtt-to-amqp",
+            "--uri",
+            "ws://h",
+            "--amqp-uri",
+            "amqps://h",
+            "--tls-insecure",
+        ])
+        .unwrap();
+        assert!(p.tls.is_some());
     }
 
     #[test]

@@ -10,13 +10,10 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
-use tokio::time::timeout;
 use warren_mqtt::{Codec, Connect, Packet, ProtocolVersion, QoS, Subscribe, SubscribeFilter};
 
+use super::transport::{self, Held, ReadHalf, WriteHalf};
 use super::uri::MqttUri;
 use super::{read_stamp, stats, wait_go, write_stamp, Go, IdleSet, Plan, Shared, Stamp, STAMP_LEN};
 
@@ -33,7 +30,7 @@ const DISCONNECT: [u8; 2] = [0xE0, 0x00];
 
 /// Reads server → client packets from one half of a connection.
 struct Reader {
-    io: OwnedReadHalf,
+    io: ReadHalf,
     buf: BytesMut,
     codec: Codec,
     max_packet: usize,
@@ -43,7 +40,7 @@ impl Reader {
     /// Reads more bytes, waiting at most `wait` (`None`: forever); errors on EOF and timeout.
     /// Returns the number of bytes read.
     async fn fill(&mut self, wait: Option<Duration>) -> Result<usize> {
-        super::read_more(&mut self.io, &mut self.buf, wait).await
+        transport::read_more(&mut self.io, &mut self.buf, wait).await
     }
 
     /// Next packet (control packets only), waiting at most `wait`.
@@ -153,7 +150,7 @@ fn put_ack(out: &mut BytesMut, kind: u8, id: u16) {
 /// An open MQTT connection.
 struct Conn {
     reader: Reader,
-    writer: OwnedWriteHalf,
+    writer: WriteHalf,
 }
 
 fn mqtt_uri(plan: &Plan) -> Result<&MqttUri> {
@@ -162,15 +159,21 @@ fn mqtt_uri(plan: &Plan) -> Result<&MqttUri> {
         .ok_or_else(|| anyhow!("internal: no MQTT URI"))
 }
 
-/// Connects (clean session, keep alive off) and waits for an accepting CONNACK.
-async fn open(uri: &MqttUri, client_id: &str, max_packet: usize, wait: Duration) -> Result<Conn> {
-    let (host, port) = uri.addr();
-    let stream = timeout(wait, TcpStream::connect((host.as_str(), port)))
-        .await
-        .map_err(|_| anyhow!("connecting to {host}:{port}: timed out"))?
-        .with_context(|| format!("connecting to {host}:{port}"))?;
-    stream.set_nodelay(true).context("setting TCP_NODELAY")?;
-    let (r, mut writer) = stream.into_split();
+/// Connects (TCP, TLS, WebSocket as the URI says; clean session, keep alive off) and waits
+/// for an accepting CONNACK. `idle`: the connection will carry nothing (idle mode).
+async fn open(
+    uri: &MqttUri,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    client_id: &str,
+    max_packet: usize,
+    wait: Duration,
+    idle: bool,
+) -> Result<Conn> {
+    let endpoint = transport::Endpoint {
+        idle,
+        ..uri.endpoint(tls)
+    };
+    let (r, mut writer) = transport::connect(&endpoint, wait).await?;
     let mut reader = Reader {
         io: r,
         buf: BytesMut::with_capacity(4096),
@@ -364,7 +367,15 @@ async fn publisher_inner(
     let Conn {
         mut reader,
         mut writer,
-    } = open(mqtt_uri(plan)?, &client_id, max_packet(plan), plan.timeout).await?;
+    } = open(
+        mqtt_uri(plan)?,
+        plan.tls.as_ref(),
+        &client_id,
+        max_packet(plan),
+        plan.timeout,
+        false,
+    )
+    .await?;
     let qos = plan.qos;
     let template = Template::new(&plan.topic(idx % plan.queues), qos, plan.size)?;
     ready
@@ -504,7 +515,15 @@ async fn subscriber_inner(shared: &Shared, idx: usize, ready: mpsc::Sender<()>) 
     let Conn {
         mut reader,
         mut writer,
-    } = open(mqtt_uri(plan)?, &client_id, max_packet(plan), plan.timeout).await?;
+    } = open(
+        mqtt_uri(plan)?,
+        plan.tls.as_ref(),
+        &client_id,
+        max_packet(plan),
+        plan.timeout,
+        false,
+    )
+    .await?;
     let requested = QoS::from_u8(plan.qos).ok_or_else(|| anyhow!("bad QoS {}", plan.qos))?;
     let sub = Subscribe {
         packet_id: 1,
@@ -594,19 +613,19 @@ async fn subscriber_inner(shared: &Shared, idx: usize, ready: mpsc::Sender<()>) 
 /// Idle mode: opens `n` MQTT connections (CONNECT, CONNACK).
 pub(crate) async fn idle(plan: &Plan, n: usize, parallel: usize) -> Result<IdleSet> {
     let uri = Arc::new(mqtt_uri(plan)?.clone());
+    let tls = plan.tls.clone();
     let wait = plan.timeout;
     let tag = plan.run_tag;
     Ok(
         super::open_many(n, parallel, DISCONNECT.to_vec(), move |i| {
             let uri = uri.clone();
+            let tls = tls.clone();
             async move {
-                let conn = open(&uri, &format!("perf-{tag:08x}-i{i}"), 4096, wait)
+                let id = format!("perf-{tag:08x}-i{i}");
+                let conn = open(&uri, tls.as_ref(), &id, 4096, wait, true)
                     .await
                     .with_context(|| format!("idle connection {i}"))?;
-                conn.reader
-                    .io
-                    .reunite(conn.writer)
-                    .map_err(|_| anyhow!("internal: mismatched socket halves"))
+                Ok(Held::new(conn.reader.io, conn.writer))
             }
         })
         .await,

@@ -1,17 +1,25 @@
-//! Broker URIs: `amqp://user:pass@host:port/vhost` and `mqtt://user:pass@host:port`.
+//! Broker URIs: `amqp[s]://user:pass@host:port/vhost`, `mqtt[s]://user:pass@host:port` and
+//! `ws[s]://user:pass@host:port/path` (MQTT over WebSocket).
 //!
 //! As RabbitMQ's URI spec: user, password and vhost are percent-decoded (`%2f` is `/`); the
-//! default ports are 5672 (AMQP) and 1883 (MQTT); an AMQP URI without a path, or with an empty
-//! one, selects vhost `/`; user and password default to `guest`/`guest` for AMQP and to none
-//! for MQTT. TLS schemes (`amqps`, `mqtts`) are refused with a clear error.
+//! default ports are 5672 (amqp), 5671 (amqps), 1883 (mqtt), 8883 (mqtts), 15675 (ws) and
+//! 15676 (wss); an AMQP URI without a path, or with an empty one, selects vhost `/`; user and
+//! password default to `guest`/`guest` for AMQP and to none for MQTT. A WebSocket URI's path is
+//! the upgrade request's path, `/ws` when the URI has none (RabbitMQ Web MQTT's and warren's).
 
 use std::fmt;
 
 use anyhow::{anyhow, bail, Result};
 
-/// A parsed `amqp://` URI.
+use std::sync::Arc;
+
+use super::transport::{Endpoint, Transport};
+
+/// A parsed `amqp://` or `amqps://` URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AmqpUri {
+    /// [`Transport::Tcp`] or [`Transport::Tls`].
+    pub(crate) transport: Transport,
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) user: String,
@@ -19,9 +27,12 @@ pub(crate) struct AmqpUri {
     pub(crate) vhost: String,
 }
 
-/// A parsed `mqtt://` URI.
+/// A parsed `mqtt://`, `mqtts://`, `ws://` or `wss://` URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MqttUri {
+    pub(crate) transport: Transport,
+    /// The WebSocket path (with its leading `/`); empty for TCP and TLS.
+    pub(crate) path: String,
     pub(crate) host: String,
     pub(crate) port: u16,
     pub(crate) user: Option<String>,
@@ -36,18 +47,37 @@ pub(crate) enum BrokerUri {
 }
 
 impl BrokerUri {
-    /// Parses an `amqp://` or `mqtt://` URI.
+    /// Parses an AMQP (`amqp`, `amqps`) or MQTT (`mqtt`, `mqtts`, `ws`, `wss`) URI.
     pub(crate) fn parse(uri: &str) -> Result<BrokerUri> {
         let (scheme, _) = uri
             .split_once("://")
             .ok_or_else(|| anyhow!("URI {uri:?}: expected amqp://… or mqtt://…"))?;
         match scheme.to_ascii_lowercase().as_str() {
-            "amqp" => AmqpUri::parse(uri).map(BrokerUri::Amqp),
-            "mqtt" | "tcp" => MqttUri::parse(uri).map(BrokerUri::Mqtt),
-            "amqps" | "mqtts" | "ssl" => bail!("URI {uri:?}: TLS is not supported by warren perf"),
-            other => bail!("URI {uri:?}: unknown scheme {other:?} (use amqp:// or mqtt://)"),
+            "amqp" | "amqps" => AmqpUri::parse(uri).map(BrokerUri::Amqp),
+            "mqtt" | "tcp" | "mqtts" | "ssl" | "ws" | "wss" => {
+                MqttUri::parse(uri).map(BrokerUri::Mqtt)
+            }
+            other => bail!(
+                "URI {uri:?}: unknown scheme {other:?} \
+                 (use amqp://, amqps://, mqtt://, mqtts://, ws:// or wss://)"
+            ),
         }
     }
+
+    /// How the URI's connections are carried.
+    pub(crate) fn transport(&self) -> Transport {
+        match self {
+            BrokerUri::Amqp(a) => a.transport,
+            BrokerUri::Mqtt(m) => m.transport,
+        }
+    }
+}
+
+/// The scheme of `uri`, lower case (empty when there is none).
+fn scheme_of(uri: &str) -> String {
+    uri.split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 /// The parts every scheme shares.
@@ -144,51 +174,90 @@ fn decode(s: &str) -> Result<String> {
 }
 
 impl AmqpUri {
-    /// Parses `amqp://[user[:pass]@]host[:port][/vhost]`.
+    /// Parses `amqp[s]://[user[:pass]@]host[:port][/vhost]`.
     pub(crate) fn parse(uri: &str) -> Result<AmqpUri> {
-        let p = split(uri, "amqp")?;
+        let (scheme, transport, default_port) = match scheme_of(uri).as_str() {
+            "amqps" => ("amqps", Transport::Tls, 5671),
+            _ => ("amqp", Transport::Tcp, 5672),
+        };
+        let p = split(uri, scheme)?;
         let vhost = match p.path.as_deref() {
             None | Some("") => "/".to_string(),
             Some(v) => decode(v)?,
         };
         Ok(AmqpUri {
+            transport,
             host: p.host,
-            port: p.port.unwrap_or(5672),
+            port: p.port.unwrap_or(default_port),
             user: p.user.unwrap_or_else(|| "guest".into()),
             password: p.password.unwrap_or_else(|| "guest".into()),
             vhost,
         })
     }
 
-    /// `host:port` for connecting.
-    pub(crate) fn addr(&self) -> (String, u16) {
-        (self.host.clone(), self.port)
+    /// Where and how to connect.
+    pub(crate) fn endpoint<'a>(
+        &'a self,
+        tls: Option<&'a Arc<rustls::ClientConfig>>,
+    ) -> Endpoint<'a> {
+        Endpoint {
+            host: &self.host,
+            port: self.port,
+            transport: self.transport,
+            path: "",
+            tls,
+            idle: false,
+        }
     }
 }
 
 impl MqttUri {
-    /// Parses `mqtt://[user[:pass]@]host[:port]` (`tcp://` is accepted too).
+    /// Parses `mqtt[s]://[user[:pass]@]host[:port]` (`tcp://` and `ssl://` are accepted too)
+    /// and `ws[s]://[user[:pass]@]host[:port][/path]`.
     pub(crate) fn parse(uri: &str) -> Result<MqttUri> {
-        let scheme = if uri.len() >= 6 && uri[..6].eq_ignore_ascii_case("tcp://") {
-            "tcp"
-        } else {
-            "mqtt"
+        let scheme = scheme_of(uri);
+        let (transport, default_port) = match scheme.as_str() {
+            "mqtts" | "ssl" => (Transport::Tls, 8883),
+            "ws" => (Transport::Ws, 15675),
+            "wss" => (Transport::Wss, 15676),
+            _ => (Transport::Tcp, 1883),
+        };
+        let scheme = match scheme.as_str() {
+            s @ ("tcp" | "mqtts" | "ssl" | "ws" | "wss") => s,
+            _ => "mqtt",
         };
         let p = split(uri, scheme)?;
-        if p.path.as_deref().is_some_and(|v| !v.is_empty()) {
-            bail!("URI {uri:?}: an MQTT URI has no path");
-        }
+        let path = match (transport, p.path) {
+            (Transport::Ws | Transport::Wss, None) => "/ws".to_string(),
+            (Transport::Ws | Transport::Wss, Some(path)) => format!("/{path}"),
+            (_, Some(path)) if !path.is_empty() => {
+                bail!("URI {uri:?}: an MQTT URI has no path (only ws:// and wss:// do)")
+            }
+            (_, _) => String::new(),
+        };
         Ok(MqttUri {
+            transport,
+            path,
             host: p.host,
-            port: p.port.unwrap_or(1883),
+            port: p.port.unwrap_or(default_port),
             user: p.user,
             password: p.password,
         })
     }
 
-    /// `host:port` for connecting.
-    pub(crate) fn addr(&self) -> (String, u16) {
-        (self.host.clone(), self.port)
+    /// Where and how to connect.
+    pub(crate) fn endpoint<'a>(
+        &'a self,
+        tls: Option<&'a Arc<rustls::ClientConfig>>,
+    ) -> Endpoint<'a> {
+        Endpoint {
+            host: &self.host,
+            port: self.port,
+            transport: self.transport,
+            path: &self.path,
+            tls,
+            idle: false,
+        }
     }
 }
 
@@ -205,9 +274,13 @@ impl fmt::Display for AmqpUri {
     /// The URI with the password hidden.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let vhost = self.vhost.replace('%', "%25").replace('/', "%2f");
+        let scheme = match self.transport {
+            Transport::Tcp => "amqp",
+            _ => "amqps",
+        };
         write!(
             f,
-            "amqp://{}:***@{}:{}/{vhost}",
+            "{scheme}://{}:***@{}:{}/{vhost}",
             self.user,
             show_host(&self.host),
             self.port
@@ -218,9 +291,16 @@ impl fmt::Display for AmqpUri {
 impl fmt::Display for MqttUri {
     /// The URI with the password hidden.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.transport {
+            Transport::Tcp => "mqtt",
+            Transport::Tls => "mqtts",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        };
+        let (host, port, path) = (show_host(&self.host), self.port, &self.path);
         match &self.user {
-            Some(u) => write!(f, "mqtt://{u}:***@{}:{}", show_host(&self.host), self.port),
-            None => write!(f, "mqtt://{}:{}", show_host(&self.host), self.port),
+            Some(u) => write!(f, "{scheme}://{u}:***@{host}:{port}{path}"),
+            None => write!(f, "{scheme}://{host}:{port}{path}"),
         }
     }
 }
@@ -236,6 +316,7 @@ mod tests {
         assert_eq!(
             u,
             AmqpUri {
+                transport: Transport::Tcp,
                 host: "localhost".into(),
                 port: 5672,
                 user: "guest".into(),
@@ -281,7 +362,8 @@ mod tests {
         for bad in [
             "localhost:5672",
             "http://h",
-            "amqps://h",
+            "amqps:/h",
+            "mqtts://h/topic",
             "amqp://",
             "amqp://h:notaport",
             "amqp://h:70000",
@@ -296,8 +378,58 @@ mod tests {
             BrokerUri::Mqtt(_)
         ));
         assert!(matches!(
+            BrokerUri::parse("wss://h").unwrap(),
+            BrokerUri::Mqtt(_)
+        ));
+        assert!(matches!(
+            BrokerUri::parse("amqps://h").unwrap(),
+            BrokerUri::Amqp(_)
+        ));
+        assert!(matches!(
             BrokerUri::parse("amqp://h").unwrap(),
             BrokerUri::Amqp(_)
         ));
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tls_and_websocket_schemes() {
+        let a = AmqpUri::parse("amqps://h").unwrap();
+        assert_eq!(
+            (a.transport, a.port, a.vhost.as_str()),
+            (Transport::Tls, 5671, "/")
+        );
+        assert_eq!(a.to_string(), "amqps://guest:***@h:5671/%2f");
+        let a = AmqpUri::parse("AMQPS://u:p@h:5681/dev").unwrap();
+        assert_eq!(
+            (a.transport, a.port, a.vhost.as_str()),
+            (Transport::Tls, 5681, "dev")
+        );
+        let m = MqttUri::parse("mqtts://h").unwrap();
+        assert_eq!(
+            (m.transport, m.port, m.path.as_str()),
+            (Transport::Tls, 8883, "")
+        );
+        assert_eq!(MqttUri::parse("ssl://h").unwrap().transport, Transport::Tls);
+        let m = MqttUri::parse("ws://h").unwrap();
+        assert_eq!(
+            (m.transport, m.port, m.path.as_str()),
+            (Transport::Ws, 15675, "/ws")
+        );
+        assert_eq!(m.to_string(), "ws://h:15675/ws");
+        let m = MqttUri::parse("wss://dev:pw@[::1]:9000/mqtt/x").unwrap();
+        assert_eq!(
+            (m.transport, m.port, m.path.as_str(), m.user.as_deref()),
+            (Transport::Wss, 9000, "/mqtt/x", Some("dev"))
+        );
+        assert_eq!(m.to_string(), "wss://dev:***@[::1]:9000/mqtt/x");
+        assert_eq!(MqttUri::parse("ws://h:1/").unwrap().path, "/");
+        let m = MqttUri::parse("mqtt://h").unwrap();
+        assert_eq!((m.transport, m.path.as_str()), (Transport::Tcp, ""));
     }
 }
