@@ -8,7 +8,7 @@
 //! a window of messages in flight and the rest waits here, where memory limits see it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -37,6 +37,12 @@ pub const FLOW_HIGH_MESSAGES: usize = 16 * 1024;
 /// to pause; well under [`QUEUE_MEMORY_BUDGET`], so a queue its consumers keep up with
 /// never pages.
 pub const FLOW_HIGH_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How long consumers of a queue over the flow thresholds may take nothing before they count as
+/// stuck (a socket nobody reads, acks that never come). Pausing publishers cannot help stuck
+/// consumers catch up, so the queue then stops asking for it and pages instead; it asks again
+/// as soon as a consumer takes something.
+pub const FLOW_STUCK_AFTER: Duration = Duration::from_millis(100);
 
 /// Bytes of ready message bodies a queue keeps in memory; beyond this, bodies are paged out
 /// to the store and read back when they reach the head.
@@ -331,9 +337,14 @@ pub struct Queue {
     /// Where bodies go when the queue holds more than [`QUEUE_MEMORY_BUDGET`] in memory.
     pager: Option<Arc<Store>>,
     /// Set while the queue's backlog is over [`FLOW_HIGH_MESSAGES`] / [`FLOW_HIGH_BYTES`]
-    /// with consumers attached: publishers should pause until it drains (see [`Queue::congested`]).
-    congested: AtomicBool,
-    /// Woken when `congested` clears.
+    /// with consumers attached, until it drains to half (see [`Queue::congested`]).
+    backlogged: AtomicBool,
+    /// The clock of `consumers_took_at`: the queue's creation.
+    born: Instant,
+    /// Milliseconds after `born` at which a consumer last took a message while `backlogged`
+    /// (or the backlog began): whether the consumers are draining it or are stuck.
+    consumers_took_at: AtomicU64,
+    /// Woken when `backlogged` clears.
     drained: Notify,
     state: Mutex<QueueState>,
 }
@@ -428,18 +439,46 @@ impl Queue {
             memory,
             store,
             pager,
-            congested: AtomicBool::new(false),
+            backlogged: AtomicBool::new(false),
+            born: Instant::now(),
+            consumers_took_at: AtomicU64::new(0),
             drained: Notify::new(),
             state: Mutex::new(QueueState::default()),
         }
     }
 
     /// Whether publishers to this queue should pause: its consumers are behind by more than
-    /// the flow thresholds. RabbitMQ's credit flow does the same; without it a flat-out
-    /// publisher outruns its consumers until the queue pages to disk, and then everyone
-    /// slows down to the disk's pace.
+    /// the flow thresholds and are draining it, only slower than it fills. Without the pause a
+    /// flat-out publisher outruns such consumers until the queue pages to disk, and then
+    /// everyone slows down to the disk's pace.
+    ///
+    /// Consumers that took nothing for [`FLOW_STUCK_AFTER`] (every one of them out of delivery
+    /// window because its socket is full, or out of prefetch because its acks stopped) are
+    /// stuck, not slow: pausing publishers would not let them catch up but would hold the
+    /// publishers to one read per pause for as long as they stay stuck. The queue then
+    /// accepts at full speed and pages; the store's back pressure and the memory high
+    /// watermark still brake publishers when those cannot keep up.
     pub fn congested(&self) -> bool {
-        self.congested.load(Ordering::Acquire)
+        self.backlogged.load(Ordering::Acquire) && self.consumers_draining()
+    }
+
+    /// Whether a consumer took a message less than [`FLOW_STUCK_AFTER`] ago (while the
+    /// backlog lasted).
+    fn consumers_draining(&self) -> bool {
+        let took_at = self.consumers_took_at.load(Ordering::Relaxed);
+        self.clock_ms().saturating_sub(took_at) < FLOW_STUCK_AFTER.as_millis() as u64
+    }
+
+    /// Notes that consumers made progress on the backlog (or that it just began, which gives
+    /// them [`FLOW_STUCK_AFTER`] to show they are alive).
+    fn note_consumers_took(&self) {
+        self.consumers_took_at
+            .store(self.clock_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the queue was created.
+    fn clock_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Waits until the queue is no longer congested (returns at once if it is not).
@@ -452,21 +491,22 @@ impl Queue {
         }
     }
 
-    /// Sets or clears `congested` after the backlog changed, with hysteresis.
+    /// Sets or clears `backlogged` after the backlog changed, with hysteresis.
     fn update_flow(&self, state: &QueueState) {
         let backlog = state.ready.len();
-        if self.congested.load(Ordering::Relaxed) {
+        if self.backlogged.load(Ordering::Relaxed) {
             let clear = state.consumers.is_empty()
                 || state.deleted
                 || (backlog <= FLOW_HIGH_MESSAGES / 2 && state.loaded_bytes <= FLOW_HIGH_BYTES / 2);
             if clear {
-                self.congested.store(false, Ordering::Release);
+                self.backlogged.store(false, Ordering::Release);
                 self.drained.notify_waiters();
             }
         } else if !state.consumers.is_empty()
             && (backlog > FLOW_HIGH_MESSAGES || state.loaded_bytes > FLOW_HIGH_BYTES)
         {
-            self.congested.store(true, Ordering::Release);
+            self.note_consumers_took();
+            self.backlogged.store(true, Ordering::Release);
         }
     }
 
@@ -527,7 +567,7 @@ impl Queue {
         }
         self.dispatch(&mut state);
         self.update_flow(&state);
-        self.congested.load(Ordering::Relaxed)
+        self.congested()
     }
 
     /// Drops bodies of the oldest loaded entries at the tail that have a disk copy, until
@@ -776,6 +816,9 @@ impl Queue {
         let mut state = self.state.lock();
         self.drop_expired(&mut state);
         let entry = self.pop_ready(&mut state)?;
+        if self.backlogged.load(Ordering::Relaxed) {
+            self.note_consumers_took();
+        }
         let message = entry.message.clone()?;
         let result = GetResult {
             seq: entry.seq,
@@ -839,23 +882,28 @@ impl Queue {
     /// Hands ready messages to consumers with credit, round-robin, then updates the flow
     /// state.
     fn dispatch(self: &Arc<Self>, state: &mut QueueState) {
-        self.dispatch_ready(state);
-        if self.congested.load(Ordering::Relaxed) {
+        let delivered = self.dispatch_ready(state);
+        if self.backlogged.load(Ordering::Relaxed) {
+            if delivered {
+                self.note_consumers_took();
+            }
             self.update_flow(state);
         }
     }
 
-    fn dispatch_ready(self: &Arc<Self>, state: &mut QueueState) {
+    /// Returns whether any message was delivered.
+    fn dispatch_ready(self: &Arc<Self>, state: &mut QueueState) -> bool {
+        let mut delivered = false;
         if state.consumers.is_empty() {
-            return;
+            return delivered;
         }
         self.drop_expired(state);
         while !state.ready.is_empty() {
             let Some(index) = pick_consumer(state) else {
-                return;
+                return delivered;
             };
             let Some(entry) = self.pop_ready(state) else {
-                return;
+                return delivered;
             };
             if entry.expires_at.is_some_and(|at| at <= Instant::now()) {
                 self.release(&entry);
@@ -885,6 +933,7 @@ impl Queue {
                 Self::push_front_loaded(state, entry);
                 continue;
             }
+            delivered = true;
             consumer.window -= 1;
             consumer.window_bytes = consumer.window_bytes.saturating_sub(entry.size);
             if consumer.spec.no_ack {
@@ -902,6 +951,7 @@ impl Queue {
                 );
             }
         }
+        delivered
     }
 }
 
