@@ -56,6 +56,14 @@ impl TestBroker {
         self.local.is_none()
     }
 
+    /// What counts the message data the in-process broker holds in memory against the memory
+    /// high watermark (`None` for an external broker).
+    pub(crate) fn memory_gauge(&self) -> Option<std::sync::Arc<warren::core::MemoryGauge>> {
+        self.local
+            .as_ref()
+            .map(|(broker, _)| broker.core().memory().clone())
+    }
+
     /// Stops the in-process broker (nothing for an external one).
     pub(crate) async fn shutdown(self) {
         if let Some((broker, dir)) = self.local {
