@@ -48,6 +48,16 @@ pub const FLOW_STUCK_AFTER: Duration = Duration::from_millis(100);
 /// to the store and read back when they reach the head.
 pub const QUEUE_MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
 
+/// Where paging out stops: a little under [`QUEUE_MEMORY_BUDGET`], so that it runs in batches
+/// rather than for every message.
+const PAGE_OUT_TARGET: u64 = QUEUE_MEMORY_BUDGET / 8 * 7;
+
+/// Most bytes of bodies, and most messages, one paging pass hands to the store for messages
+/// that have no disk copy yet: bounds the time a pass holds the queue's lock, while a backlog
+/// of small messages still goes out in few passes (each waits for the store's writer).
+const PAGE_OUT_SUBMIT_BYTES: u64 = 4 * 1024 * 1024;
+const PAGE_OUT_SUBMIT_MESSAGES: usize = 1024;
+
 /// What an entry whose body is paged out still counts against memory.
 const PAGED_OVERHEAD: u64 = 128;
 
@@ -541,11 +551,15 @@ impl Queue {
         let seq = state.next_seq;
         state.next_seq += 1;
         let expires_at = self.expiry_for(&message);
-        // Over budget, a transient message gets a disk copy right away, so its body can
-        // be dropped by the time paging reaches it.
+        // Near the budget, a transient message gets a disk copy right away, so its body can
+        // be dropped by the time paging reaches it. From the paging target on, not from the
+        // budget: otherwise every pass leaves the messages enqueued while it brought the queue
+        // from the budget down to the target without a copy, and the next pass must wait for
+        // the store to write those before it can drop anything behind them.
         let body_len = message.body.len() as u64;
         let over_budget = state.loaded_bytes + body_len > QUEUE_MEMORY_BUDGET;
-        let paged = match (&self.pager, persisted, over_budget) {
+        let near_budget = state.loaded_bytes + body_len > PAGE_OUT_TARGET;
+        let paged = match (&self.pager, persisted, near_budget) {
             (Some(pager), None, true) => Some(pager.persist_publish(&[PAGING_KEY], &message).0),
             _ => None,
         };
@@ -581,7 +595,8 @@ impl Queue {
         // The first entry still holding its body: where the next pass resumes.
         let mut resume = None;
         let mut submitted = 0;
-        while state.loaded_bytes > QUEUE_MEMORY_BUDGET / 8 * 7 && index < len {
+        let mut submitted_bytes = 0;
+        while state.loaded_bytes > PAGE_OUT_TARGET && index < len {
             let Some(entry) = state.ready.get_mut(index) else {
                 break;
             };
@@ -600,10 +615,13 @@ impl Queue {
                         resume.get_or_insert(index);
                         break;
                     }
-                    None if submitted < 64 => {
-                        // Enqueued before the queue went over budget: write it out now.
+                    None if submitted < PAGE_OUT_SUBMIT_MESSAGES
+                        && submitted_bytes < PAGE_OUT_SUBMIT_BYTES =>
+                    {
+                        // Enqueued while the queue was well under budget: write it out now.
                         entry.paged = Some(pager.persist_publish(&[PAGING_KEY], message).0);
                         submitted += 1;
+                        submitted_bytes += entry.body_len;
                         resume.get_or_insert(index);
                     }
                     None => {
