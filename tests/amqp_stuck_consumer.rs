@@ -35,9 +35,9 @@ const QUEUED_LIMIT: u64 = QUEUE_MEMORY_BUDGET + 32 * 1024 * 1024;
 /// Most the process may grow while the 256 MiB go through. Besides what the queue holds: the
 /// copies waiting for the store's writer, the stuck consumer's 4 MiB delivery window, the
 /// socket read buffers the bodies in memory were sliced from (a 64 KiB body keeps a buffer of
-/// up to twice that alive) and allocator slack. Measured: 100 to 190 MiB; holding everything
+/// up to twice that alive) and allocator slack. Measured: 95 to 140 MiB; holding everything
 /// would take more than the 256 MiB of bodies alone.
-const RSS_GROWTH_LIMIT: u64 = 224 * 1024 * 1024;
+const RSS_GROWTH_LIMIT: u64 = 192 * 1024 * 1024;
 
 /// `VmRSS` of this process in bytes.
 fn rss_bytes() -> Option<u64> {
