@@ -8,7 +8,7 @@
 //! a window of messages in flight and the rest waits here, where memory limits see it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -349,11 +349,8 @@ pub struct Queue {
     /// Set while the queue's backlog is over [`FLOW_HIGH_MESSAGES`] / [`FLOW_HIGH_BYTES`]
     /// with consumers attached, until it drains to half (see [`Queue::congested`]).
     backlogged: AtomicBool,
-    /// The clock of `consumers_took_at`: the queue's creation.
-    born: Instant,
-    /// Milliseconds after `born` at which a consumer last took a message while `backlogged`
-    /// (or the backlog began): whether the consumers are draining it or are stuck.
-    consumers_took_at: AtomicU64,
+    /// Set while `backlogged` and the consumers took nothing for [`FLOW_STUCK_AFTER`].
+    consumers_stuck: AtomicBool,
     /// Woken when `backlogged` clears.
     drained: Notify,
     state: Mutex<QueueState>,
@@ -401,6 +398,15 @@ impl Consumer {
     }
 }
 
+/// What the consumers had taken when a publish last looked, to tell draining consumers from
+/// stuck ones (see [`Queue::congested`]).
+#[derive(Debug, Default)]
+struct Progress {
+    taken: u64,
+    /// Since when publishes found `taken` unchanged; None right after it changed.
+    idle_since: Option<Instant>,
+}
+
 #[derive(Debug, Default)]
 struct QueueState {
     ready: VecDeque<Entry>,
@@ -413,6 +419,9 @@ struct QueueState {
     next_consumer: usize,
     next_seq: u64,
     deleted: bool,
+    /// Messages consumers and basic.get took, ever (wrapping).
+    taken: u64,
+    progress: Progress,
 }
 
 /// What removing a consumer left behind.
@@ -450,8 +459,7 @@ impl Queue {
             store,
             pager,
             backlogged: AtomicBool::new(false),
-            born: Instant::now(),
-            consumers_took_at: AtomicU64::new(0),
+            consumers_stuck: AtomicBool::new(false),
             drained: Notify::new(),
             state: Mutex::new(QueueState::default()),
         }
@@ -469,26 +477,30 @@ impl Queue {
     /// accepts at full speed and pages; the store's back pressure and the memory high
     /// watermark still brake publishers when those cannot keep up.
     pub fn congested(&self) -> bool {
-        self.backlogged.load(Ordering::Acquire) && self.consumers_draining()
+        self.backlogged.load(Ordering::Acquire) && !self.consumers_stuck.load(Ordering::Acquire)
     }
 
-    /// Whether a consumer took a message less than [`FLOW_STUCK_AFTER`] ago (while the
-    /// backlog lasted).
-    fn consumers_draining(&self) -> bool {
-        let took_at = self.consumers_took_at.load(Ordering::Relaxed);
-        self.clock_ms().saturating_sub(took_at) < FLOW_STUCK_AFTER.as_millis() as u64
-    }
-
-    /// Notes that consumers made progress on the backlog (or that it just began, which gives
-    /// them [`FLOW_STUCK_AFTER`] to show they are alive).
-    fn note_consumers_took(&self) {
-        self.consumers_took_at
-            .store(self.clock_ms(), Ordering::Relaxed);
-    }
-
-    /// Milliseconds since the queue was created.
-    fn clock_ms(&self) -> u64 {
-        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// Re-judges whether the consumers of a backlogged queue are stuck; called on publish, so
+    /// the clock is read only while publishers keep finding the consumers idle (deliveries
+    /// just count).
+    fn check_consumers_stuck(&self, state: &mut QueueState) {
+        let progress = &mut state.progress;
+        if state.taken != progress.taken {
+            *progress = Progress {
+                taken: state.taken,
+                idle_since: None,
+            };
+            self.consumers_stuck.store(false, Ordering::Release);
+            return;
+        }
+        let now = Instant::now();
+        match progress.idle_since {
+            None => progress.idle_since = Some(now),
+            Some(since) if now.duration_since(since) >= FLOW_STUCK_AFTER => {
+                self.consumers_stuck.store(true, Ordering::Release);
+            }
+            Some(_) => {}
+        }
     }
 
     /// Waits until the queue is no longer congested (returns at once if it is not).
@@ -502,7 +514,7 @@ impl Queue {
     }
 
     /// Sets or clears `backlogged` after the backlog changed, with hysteresis.
-    fn update_flow(&self, state: &QueueState) {
+    fn update_flow(&self, state: &mut QueueState) {
         let backlog = state.ready.len();
         if self.backlogged.load(Ordering::Relaxed) {
             let clear = state.consumers.is_empty()
@@ -515,7 +527,12 @@ impl Queue {
         } else if !state.consumers.is_empty()
             && (backlog > FLOW_HIGH_MESSAGES || state.loaded_bytes > FLOW_HIGH_BYTES)
         {
-            self.note_consumers_took();
+            // The consumers get FLOW_STUCK_AFTER from now to show they are draining it.
+            state.progress = Progress {
+                taken: state.taken,
+                idle_since: Some(Instant::now()),
+            };
+            self.consumers_stuck.store(false, Ordering::Release);
             self.backlogged.store(true, Ordering::Release);
         }
     }
@@ -580,7 +597,10 @@ impl Queue {
             self.page_out(&mut state);
         }
         self.dispatch(&mut state);
-        self.update_flow(&state);
+        self.update_flow(&mut state);
+        if self.backlogged.load(Ordering::Relaxed) {
+            self.check_consumers_stuck(&mut state);
+        }
         self.congested()
     }
 
@@ -774,7 +794,7 @@ impl Queue {
         let before = state.consumers.len();
         state.consumers.retain(|c| c.spec.id != consumer);
         let found = state.consumers.len() != before;
-        self.update_flow(&state);
+        self.update_flow(&mut state);
         ConsumerRemoved {
             found,
             auto_delete_now: found
@@ -834,9 +854,7 @@ impl Queue {
         let mut state = self.state.lock();
         self.drop_expired(&mut state);
         let entry = self.pop_ready(&mut state)?;
-        if self.backlogged.load(Ordering::Relaxed) {
-            self.note_consumers_took();
-        }
+        state.taken = state.taken.wrapping_add(1);
         let message = entry.message.clone()?;
         let result = GetResult {
             seq: entry.seq,
@@ -868,7 +886,7 @@ impl Queue {
         }
         state.loaded_bytes = 0;
         state.tail_loaded = 0;
-        self.update_flow(&state);
+        self.update_flow(&mut state);
         saturating_u32(count)
     }
 
@@ -893,7 +911,7 @@ impl Queue {
         for (_, unacked) in state.unacked.drain() {
             self.release(&unacked.entry);
         }
-        self.update_flow(&state);
+        self.update_flow(&mut state);
         saturating_u32(count)
     }
 
@@ -902,8 +920,9 @@ impl Queue {
     fn dispatch(self: &Arc<Self>, state: &mut QueueState) {
         let delivered = self.dispatch_ready(state);
         if self.backlogged.load(Ordering::Relaxed) {
-            if delivered {
-                self.note_consumers_took();
+            if delivered && self.consumers_stuck.load(Ordering::Relaxed) {
+                // They move again: publishers should pause from their next publish on.
+                self.check_consumers_stuck(state);
             }
             self.update_flow(state);
         }
@@ -952,6 +971,8 @@ impl Queue {
                 continue;
             }
             delivered = true;
+            state.taken = state.taken.wrapping_add(1);
+            let consumer = &mut state.consumers[index];
             consumer.window -= 1;
             consumer.window_bytes = consumer.window_bytes.saturating_sub(entry.size);
             if consumer.spec.no_ack {

@@ -185,13 +185,14 @@ fn a_backlog_is_congested_while_consumers_drain_it_not_while_they_are_stuck() {
     );
     assert_eq!(deliveries(&mut events).len(), DELIVERY_WINDOW as usize);
 
-    // Nothing taken for FLOW_STUCK_AFTER: the consumer is stuck, publishers go on.
+    // Nothing taken for FLOW_STUCK_AFTER: the next publish finds the consumer stuck and
+    // publishers go on.
     std::thread::sleep(FLOW_STUCK_AFTER + Duration::from_millis(20));
-    assert!(!q.congested(), "a stuck consumer keeps the queue congested");
     assert!(
         !q.enqueue(message("x"), None),
-        "a publish finds it congested"
+        "a stuck consumer keeps the queue congested"
     );
+    assert!(!q.congested());
 
     // The consumer writes again and takes more: it drains, slower than the queue fills, so
     // publishers pause again.
@@ -209,7 +210,7 @@ fn a_backlog_is_congested_while_consumers_drain_it_not_while_they_are_stuck() {
     assert!(q.congested());
     std::thread::sleep(FLOW_STUCK_AFTER + Duration::from_millis(20));
     assert!(
-        !q.congested(),
+        !q.enqueue(message("x"), None),
         "a consumer that stopped acking keeps the queue congested"
     );
     let delivered = deliveries(&mut events);
@@ -217,5 +218,15 @@ fn a_backlog_is_congested_while_consumers_drain_it_not_while_they_are_stuck() {
     assert!(
         q.congested(),
         "an ack that lets the consumer take more is progress"
+    );
+
+    // Consumers that keep taking, however slowly, are draining: a publish after a pause as
+    // long as FLOW_STUCK_AFTER still finds the queue congested if something was taken since.
+    let delivered = deliveries(&mut events);
+    std::thread::sleep(FLOW_STUCK_AFTER + Duration::from_millis(20));
+    q.ack([delivered[0].seq]);
+    assert!(
+        q.enqueue(message("x"), None),
+        "a slow consumer counts as stuck"
     );
 }
