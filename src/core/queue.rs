@@ -497,7 +497,10 @@ impl Queue {
         match progress.idle_since {
             None => progress.idle_since = Some(now),
             Some(since) if now.duration_since(since) >= FLOW_STUCK_AFTER => {
-                self.consumers_stuck.store(true, Ordering::Release);
+                if !self.consumers_stuck.swap(true, Ordering::AcqRel) {
+                    // Publishers still pausing for this queue need not wait out their pause.
+                    self.drained.notify_waiters();
+                }
             }
             Some(_) => {}
         }
