@@ -1,6 +1,9 @@
 //! Flow control: a publisher faster than its consumers is blocked (connection.blocked) once
 //! queued data passes the memory high watermark, and unblocked when consumers drain it, so
-//! broker memory stays bounded.
+//! broker memory stays bounded; a publisher faster than the consumers draining its queue is
+//! paused. A consumer that is stuck altogether does not pause its publishers
+//! (`tests/amqp_stuck_consumer.rs`), but memory still brakes them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -15,20 +18,27 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 const WATERMARK: u64 = 1024 * 1024;
 const BODY: usize = 4096;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fast_publisher_is_blocked_at_the_watermark_and_released_when_drained() {
+/// An in-process broker with a memory high watermark of `watermark` bytes, and its data
+/// directory.
+async fn start_with_watermark(watermark: u64) -> (warren::Broker, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary data directory");
     let config = warren::Config {
         bind: "127.0.0.1".parse().expect("loopback"),
         amqp_port: 0,
         mqtt_port: 0,
         data_dir: dir.path().to_path_buf(),
-        memory_high_watermark: WATERMARK,
+        memory_high_watermark: watermark,
         ..warren::Config::default()
     };
     let broker = within("broker start", warren::Broker::start(config))
         .await
         .expect("broker starts");
+    (broker, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_publisher_is_blocked_at_the_watermark_and_released_when_drained() {
+    let (broker, _dir) = start_with_watermark(WATERMARK).await;
     let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr());
 
     let publisher = within(
@@ -231,5 +241,101 @@ async fn publisher_is_paused_while_its_queue_is_far_ahead_of_the_consumers() {
         "the queue reached {deepest} messages of {BODY} bytes: its publisher was not paused"
     );
     assert!(deepest > 0, "the observer never saw a backlog");
+    broker.shutdown().await;
+}
+
+/// The memory brake holds even when the queue's only consumer is stuck (which no longer
+/// pauses publishers): with a watermark below the queue's in-memory budget, a publisher
+/// flooding that queue is sent connection.blocked before the broker holds much more than the
+/// watermark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_of_a_stuck_consumer_is_still_blocked_at_the_watermark() {
+    const STUCK_WATERMARK: u64 = 8 * 1024 * 1024;
+    const LARGE_BODY: usize = 64 * 1024;
+    let (broker, _dir) = start_with_watermark(STUCK_WATERMARK).await;
+    let uri = format!("amqp://guest:guest@{}/%2f", broker.amqp_addr());
+    let publisher = within(
+        "publisher connect",
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("publisher connects");
+    let channel = within("channel", publisher.create_channel())
+        .await
+        .expect("channel");
+    let queue = unique("stuck-watermark");
+    within(
+        "queue.declare",
+        channel.queue_declare(
+            &queue,
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("queue declared");
+
+    // An auto-ack consumer that never reads after subscribing.
+    let mut stuck = common::raw::RawConnection::open(broker.amqp_addr(), 128 * 1024).await;
+    stuck.open_channel(1).await;
+    stuck
+        .send(&common::raw::basic_consume(1, &queue, true))
+        .await;
+    let consume_ok = stuck.read_frame().await.expect("basic.consume-ok");
+    assert_eq!(consume_ok.method_id(), Some((60, 21)), "basic.consume-ok");
+
+    // Four times the watermark, from a task: it stalls once the broker stops reading.
+    let total = 4 * STUCK_WATERMARK as usize / LARGE_BODY;
+    let publish_channel = channel.clone();
+    let publish_queue = queue.clone();
+    let publishing = tokio::spawn(async move {
+        let body = vec![3u8; LARGE_BODY];
+        for _ in 0..total {
+            if publish_channel
+                .basic_publish(
+                    "",
+                    &publish_queue,
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default(),
+                )
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+
+    let mut blocked = false;
+    for _ in 0..200 {
+        if publisher.status().blocked() {
+            blocked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(blocked, "the publisher was never sent connection.blocked");
+    let observer = within(
+        "observer connect",
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("observer connects");
+    let observe = within("channel", observer.create_channel())
+        .await
+        .expect("channel");
+    let depth = common::queue_counts(&observe, &queue).await.0 as usize;
+    assert!(
+        depth < total,
+        "all {total} messages were queued: the publisher was not held back"
+    );
+    assert!(
+        (depth * LARGE_BODY) as u64 <= 2 * STUCK_WATERMARK,
+        "{depth} messages of {LARGE_BODY} bytes queued with a {STUCK_WATERMARK}-byte watermark"
+    );
+
+    publishing.abort();
+    stuck.abort();
     broker.shutdown().await;
 }

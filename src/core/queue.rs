@@ -36,9 +36,25 @@ pub const FLOW_HIGH_MESSAGES: usize = 16 * 1024;
 /// never pages.
 pub const FLOW_HIGH_BYTES: u64 = 8 * 1024 * 1024;
 
+/// How long consumers of a queue over the flow thresholds may take nothing before they count as
+/// stuck (a socket nobody reads, acks that never come). Pausing publishers cannot help stuck
+/// consumers catch up, so the queue then stops asking for it and pages instead; it asks again
+/// as soon as a consumer takes something.
+pub const FLOW_STUCK_AFTER: Duration = Duration::from_millis(100);
+
 /// Bytes of ready message bodies a queue keeps in memory; beyond this, bodies are paged out
 /// to the store and read back when they reach the head.
 pub const QUEUE_MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
+
+/// Where paging out stops: a little under [`QUEUE_MEMORY_BUDGET`], so that it runs in batches
+/// rather than for every message.
+const PAGE_OUT_TARGET: u64 = QUEUE_MEMORY_BUDGET / 8 * 7;
+
+/// Most bytes of bodies, and most messages, one paging pass hands to the store for messages
+/// that have no disk copy yet: bounds the time a pass holds the queue's lock, while a backlog
+/// of small messages still goes out in few passes (each waits for the store's writer).
+const PAGE_OUT_SUBMIT_BYTES: u64 = 4 * 1024 * 1024;
+const PAGE_OUT_SUBMIT_MESSAGES: usize = 1024;
 
 /// What an entry whose body is paged out still counts against memory.
 const PAGED_OVERHEAD: u64 = 128;
@@ -329,9 +345,11 @@ pub struct Queue {
     /// Where bodies go when the queue holds more than [`QUEUE_MEMORY_BUDGET`] in memory.
     pager: Option<Arc<Store>>,
     /// Set while the queue's backlog is over [`FLOW_HIGH_MESSAGES`] / [`FLOW_HIGH_BYTES`]
-    /// with consumers attached: publishers should pause until it drains (see [`Queue::congested`]).
-    congested: AtomicBool,
-    /// Woken when `congested` clears.
+    /// with consumers attached, until it drains to half (see [`Queue::congested`]).
+    backlogged: AtomicBool,
+    /// Set while `backlogged` and the consumers took nothing for [`FLOW_STUCK_AFTER`].
+    consumers_stuck: AtomicBool,
+    /// Woken when `backlogged` clears.
     drained: Notify,
     state: Mutex<QueueState>,
 }
@@ -378,6 +396,15 @@ impl Consumer {
     }
 }
 
+/// What the consumers had taken when a publish last looked, to tell draining consumers from
+/// stuck ones (see [`Queue::congested`]).
+#[derive(Debug, Default)]
+struct Progress {
+    taken: u64,
+    /// Since when publishes found `taken` unchanged; None right after it changed.
+    idle_since: Option<Instant>,
+}
+
 #[derive(Debug, Default)]
 struct QueueState {
     ready: VecDeque<Entry>,
@@ -390,6 +417,9 @@ struct QueueState {
     next_consumer: usize,
     next_seq: u64,
     deleted: bool,
+    /// Messages consumers and basic.get took, ever (wrapping).
+    taken: u64,
+    progress: Progress,
 }
 
 /// What removing a consumer left behind.
@@ -426,18 +456,52 @@ impl Queue {
             memory,
             store,
             pager,
-            congested: AtomicBool::new(false),
+            backlogged: AtomicBool::new(false),
+            consumers_stuck: AtomicBool::new(false),
             drained: Notify::new(),
             state: Mutex::new(QueueState::default()),
         }
     }
 
     /// Whether publishers to this queue should pause: its consumers are behind by more than
-    /// the flow thresholds. RabbitMQ's credit flow does the same; without it a flat-out
-    /// publisher outruns its consumers until the queue pages to disk, and then everyone
-    /// slows down to the disk's pace.
+    /// the flow thresholds and are draining it, only slower than it fills. Without the pause a
+    /// flat-out publisher outruns such consumers until the queue pages to disk, and then
+    /// everyone slows down to the disk's pace.
+    ///
+    /// Consumers that took nothing for [`FLOW_STUCK_AFTER`] (every one of them out of delivery
+    /// window because its socket is full, or out of prefetch because its acks stopped) are
+    /// stuck, not slow: pausing publishers would not let them catch up but would hold the
+    /// publishers to one read per pause for as long as they stay stuck. The queue then
+    /// accepts at full speed and pages; the store's back pressure and the memory high
+    /// watermark still brake publishers when those cannot keep up.
     pub fn congested(&self) -> bool {
-        self.congested.load(Ordering::Acquire)
+        self.backlogged.load(Ordering::Acquire) && !self.consumers_stuck.load(Ordering::Acquire)
+    }
+
+    /// Re-judges whether the consumers of a backlogged queue are stuck; called on publish, so
+    /// the clock is read only while publishers keep finding the consumers idle (deliveries
+    /// just count).
+    fn check_consumers_stuck(&self, state: &mut QueueState) {
+        let progress = &mut state.progress;
+        if state.taken != progress.taken {
+            *progress = Progress {
+                taken: state.taken,
+                idle_since: None,
+            };
+            self.consumers_stuck.store(false, Ordering::Release);
+            return;
+        }
+        let now = Instant::now();
+        match progress.idle_since {
+            None => progress.idle_since = Some(now),
+            Some(since) if now.duration_since(since) >= FLOW_STUCK_AFTER => {
+                if !self.consumers_stuck.swap(true, Ordering::AcqRel) {
+                    // Publishers still pausing for this queue need not wait out their pause.
+                    self.drained.notify_waiters();
+                }
+            }
+            Some(_) => {}
+        }
     }
 
     /// Waits until the queue is no longer congested (returns at once if it is not).
@@ -450,21 +514,27 @@ impl Queue {
         }
     }
 
-    /// Sets or clears `congested` after the backlog changed, with hysteresis.
-    fn update_flow(&self, state: &QueueState) {
+    /// Sets or clears `backlogged` after the backlog changed, with hysteresis.
+    fn update_flow(&self, state: &mut QueueState) {
         let backlog = state.ready.len();
-        if self.congested.load(Ordering::Relaxed) {
+        if self.backlogged.load(Ordering::Relaxed) {
             let clear = state.consumers.is_empty()
                 || state.deleted
                 || (backlog <= FLOW_HIGH_MESSAGES / 2 && state.loaded_bytes <= FLOW_HIGH_BYTES / 2);
             if clear {
-                self.congested.store(false, Ordering::Release);
+                self.backlogged.store(false, Ordering::Release);
                 self.drained.notify_waiters();
             }
         } else if !state.consumers.is_empty()
             && (backlog > FLOW_HIGH_MESSAGES || state.loaded_bytes > FLOW_HIGH_BYTES)
         {
-            self.congested.store(true, Ordering::Release);
+            // The consumers get FLOW_STUCK_AFTER from now to show they are draining it.
+            state.progress = Progress {
+                taken: state.taken,
+                idle_since: Some(Instant::now()),
+            };
+            self.consumers_stuck.store(false, Ordering::Release);
+            self.backlogged.store(true, Ordering::Release);
         }
     }
 
@@ -499,11 +569,15 @@ impl Queue {
         let seq = state.next_seq;
         state.next_seq += 1;
         let expires_at = self.expiry_for(&message);
-        // Over budget, a transient message gets a disk copy right away, so its body can
-        // be dropped by the time paging reaches it.
+        // Near the budget, a transient message gets a disk copy right away, so its body can
+        // be dropped by the time paging reaches it. From the paging target on, not from the
+        // budget: otherwise every pass leaves the messages enqueued while it brought the queue
+        // from the budget down to the target without a copy, and the next pass must wait for
+        // the store to write those before it can drop anything behind them.
         let body_len = message.body.len() as u64;
         let over_budget = state.loaded_bytes + body_len > QUEUE_MEMORY_BUDGET;
-        let paged = match (&self.pager, persisted, over_budget) {
+        let near_budget = state.loaded_bytes + body_len > PAGE_OUT_TARGET;
+        let paged = match (&self.pager, persisted, near_budget) {
             (Some(pager), None, true) => Some(pager.persist_publish(&[PAGING_KEY], &message).0),
             _ => None,
         };
@@ -524,8 +598,11 @@ impl Queue {
             self.page_out(&mut state);
         }
         self.dispatch(&mut state);
-        self.update_flow(&state);
-        self.congested.load(Ordering::Relaxed)
+        self.update_flow(&mut state);
+        if self.backlogged.load(Ordering::Relaxed) {
+            self.check_consumers_stuck(&mut state);
+        }
+        self.congested()
     }
 
     /// Drops bodies of the oldest loaded entries at the tail that have a disk copy, until
@@ -539,7 +616,8 @@ impl Queue {
         // The first entry still holding its body: where the next pass resumes.
         let mut resume = None;
         let mut submitted = 0;
-        while state.loaded_bytes > QUEUE_MEMORY_BUDGET / 8 * 7 && index < len {
+        let mut submitted_bytes = 0;
+        while state.loaded_bytes > PAGE_OUT_TARGET && index < len {
             let Some(entry) = state.ready.get_mut(index) else {
                 break;
             };
@@ -558,10 +636,13 @@ impl Queue {
                         resume.get_or_insert(index);
                         break;
                     }
-                    None if submitted < 64 => {
-                        // Enqueued before the queue went over budget: write it out now.
+                    None if submitted < PAGE_OUT_SUBMIT_MESSAGES
+                        && submitted_bytes < PAGE_OUT_SUBMIT_BYTES =>
+                    {
+                        // Enqueued while the queue was well under budget: write it out now.
                         entry.paged = Some(pager.persist_publish(&[PAGING_KEY], message).0);
                         submitted += 1;
+                        submitted_bytes += entry.body_len;
                         resume.get_or_insert(index);
                     }
                     None => {
@@ -714,7 +795,7 @@ impl Queue {
         let before = state.consumers.len();
         state.consumers.retain(|c| c.spec.id != consumer);
         let found = state.consumers.len() != before;
-        self.update_flow(&state);
+        self.update_flow(&mut state);
         ConsumerRemoved {
             found,
             auto_delete_now: found
@@ -774,6 +855,7 @@ impl Queue {
         let mut state = self.state.lock();
         self.drop_expired(&mut state);
         let entry = self.pop_ready(&mut state)?;
+        state.taken = state.taken.wrapping_add(1);
         let message = entry.message.clone()?;
         let result = GetResult {
             seq: entry.seq,
@@ -805,7 +887,7 @@ impl Queue {
         }
         state.loaded_bytes = 0;
         state.tail_loaded = 0;
-        self.update_flow(&state);
+        self.update_flow(&mut state);
         saturating_u32(count)
     }
 
@@ -830,30 +912,36 @@ impl Queue {
         for (_, unacked) in state.unacked.drain() {
             self.release(&unacked.entry);
         }
-        self.update_flow(&state);
+        self.update_flow(&mut state);
         saturating_u32(count)
     }
 
     /// Hands ready messages to consumers with credit, round-robin, then updates the flow
     /// state.
     fn dispatch(self: &Arc<Self>, state: &mut QueueState) {
-        self.dispatch_ready(state);
-        if self.congested.load(Ordering::Relaxed) {
+        let delivered = self.dispatch_ready(state);
+        if self.backlogged.load(Ordering::Relaxed) {
+            if delivered && self.consumers_stuck.load(Ordering::Relaxed) {
+                // They move again: publishers should pause from their next publish on.
+                self.check_consumers_stuck(state);
+            }
             self.update_flow(state);
         }
     }
 
-    fn dispatch_ready(self: &Arc<Self>, state: &mut QueueState) {
+    /// Returns whether any message was delivered.
+    fn dispatch_ready(self: &Arc<Self>, state: &mut QueueState) -> bool {
+        let mut delivered = false;
         if state.consumers.is_empty() {
-            return;
+            return delivered;
         }
         self.drop_expired(state);
         while !state.ready.is_empty() {
             let Some(index) = pick_consumer(state) else {
-                return;
+                return delivered;
             };
             let Some(entry) = self.pop_ready(state) else {
-                return;
+                return delivered;
             };
             if entry.expires_at.is_some_and(|at| at <= Instant::now()) {
                 self.release(&entry);
@@ -883,6 +971,9 @@ impl Queue {
                 Self::push_front_loaded(state, entry);
                 continue;
             }
+            delivered = true;
+            state.taken = state.taken.wrapping_add(1);
+            let consumer = &mut state.consumers[index];
             consumer.window -= 1;
             consumer.window_bytes = consumer.window_bytes.saturating_sub(entry.size);
             if consumer.spec.no_ack {
@@ -900,6 +991,7 @@ impl Queue {
                 );
             }
         }
+        delivered
     }
 }
 

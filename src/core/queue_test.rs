@@ -167,3 +167,66 @@ fn a_consumer_whose_connection_is_gone_is_skipped_and_undelivered_events_come_ba
     assert_eq!(left.len(), 1);
     assert_eq!(&left[0].message.body[..], b"4");
 }
+
+#[test]
+fn a_backlog_is_congested_while_consumers_drain_it_not_while_they_are_stuck() {
+    let q = queue();
+    // A no-ack consumer whose connection never writes: it gets one window and then no more.
+    let (spec, mut events) = consumer(1, 0, true);
+    q.add_consumer(spec).unwrap();
+    let over = DELIVERY_WINDOW as usize + FLOW_HIGH_MESSAGES + 1;
+    let mut congested = false;
+    for _ in 0..over {
+        congested = q.enqueue(message("x"), None);
+    }
+    assert!(
+        congested,
+        "a backlog over the threshold starts out congested"
+    );
+    assert_eq!(deliveries(&mut events).len(), DELIVERY_WINDOW as usize);
+
+    // Nothing taken for FLOW_STUCK_AFTER: the next publish finds the consumer stuck and
+    // publishers go on.
+    std::thread::sleep(FLOW_STUCK_AFTER + Duration::from_millis(20));
+    assert!(
+        !q.enqueue(message("x"), None),
+        "a stuck consumer keeps the queue congested"
+    );
+    assert!(!q.congested());
+
+    // The consumer writes again and takes more: it drains, slower than the queue fills, so
+    // publishers pause again.
+    q.grant_window(ConsumerId(1), 10, 10 * 1024);
+    assert_eq!(deliveries(&mut events).len(), 10);
+    assert!(q.congested(), "a draining backlog is not congested");
+
+    // A consumer out of prefetch whose acks stopped is stuck too.
+    let q = queue();
+    let (spec, mut events) = consumer(2, 1, false);
+    q.add_consumer(spec).unwrap();
+    for _ in 0..=FLOW_HIGH_MESSAGES + 1 {
+        q.enqueue(message("x"), None);
+    }
+    assert!(q.congested());
+    std::thread::sleep(FLOW_STUCK_AFTER + Duration::from_millis(20));
+    assert!(
+        !q.enqueue(message("x"), None),
+        "a consumer that stopped acking keeps the queue congested"
+    );
+    let delivered = deliveries(&mut events);
+    q.ack([delivered[0].seq]);
+    assert!(
+        q.congested(),
+        "an ack that lets the consumer take more is progress"
+    );
+
+    // Consumers that keep taking, however slowly, are draining: a publish after a pause as
+    // long as FLOW_STUCK_AFTER still finds the queue congested if something was taken since.
+    let delivered = deliveries(&mut events);
+    std::thread::sleep(FLOW_STUCK_AFTER + Duration::from_millis(20));
+    q.ack([delivered[0].seq]);
+    assert!(
+        q.enqueue(message("x"), None),
+        "a slow consumer counts as stuck"
+    );
+}

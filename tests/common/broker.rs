@@ -266,6 +266,16 @@ impl TestBroker {
         }
     }
 
+    /// What counts the message data the in-process broker holds in memory against the memory
+    /// high watermark (`None` for a child process or an external broker).
+    #[allow(dead_code)] // not every test crate uses it
+    pub(crate) fn memory_gauge(&self) -> Option<std::sync::Arc<warren::core::MemoryGauge>> {
+        match &self.kind {
+            Kind::InProcess(broker) => Some(broker.core().memory().clone()),
+            _ => None,
+        }
+    }
+
     /// Whether the tests run against an external broker (RabbitMQ, Mosquitto).
     pub(crate) fn is_external(&self) -> bool {
         self.external.is_some()
