@@ -167,6 +167,7 @@ impl Broker {
                 transport: spec.transport,
                 tls: tls.clone(),
                 limits: limits.clone(),
+                websocket_max_message: config.mqtt_max_packet_size as usize + 64 * 1024,
                 shutdown: shutdown.clone(),
                 tasks: tasks.clone(),
             };
@@ -238,11 +239,12 @@ impl Broker {
     }
 
     /// Re-reads the TLS certificate, key and CA bundle (SIGHUP): new connections get the
-    /// new material, open ones keep theirs. On error the current material stays.
-    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+    /// new material, open ones keep theirs. On error the current material stays. Returns
+    /// false when no TLS is configured (nothing to reload).
+    pub fn reload_tls(&self) -> Result<bool, crate::tls::TlsError> {
         match &self.tls {
-            Some(tls) => tls.reload(),
-            None => Ok(()),
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
         }
     }
 

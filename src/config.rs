@@ -27,8 +27,8 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsSettings>,
     /// MQTT clients with a verified certificate and no user name log in as its CN.
     pub mqtt_ssl_cert_login: bool,
-    /// How long a client may take from accept to an open session (TLS handshake, WebSocket
-    /// upgrade, AMQP handshake or MQTT CONNECT); slower clients are dropped.
+    /// How long a client may take for each handshake: the transport's (TLS, WebSocket
+    /// upgrade), then the protocol's (AMQP up to connection.open, MQTT CONNECT).
     pub handshake_timeout: std::time::Duration,
     /// Connections open at once at most, over all listeners (RabbitMQ's `connection_max`).
     pub max_connections: usize,

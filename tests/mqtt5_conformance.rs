@@ -874,3 +874,71 @@ async fn qos1_publishes_within_receive_maximum_are_accepted() {
     client.disconnect().await;
     broker.shutdown().await;
 }
+
+/// [MQTT-3.1.4] lets a client send packets right behind CONNECT: a CONNECT and a SUBSCRIBE in
+/// one TCP segment get their CONNACK and SUBACK (the SUBSCRIBE is not left unread in the
+/// handshake's buffer), with keep-alive 0 so no later ping could unstick it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_sent_with_connect_is_answered() {
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
+    for version in [Version::V311, Version::V5] {
+        let mut connect = Connect::new(version, &unique_id("pipelined"));
+        connect.keep_alive = 0;
+        let mut bytes = connect.encode();
+        bytes.extend(raw::subscribe(version, 1, &unique_topic("pipelined"), 1));
+        let mut client = RawClient::connect(broker.mqtt_addr()).await;
+        client.send(&bytes).await;
+        let kinds: Vec<u8> = [client.read_packet().await, client.read_packet().await]
+            .iter()
+            .map(|packet| packet.as_ref().map_or(0, |p| p.kind()))
+            .collect();
+        assert_eq!(kinds, vec![raw::CONNACK, raw::SUBACK], "{version:?}");
+    }
+    broker.shutdown().await;
+}
+
+/// Messages a subscription drops without sending (No Local, MQTT 5.0 §3.8.3.1) still give
+/// their delivery window back: after more of its own messages than the window holds, the
+/// subscriber still receives another client's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_local_drops_do_not_starve_the_subscription() {
+    let broker = TestBroker::options().external(External::Mqtt).start().await;
+    let topic = unique_topic("nolocal-window");
+    let mut connect = Connect::new(Version::V5, &unique_id("nolocal-window"));
+    connect.keep_alive = 0;
+    let (mut subscriber, _) = RawClient::handshake(broker.mqtt_addr(), &connect).await;
+    // Options: QoS 0, No Local.
+    subscriber
+        .send(&raw::subscribe(Version::V5, 1, &topic, 0x04))
+        .await;
+    let suback = subscriber.read_packet().await.expect("SUBACK");
+    assert_eq!(suback.kind(), raw::SUBACK);
+    let mut own = Vec::new();
+    for _ in 0..3000 {
+        own.extend(raw::publish(Version::V5, topic.as_bytes(), 0, 0, b"mine"));
+    }
+    subscriber.send(&own).await;
+    // A ping round trip: everything before it was read and routed.
+    subscriber.send(&raw::pingreq()).await;
+    let pong = subscriber.read_packet().await.expect("PINGRESP");
+    assert_eq!(pong.kind(), raw::PINGRESP, "own messages are not delivered");
+
+    let other = Connect::new(Version::V5, &unique_id("nolocal-other"));
+    let (mut publisher, _) = RawClient::handshake(broker.mqtt_addr(), &other).await;
+    publisher
+        .send(&raw::publish(
+            Version::V5,
+            topic.as_bytes(),
+            0,
+            0,
+            b"theirs",
+        ))
+        .await;
+    let delivered = subscriber
+        .read_packet()
+        .await
+        .expect("another client's message reaches the no-local subscriber");
+    let (_, _, _, payload) = delivered.publish(Version::V5).expect("a PUBLISH");
+    assert_eq!(payload, b"theirs");
+    broker.shutdown().await;
+}

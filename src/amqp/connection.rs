@@ -1,5 +1,6 @@
-//! One AMQP connection: the handshake, then a loop that reads frames, handles consumer
-//! events and flushes everything it produced with one write per burst.
+//! One AMQP connection: the handshake over the connection's [`Link`], then the session
+//! state machine (frames in, consumer events, heartbeats, output out) that
+//! [`Link::run`] drives, and the close handshake at the end.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -140,7 +141,7 @@ pub(super) async fn serve(
     tracing::info!(%peer, user = %user, vhost = %connection.vhost.name, protocol = "AMQP 0-9-1", transport, connection = connection.id.0, "connection opened");
     let reason = match link.run(&mut *connection, &shutdown).await {
         Ended::Finished => {
-            // Boxed: teardown state (a scratch buffer, timers) must not size the idle task.
+            // Boxed: teardown state (timers) must not size the idle task.
             Box::pin(linger(&mut link)).await;
             "closed by client".to_string()
         }
@@ -450,6 +451,9 @@ impl Session for Connection {
 
     fn written(&mut self, now: Instant) {
         self.last_write = now;
+    }
+
+    fn release_window(&mut self) {
         self.window_grants.release();
     }
 

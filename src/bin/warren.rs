@@ -54,8 +54,8 @@ struct Args {
     /// MQTT clients with a verified certificate and no user name log in as its CN.
     #[arg(long, env = "WARREN_MQTT_SSL_CERT_LOGIN")]
     mqtt_ssl_cert_login: bool,
-    /// Seconds a client may take from connecting to an open session (TLS, WebSocket and
-    /// protocol handshakes); slower clients are dropped.
+    /// Seconds a client may take for each handshake (TLS or WebSocket, then AMQP or MQTT);
+    /// slower clients are dropped.
     #[arg(long, default_value_t = 10)]
     handshake_timeout: u64,
     /// Connections open at once at most, over all listeners (default: no limit).
@@ -182,7 +182,8 @@ async fn run_broker(args: Args) -> anyhow::Result<()> {
         tokio::select! {
             _ = &mut stop => break,
             _ = hangup.recv() => match broker.reload_tls() {
-                Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and CA reloaded"),
+                Ok(true) => tracing::info!("SIGHUP: TLS certificate, key and CA reloaded"),
+                Ok(false) => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
                 Err(error) => tracing::error!(%error, "SIGHUP: TLS reload failed; the previous material stays"),
             },
         }

@@ -59,8 +59,11 @@ pub(crate) trait Session {
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Close>;
     /// Output produced and not yet written.
     fn output(&mut self) -> &mut BytesMut;
-    /// The output was written at `now` (delivery window goes back to the queues).
+    /// The output was written at `now`.
     fn written(&mut self, now: Instant);
+    /// Hands the delivery window of what was written (or dropped without output: expired,
+    /// filtered by no-local) back to the queues; called on every turn of the loop.
+    fn release_window(&mut self);
     /// Whether input may be read now.
     fn read_gate(&mut self) -> ReadGate;
     /// Whether acknowledgements wait for the store to sync.
@@ -139,6 +142,12 @@ impl Link {
         if self.read_buf.is_empty() {
             // Idle connections keep no handshake buffer.
             self.read_buf = BytesMut::new();
+        } else {
+            // Packets that came with the handshake's last read (MQTT allows a SUBSCRIBE
+            // right behind CONNECT): the socket may have nothing more to wake us.
+            if let Err(close) = session.handle_input(&mut self.read_buf, Instant::now()) {
+                return Ended::Closed(close);
+            }
         }
         let mut synced: Option<watch::Receiver<Ticket>> = None;
         // One timer for the session's deadlines and the alarm re-check, re-armed only when a
@@ -166,6 +175,7 @@ impl Link {
                 }
                 session.written(Instant::now());
             }
+            session.release_window();
             if session.finished() {
                 return Ended::Finished;
             }

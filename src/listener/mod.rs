@@ -73,8 +73,9 @@ pub(crate) struct Limits {
     /// Connections open at most, over all listeners.
     pub(crate) max_connections: usize,
     open: AtomicUsize,
-    /// How long a client may take from accept to an open protocol session (TLS handshake,
-    /// WebSocket upgrade, AMQP connection.open or MQTT CONNECT).
+    /// How long a client may take for the transport handshake (TLS, WebSocket upgrade);
+    /// the protocol handshake (AMQP up to connection.open, MQTT CONNECT) then has as long
+    /// again.
     pub(crate) handshake_timeout: Duration,
 }
 
@@ -112,6 +113,8 @@ pub(crate) struct ListenerContext {
     /// The TLS configuration (reloadable) for TLS transports.
     pub(crate) tls: Option<Arc<TlsAcceptor>>,
     pub(crate) limits: Arc<Limits>,
+    /// Largest WebSocket message a client may send (WebSocket transports).
+    pub(crate) websocket_max_message: usize,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
@@ -193,7 +196,7 @@ async fn handshake(
     match context.transport {
         Transport::Tcp => Ok((Stream::Tcp(socket), None)),
         Transport::WebSocket => {
-            let ws = websocket::accept(socket).await?;
+            let ws = websocket::accept(socket, context.websocket_max_message).await?;
             Ok((Stream::WebSocket(stream::Buffered::new(ws)), None))
         }
         Transport::Tls | Transport::SecureWebSocket => {
@@ -203,7 +206,7 @@ async fn handshake(
             if context.transport == Transport::Tls {
                 Ok((Stream::Tls(stream::Buffered::new(tls)), certificate_name))
             } else {
-                let ws = websocket::accept(tls).await?;
+                let ws = websocket::accept(tls, context.websocket_max_message).await?;
                 Ok((
                     Stream::SecureWebSocket(stream::Buffered::new(ws)),
                     certificate_name,

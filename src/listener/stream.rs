@@ -216,10 +216,20 @@ where
     }
 }
 
+/// Largest binary frame sent: a big burst goes out as several frames (MQTT packets may span
+/// frames), so clients with frame-size limits can read it.
+const WEBSOCKET_FRAME_MAX: usize = 1 << 20;
+
 async fn send_websocket<S>(ws: &mut WebSocketStream<S>, output: &mut BytesMut) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let frame = Message::Binary(output.split().freeze());
-    ws.send(frame).await.map_err(io::Error::other)
+    let mut rest = output.split().freeze();
+    while rest.len() > WEBSOCKET_FRAME_MAX {
+        let frame = Message::Binary(rest.split_to(WEBSOCKET_FRAME_MAX));
+        ws.feed(frame).await.map_err(io::Error::other)?;
+    }
+    ws.send(Message::Binary(rest))
+        .await
+        .map_err(io::Error::other)
 }

@@ -13,9 +13,11 @@ pub(crate) const PATH: &str = "/ws";
 /// Subprotocols accepted, in order of preference (MQTT 3.1.1 §6 and 5.0 §6 name `mqtt`).
 const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 
-/// Runs the upgrade on an accepted stream.
+/// Runs the upgrade on an accepted stream; a client's WebSocket messages may be at most
+/// `max_message` bytes (the MQTT packet limit plus room for a few small packets).
 pub(crate) async fn accept<S>(
     stream: S,
+    max_message: usize,
 ) -> Result<WebSocketStream<S>, tokio_tungstenite::tungstenite::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -24,8 +26,8 @@ where
     let config = WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .max_message_size(Some(64 << 20))
-        .max_frame_size(Some(16 << 20));
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
     tokio_tungstenite::accept_hdr_async_with_config(stream, upgrade, Some(config)).await
 }
 

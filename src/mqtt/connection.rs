@@ -725,7 +725,9 @@ impl Session for MqttConnection {
         &mut self.out
     }
 
-    fn written(&mut self, _now: Instant) {
+    fn written(&mut self, _now: Instant) {}
+
+    fn release_window(&mut self) {
         if let Some(delivering) = self.delivering.as_mut() {
             delivering.window_grants.release();
         }

@@ -74,9 +74,11 @@ pub fn generate(dir: &Path, client_names: &[&str]) -> Result<Generated, Generate
 
     let write = |name: &str, contents: &str| -> Result<PathBuf, GenerateError> {
         let path = dir.join(name);
-        std::fs::write(&path, contents).map_err(|source| GenerateError::Write {
-            path: path.clone(),
-            source,
+        write_file(&path, contents, name.ends_with("_key.pem")).map_err(|source| {
+            GenerateError::Write {
+                path: path.clone(),
+                source,
+            }
         })?;
         Ok(path)
     };
@@ -106,6 +108,21 @@ pub fn generate(dir: &Path, client_names: &[&str]) -> Result<Generated, Generate
         clients,
         ..generated
     })
+}
+
+/// Writes `contents` to `path`; a private key is readable by its owner only.
+fn write_file(path: &Path, contents: &str, private: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    options.open(path)?.write_all(contents.as_bytes())
 }
 
 /// A user name made safe for a file name.
