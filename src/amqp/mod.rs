@@ -51,11 +51,13 @@ impl Settings {
 }
 
 /// Serves one accepted connection (any transport) until it closes.
-pub(crate) async fn serve(
+pub(crate) fn serve(
     accepted: crate::listener::Accepted,
     core: Arc<Core>,
     settings: Settings,
     shutdown: CancellationToken,
-) {
-    connection::serve(accepted, core, settings, shutdown).await;
+) -> impl std::future::Future<Output = ()> + Send {
+    // Not an `async fn` wrapper: that would keep its own copy of the arguments in every
+    // idle connection's task.
+    connection::serve(accepted, core, settings, shutdown)
 }

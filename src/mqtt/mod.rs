@@ -160,6 +160,11 @@ impl Mqtt {
 }
 
 /// Serves one accepted connection (any transport: TCP, TLS, WebSocket) until it closes.
-pub(crate) async fn serve(accepted: crate::listener::Accepted, shared: Arc<Shared>) {
-    connection::serve(accepted, shared).await;
+pub(crate) fn serve(
+    accepted: crate::listener::Accepted,
+    shared: Arc<Shared>,
+) -> impl std::future::Future<Output = ()> + Send {
+    // Not an `async fn` wrapper: that would keep its own copy of the arguments in every
+    // idle connection's task.
+    connection::serve(accepted, shared)
 }
