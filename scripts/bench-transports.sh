@@ -5,9 +5,12 @@
 # Runs are interleaved (plain, TLS, plain, TLS, ...) so the machine's drift hits all alike;
 # the table shows medians and ratios to plain TCP.
 #
+# The throughput runs are bench-compare.sh's amqp-16b (auto-ack) and mqtt-qos0-1p1c scenarios.
+#
 # Usage: scripts/bench-transports.sh [--warren-bin PATH] [--runs N] [--idle N] [--secs S]
+#                                    [--no-idle]
 #   defaults: ${CARGO_TARGET_DIR:-target}/release/warren (built when missing), 3 runs,
-#   10,000 idle connections, 10 s per throughput run.
+#   10,000 idle connections (--idle 0 or --no-idle skips them), 10 s per throughput run.
 # Everything listens on 127.0.0.1; every broker started here is stopped by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,7 @@ while [[ $# -gt 0 ]]; do
         --runs) RUNS="$2"; shift 2 ;;
         --idle) IDLE="$2"; shift 2 ;;
         --secs) SECS="$2"; shift 2 ;;
+        --no-idle) IDLE=0; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -80,7 +84,7 @@ for run in $(seq 1 "$RUNS"); do
     for t in amqp amqps; do
         # shellcheck disable=SC2046
         "$WARREN_BIN" perf --quiet --duration "$SECS" --broker-pid "$BROKER_PID" --uri "$(uri $t)" \
-            --size 16 -x 1 -y 1 $(tls_args $t) | tail -1 >"$TMP/tput-$t-$run.json"
+            --size 16 -x 1 -y 1 --auto-ack $(tls_args $t) | tail -1 >"$TMP/tput-$t-$run.json"
         echo "throughput $t run $run done" >&2
     done
     for t in mqtt mqtts ws wss; do
@@ -94,6 +98,7 @@ stop_broker
 
 # Memory per idle connection: a fresh broker per transport and run.
 for run in $(seq 1 "$RUNS"); do
+    [[ "$IDLE" -gt 0 ]] || break
     for t in amqp amqps mqtt mqtts ws wss; do
         start_broker
         # shellcheck disable=SC2046
