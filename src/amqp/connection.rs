@@ -591,31 +591,6 @@ impl Wire<'_> {
         Ok(())
     }
 
-    /// Reads the next method on channel 0, skipping heartbeats.
-    async fn next_method(&mut self, frame_max: u32) -> Result<Method, HandshakeEnd> {
-        loop {
-            match frame::decode_frame(&mut self.link.read_buf, frame_max) {
-                Ok(Some(Frame::Method { channel: 0, method })) => return Ok(method),
-                Ok(Some(Frame::Heartbeat { .. })) => continue,
-                Ok(Some(_)) => {
-                    return Err(ConnectionException::new(
-                        c::UNEXPECTED_FRAME,
-                        "UNEXPECTED_FRAME - expected a connection method during the handshake",
-                    )
-                    .into())
-                }
-                Ok(None) => self.fill().await?,
-                Err(error) => {
-                    return Err(ConnectionException::new(
-                        error.reply_code(),
-                        format!("{} - {error}", c::reply_text(error.reply_code())),
-                    )
-                    .into())
-                }
-            }
-        }
-    }
-
     async fn send_close(&mut self, exception: &ConnectionException) {
         frame::encode_method_frame(
             0,
@@ -635,122 +610,237 @@ impl Wire<'_> {
     }
 }
 
+/// Runs the handshake state machine over the wire: feed it input, write what it produced.
 async fn handshake(
     wire: &mut Wire<'_>,
     core: &Core,
     settings: &Settings,
     certificate_name: Option<&str>,
 ) -> Result<Negotiated, HandshakeEnd> {
-    while wire.link.read_buf.len() < c::PROTOCOL_HEADER.len() {
-        wire.fill().await?;
+    let mut machine = Handshake::new(settings, certificate_name);
+    loop {
+        let progress = machine.advance(&mut wire.link.read_buf, core, &mut wire.out);
+        // What the machine produced goes out before anything else happens, refusals and
+        // the protocol header for a wrong one included.
+        let flushed = wire.flush().await;
+        match progress {
+            Ok(Some(negotiated)) => {
+                flushed?;
+                return Ok(negotiated);
+            }
+            Ok(None) => {
+                flushed?;
+                wire.fill().await?;
+            }
+            Err(HandshakeEnd::Quiet(reason)) => {
+                wire.link.stream.shutdown().await;
+                return Err(HandshakeEnd::Quiet(reason));
+            }
+            Err(refused) => return Err(refused),
+        }
     }
-    if wire.link.read_buf[..c::PROTOCOL_HEADER.len()] != c::PROTOCOL_HEADER {
-        // AMQP §4.2.2: answer with the supported protocol header and close.
-        wire.out.extend_from_slice(&c::PROTOCOL_HEADER);
-        let _ = wire.flush().await;
-        wire.link.stream.shutdown().await;
-        return Err(HandshakeEnd::Quiet("unsupported protocol header"));
-    }
-    let _ = wire.link.read_buf.split_to(c::PROTOCOL_HEADER.len());
+}
 
-    frame::encode_method_frame(
-        0,
-        &Method::ConnectionStart(ConnectionStart {
-            version_major: 0,
-            version_minor: 9,
-            server_properties: server_properties(),
-            // EXTERNAL (certificate login) only where TLS verified a client certificate,
-            // as RabbitMQ's rabbitmq_auth_mechanism_ssl offers it.
-            mechanisms: if certificate_name.is_some() {
-                Bytes::from_static(b"PLAIN AMQPLAIN EXTERNAL")
-            } else {
-                Bytes::from_static(b"PLAIN AMQPLAIN")
-            },
-            locales: Bytes::from_static(b"en_US"),
-        }),
-        &mut wire.out,
-    );
-    wire.flush().await?;
+/// Where the handshake stands: what the server waits for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandshakeStep {
+    Header,
+    StartOk,
+    TuneOk,
+    Open,
+}
 
-    let pre_tune_frame_max = c::FRAME_MIN_SIZE.max(settings.frame_max);
-    let start_ok = match wire.next_method(pre_tune_frame_max).await? {
-        Method::ConnectionStartOk(start_ok) => start_ok,
-        other => return Err(unexpected(&other, "connection.start-ok").into()),
-    };
-    let capabilities = client_capabilities(&start_ok.client_properties);
-    let user = authenticate(&start_ok.mechanism, &start_ok.response, certificate_name)?;
+/// The AMQP handshake (protocol header, start/start-ok, tune/tune-ok, open/open-ok) as a
+/// state machine over input bytes: no socket, so it is tested by feeding it bytes.
+struct Handshake<'a> {
+    settings: &'a Settings,
+    certificate_name: Option<&'a str>,
+    step: HandshakeStep,
+    user: String,
+    capabilities: ClientCapabilities,
+    frame_max: u32,
+    channel_max: u16,
+    heartbeat: u16,
+}
 
-    frame::encode_method_frame(
-        0,
-        &Method::ConnectionTune(ConnectionTune {
-            channel_max: settings.channel_max,
+impl<'a> Handshake<'a> {
+    fn new(settings: &'a Settings, certificate_name: Option<&'a str>) -> Handshake<'a> {
+        Handshake {
+            settings,
+            certificate_name,
+            step: HandshakeStep::Header,
+            user: String::new(),
+            capabilities: ClientCapabilities::default(),
             frame_max: settings.frame_max,
-            heartbeat: settings.heartbeat_secs,
-        }),
-        &mut wire.out,
-    );
-    wire.flush().await?;
-
-    let tune_ok = match wire.next_method(pre_tune_frame_max).await? {
-        Method::ConnectionTuneOk(tune_ok) => tune_ok,
-        other => return Err(unexpected(&other, "connection.tune-ok").into()),
-    };
-    let frame_max = negotiate(tune_ok.frame_max, settings.frame_max);
-    if frame_max < c::FRAME_MIN_SIZE {
-        return Err(ConnectionException::new(
-            c::NOT_ALLOWED,
-            format!(
-                "NOT_ALLOWED - frame_max={frame_max} < {} min size",
-                c::FRAME_MIN_SIZE
-            ),
-        )
-        .into());
+            channel_max: settings.channel_max,
+            heartbeat: 0,
+        }
     }
-    if tune_ok.frame_max > settings.frame_max {
-        return Err(ConnectionException::new(
-            c::NOT_ALLOWED,
-            format!(
-                "NOT_ALLOWED - frame_max={} > {} max size",
-                tune_ok.frame_max, settings.frame_max
-            ),
-        )
-        .into());
-    }
-    let channel_max = if tune_ok.channel_max == 0 {
-        settings.channel_max
-    } else {
-        tune_ok.channel_max.min(settings.channel_max)
-    };
-    // The client's choice wins, as in RabbitMQ (0 disables heartbeats).
-    let heartbeat = tune_ok.heartbeat;
 
-    let open = match wire.next_method(frame_max).await? {
-        Method::ConnectionOpen(open) => open,
-        other => return Err(unexpected(&other, "connection.open").into()),
-    };
-    let Some(vhost) = core.vhost(&open.virtual_host) else {
-        return Err(ConnectionException::new(
-            c::NOT_ALLOWED,
-            format!("NOT_ALLOWED - vhost {} not found", open.virtual_host),
-        )
-        .into());
-    };
-    frame::encode_method_frame(
-        0,
-        &Method::ConnectionOpenOk(ConnectionOpenOk {
-            known_hosts: String::new(),
-        }),
-        &mut wire.out,
-    );
-    wire.flush().await?;
-    Ok(Negotiated {
-        vhost,
-        user,
-        frame_max,
-        channel_max,
-        heartbeat,
-        capabilities,
-    })
+    /// Consumes what it can of `input`, writing replies into `out`: `Ok(None)` wants more
+    /// input, `Ok(Some(..))` is an open connection (input after open stays in `input`).
+    fn advance(
+        &mut self,
+        input: &mut BytesMut,
+        core: &Core,
+        out: &mut BytesMut,
+    ) -> Result<Option<Negotiated>, HandshakeEnd> {
+        let settings = self.settings;
+        let pre_tune_frame_max = c::FRAME_MIN_SIZE.max(settings.frame_max);
+        loop {
+            match self.step {
+                HandshakeStep::Header => {
+                    if input.len() < c::PROTOCOL_HEADER.len() {
+                        return Ok(None);
+                    }
+                    if input[..c::PROTOCOL_HEADER.len()] != c::PROTOCOL_HEADER {
+                        // AMQP §4.2.2: answer with the supported protocol header and close.
+                        out.extend_from_slice(&c::PROTOCOL_HEADER);
+                        return Err(HandshakeEnd::Quiet("unsupported protocol header"));
+                    }
+                    input.advance(c::PROTOCOL_HEADER.len());
+                    frame::encode_method_frame(
+                        0,
+                        &Method::ConnectionStart(ConnectionStart {
+                            version_major: 0,
+                            version_minor: 9,
+                            server_properties: server_properties(),
+                            // EXTERNAL (certificate login) only where TLS verified a client
+                            // certificate, as RabbitMQ's rabbitmq_auth_mechanism_ssl offers it.
+                            mechanisms: if self.certificate_name.is_some() {
+                                Bytes::from_static(b"PLAIN AMQPLAIN EXTERNAL")
+                            } else {
+                                Bytes::from_static(b"PLAIN AMQPLAIN")
+                            },
+                            locales: Bytes::from_static(b"en_US"),
+                        }),
+                        out,
+                    );
+                    self.step = HandshakeStep::StartOk;
+                }
+                HandshakeStep::StartOk => {
+                    let Some(method) = next_handshake_method(input, pre_tune_frame_max)? else {
+                        return Ok(None);
+                    };
+                    let Method::ConnectionStartOk(start_ok) = method else {
+                        return Err(unexpected(&method, "connection.start-ok").into());
+                    };
+                    self.capabilities = client_capabilities(&start_ok.client_properties);
+                    self.user = authenticate(
+                        &start_ok.mechanism,
+                        &start_ok.response,
+                        self.certificate_name,
+                    )?;
+                    frame::encode_method_frame(
+                        0,
+                        &Method::ConnectionTune(ConnectionTune {
+                            channel_max: settings.channel_max,
+                            frame_max: settings.frame_max,
+                            heartbeat: settings.heartbeat_secs,
+                        }),
+                        out,
+                    );
+                    self.step = HandshakeStep::TuneOk;
+                }
+                HandshakeStep::TuneOk => {
+                    let Some(method) = next_handshake_method(input, pre_tune_frame_max)? else {
+                        return Ok(None);
+                    };
+                    let Method::ConnectionTuneOk(tune_ok) = method else {
+                        return Err(unexpected(&method, "connection.tune-ok").into());
+                    };
+                    let frame_max = negotiate(tune_ok.frame_max, settings.frame_max);
+                    if frame_max < c::FRAME_MIN_SIZE {
+                        return Err(ConnectionException::new(
+                            c::NOT_ALLOWED,
+                            format!(
+                                "NOT_ALLOWED - frame_max={frame_max} < {} min size",
+                                c::FRAME_MIN_SIZE
+                            ),
+                        )
+                        .into());
+                    }
+                    if tune_ok.frame_max > settings.frame_max {
+                        return Err(ConnectionException::new(
+                            c::NOT_ALLOWED,
+                            format!(
+                                "NOT_ALLOWED - frame_max={} > {} max size",
+                                tune_ok.frame_max, settings.frame_max
+                            ),
+                        )
+                        .into());
+                    }
+                    self.frame_max = frame_max;
+                    self.channel_max = if tune_ok.channel_max == 0 {
+                        settings.channel_max
+                    } else {
+                        tune_ok.channel_max.min(settings.channel_max)
+                    };
+                    // The client's choice wins, as in RabbitMQ (0 disables heartbeats).
+                    self.heartbeat = tune_ok.heartbeat;
+                    self.step = HandshakeStep::Open;
+                }
+                HandshakeStep::Open => {
+                    let Some(method) = next_handshake_method(input, self.frame_max)? else {
+                        return Ok(None);
+                    };
+                    let Method::ConnectionOpen(open) = method else {
+                        return Err(unexpected(&method, "connection.open").into());
+                    };
+                    let Some(vhost) = core.vhost(&open.virtual_host) else {
+                        return Err(ConnectionException::new(
+                            c::NOT_ALLOWED,
+                            format!("NOT_ALLOWED - vhost {} not found", open.virtual_host),
+                        )
+                        .into());
+                    };
+                    frame::encode_method_frame(
+                        0,
+                        &Method::ConnectionOpenOk(ConnectionOpenOk {
+                            known_hosts: String::new(),
+                        }),
+                        out,
+                    );
+                    return Ok(Some(Negotiated {
+                        vhost,
+                        user: std::mem::take(&mut self.user),
+                        frame_max: self.frame_max,
+                        channel_max: self.channel_max,
+                        heartbeat: self.heartbeat,
+                        capabilities: self.capabilities,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// The next method on channel 0 in `input` (heartbeats skipped); None when incomplete.
+fn next_handshake_method(
+    input: &mut BytesMut,
+    frame_max: u32,
+) -> Result<Option<Method>, HandshakeEnd> {
+    loop {
+        match frame::decode_frame(input, frame_max) {
+            Ok(Some(Frame::Method { channel: 0, method })) => return Ok(Some(method)),
+            Ok(Some(Frame::Heartbeat { .. })) => continue,
+            Ok(Some(_)) => {
+                return Err(ConnectionException::new(
+                    c::UNEXPECTED_FRAME,
+                    "UNEXPECTED_FRAME - expected a connection method during the handshake",
+                )
+                .into())
+            }
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                return Err(ConnectionException::new(
+                    error.reply_code(),
+                    format!("{} - {error}", c::reply_text(error.reply_code())),
+                )
+                .into())
+            }
+        }
+    }
 }
 
 /// Class and method ids of the method frame at the front of `buffer`, read before decoding
@@ -959,6 +1049,140 @@ mod tests {
             Err(Closing::Silent(reason)) => assert_eq!(reason, "missed heartbeats"),
             _ => panic!("a client silent for 20 s (heartbeat 10 s) is kept"),
         }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            heartbeat_secs: 60,
+            frame_max: 131_072,
+            channel_max: 2047,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn method_bytes(method: Method) -> BytesMut {
+        let mut bytes = BytesMut::new();
+        frame::encode_method_frame(0, &method, &mut bytes);
+        bytes
+    }
+
+    fn start_ok(mechanism: &str, response: &'static [u8]) -> BytesMut {
+        method_bytes(Method::ConnectionStartOk(m::ConnectionStartOk {
+            client_properties: FieldTable::new(),
+            mechanism: mechanism.into(),
+            response: Bytes::from_static(response),
+            locale: "en_US".into(),
+        }))
+    }
+
+    fn sent(out: &mut BytesMut) -> Vec<Method> {
+        let mut methods = Vec::new();
+        while let Ok(Some(Frame::Method { method, .. })) = frame::decode_frame(out, 1 << 20) {
+            methods.push(method);
+        }
+        assert!(out.is_empty(), "only whole method frames were sent");
+        methods
+    }
+
+    /// The handshake without a socket: header, start-ok, tune-ok and open (with a publish
+    /// pipelined behind it) give an open connection with what was negotiated.
+    #[test]
+    fn handshake_negotiates_without_a_socket() {
+        let core = Core::new(1 << 30, None);
+        let settings = settings();
+        let mut handshake = Handshake::new(&settings, None);
+        let mut out = BytesMut::new();
+        let mut input = BytesMut::from(&c::PROTOCOL_HEADER[..4]);
+        assert!(matches!(
+            handshake.advance(&mut input, &core, &mut out),
+            Ok(None)
+        ));
+        assert!(out.is_empty(), "nothing before the whole header");
+        input.extend_from_slice(&c::PROTOCOL_HEADER[4..]);
+        assert!(matches!(
+            handshake.advance(&mut input, &core, &mut out),
+            Ok(None)
+        ));
+        match &sent(&mut out)[..] {
+            [Method::ConnectionStart(start)] => {
+                assert_eq!(&start.mechanisms[..], b"PLAIN AMQPLAIN")
+            }
+            other => panic!("expected connection.start, got {other:?}"),
+        }
+        input.extend_from_slice(&start_ok("PLAIN", b"\0guest\0guest"));
+        assert!(matches!(
+            handshake.advance(&mut input, &core, &mut out),
+            Ok(None)
+        ));
+        assert!(matches!(&sent(&mut out)[..], [Method::ConnectionTune(_)]));
+        input.extend_from_slice(&method_bytes(Method::ConnectionTuneOk(
+            m::ConnectionTuneOk {
+                channel_max: 10,
+                frame_max: 8192,
+                heartbeat: 7,
+            },
+        )));
+        input.extend_from_slice(&method_bytes(Method::ConnectionOpen(m::ConnectionOpen {
+            virtual_host: "/".into(),
+            capabilities: String::new(),
+            insist: false,
+        })));
+        input.extend_from_slice(&HEARTBEAT_FRAME);
+        let negotiated = match handshake.advance(&mut input, &core, &mut out) {
+            Ok(Some(negotiated)) => negotiated,
+            _ => panic!("the handshake did not complete"),
+        };
+        assert!(matches!(&sent(&mut out)[..], [Method::ConnectionOpenOk(_)]));
+        assert_eq!(negotiated.user, "guest");
+        assert_eq!(
+            (
+                negotiated.frame_max,
+                negotiated.channel_max,
+                negotiated.heartbeat
+            ),
+            (8192, 10, 7)
+        );
+        assert_eq!(
+            &input[..],
+            &HEARTBEAT_FRAME,
+            "input after open is left for the session"
+        );
+    }
+
+    #[test]
+    fn handshake_refusals() {
+        let core = Core::new(1 << 30, None);
+        let settings = settings();
+        // Another protocol: AMQP's header goes back (AMQP 0-9-1 §4.2.2).
+        let mut out = BytesMut::new();
+        let mut input = BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]);
+        let outcome = Handshake::new(&settings, None).advance(&mut input, &core, &mut out);
+        assert!(matches!(outcome, Err(HandshakeEnd::Quiet(_))));
+        assert_eq!(&out[..], &c::PROTOCOL_HEADER);
+        // A wrong password: 403.
+        let mut out = BytesMut::new();
+        let mut input = BytesMut::from(&c::PROTOCOL_HEADER[..]);
+        input.extend_from_slice(&start_ok("PLAIN", b"\0guest\0wrong"));
+        match Handshake::new(&settings, None).advance(&mut input, &core, &mut out) {
+            Err(HandshakeEnd::Refused(exception)) => assert_eq!(exception.code, c::ACCESS_REFUSED),
+            _ => panic!("a wrong password was accepted"),
+        }
+        // EXTERNAL is offered with a verified certificate and logs in as its CN.
+        let mut out = BytesMut::new();
+        let mut input = BytesMut::from(&c::PROTOCOL_HEADER[..]);
+        input.extend_from_slice(&start_ok("EXTERNAL", b""));
+        let mut handshake = Handshake::new(&settings, Some("guest"));
+        assert!(matches!(
+            handshake.advance(&mut input, &core, &mut out),
+            Ok(None)
+        ));
+        match &sent(&mut out)[..] {
+            [Method::ConnectionStart(start), Method::ConnectionTune(_)] => {
+                assert_eq!(&start.mechanisms[..], b"PLAIN AMQPLAIN EXTERNAL")
+            }
+            other => panic!("expected start and tune, got {other:?}"),
+        }
+        assert_eq!(handshake.user, "guest");
     }
 
     #[test]
