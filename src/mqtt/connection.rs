@@ -14,7 +14,7 @@ use warren_mqtt::{
     PubRel, Will,
 };
 
-use super::inbound::publish_will;
+use super::routing::publish_will;
 use super::session::{Kick, SessionState, Subscription};
 use super::Shared;
 use crate::core::{

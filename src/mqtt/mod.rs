@@ -10,6 +10,7 @@
 //! - `outbound`: delivery to the client (QoS, packet ids, topic aliases, window grants).
 //! - `session`: session state that outlives connections, and client take-over.
 //! - `retained`: retained messages.
+//! - `routing`: MQTT-originated messages (publishes, wills) into the core.
 //! - `persist`: saving sessions and retained messages across restarts.
 //! - `translate`: topics ↔ routing keys, PUBLISH properties ↔ message properties.
 
@@ -18,6 +19,7 @@ mod inbound;
 mod outbound;
 mod persist;
 mod retained;
+mod routing;
 mod session;
 mod subscriptions;
 mod translate;
