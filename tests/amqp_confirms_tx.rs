@@ -1,4 +1,4 @@
-//! Publisher confirms, mandatory returns and transactions (SPEC §4 "basic", "confirm", "tx").
+//! Publisher confirms, mandatory returns and transactions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

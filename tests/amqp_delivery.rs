@@ -1,6 +1,6 @@
 //! Delivery to consumers and `basic.get`: round-robin with prefetch, acks, nacks, rejects,
 //! requeue on channel and connection loss, server-sent cancel, server-named and auto-delete
-//! queues (SPEC §4 "delivery").
+//! queues.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,4 +1,4 @@
-//! Channel exceptions as a lapin user sees them (SPEC §4 "errors"): the failing call returns
+//! Channel exceptions as a lapin user sees them: the failing call returns
 //! the reply code, the channel is closed, and the connection and its other channels carry on.
 //!
 //! Reply texts asserted here are RabbitMQ's (3.10); only the stable `NAME - ` prefix and the

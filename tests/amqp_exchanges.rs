@@ -1,4 +1,4 @@
-//! Routing through every exchange type, as a lapin user observes it (SPEC §4 "exchanges").
+//! Routing through every exchange type, as a lapin user observes it.
 //!
 //! Publishes go through a confirm-mode channel, so once a publish is confirmed the message has
 //! been routed and enqueued; `basic.get` then tells exactly which queues received it.

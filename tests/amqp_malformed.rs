@@ -1,4 +1,4 @@
-//! Bad input on the AMQP port, sent over a raw TCP socket (SPEC §11): the server answers with
+//! Bad input on the AMQP port, sent over a raw TCP socket: the server answers with
 //! the protocol's error, closes only the offending connection, and a connection opened before
 //! the bad one keeps working.
 //!

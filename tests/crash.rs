@@ -1,4 +1,4 @@
-//! Crash safety (SPEC §6): a message whose publisher confirm was sent survives a `kill -9`.
+//! Crash safety: a message whose publisher confirm was sent survives a `kill -9`.
 //!
 //! The `warren` binary runs as a child process on ephemeral ports with a temporary data
 //! directory. Each cycle declares a new durable queue, publishes numbered persistent messages

@@ -1,4 +1,4 @@
-//! MQTT ⇄ AMQP through the shared routing core (SPEC §5): an MQTT topic is a routing key on
+//! MQTT ⇄ AMQP through the shared routing core: an MQTT topic is a routing key on
 //! `amq.topic` with `/` → `.` (and `+` → `*` in filters), payload bytes unchanged, MQTT 5 user
 //! properties ⇔ AMQP headers.
 //!

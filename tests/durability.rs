@@ -1,4 +1,4 @@
-//! Durability (SPEC §6): what survives a restart, what does not, and what recovery does with
+//! Durability: what survives a restart, what does not, and what recovery does with
 //! damaged segment files; plus bounded memory for a queue larger than memory (paging).
 //!
 //! Every test owns a data directory and starts a broker on it twice (or more): once to create

@@ -1,4 +1,4 @@
-//! Bad MQTT input over raw sockets (SPEC §11): each case closes only the offending connection
+//! Bad MQTT input over raw sockets: each case closes only the offending connection
 //! — an MQTT 5 client is first sent DISCONNECT with the reason code MQTT 5.0 §4.13 / §2.4
 //! assigns, an MQTT 3.1.1 client just has its connection closed (3.1.1 has no server
 //! DISCONNECT) — while another MQTT connection, opened before, keeps publishing and receiving.

@@ -1,7 +1,7 @@
 //! The byte stream under a protocol session: plain TCP, TLS, or WebSocket (over either).
 //!
 //! Every transport is read the same way: wait until the socket is readable, and only then
-//! reserve a read buffer, so an idle connection holds no read memory (SPEC §10). TLS and
+//! reserve a read buffer, so an idle connection holds no read memory. TLS and
 //! WebSocket layers may hold input already taken off the socket; a read that may have left
 //! some there is followed by another read without waiting for the socket.
 

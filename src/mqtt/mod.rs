@@ -1,6 +1,6 @@
 //! The MQTT 3.1.1 / 5.0 listener. MQTT is not bridged: an MQTT PUBLISH is routed by the
 //! same core through the vhost's `amq.topic` exchange, and each session's subscriptions are
-//! bindings from that exchange to the session's queue (SPEC §5).
+//! bindings from that exchange to the session's queue.
 //!
 //! - `connection`: CONNECT and login, then the session state machine (packet dispatch,
 //!   keep-alive, teardown, will and expiry scheduling) that [`crate::listener::Link`] drives

@@ -1,4 +1,4 @@
-//! Translation between MQTT and the core, by RabbitMQ's rules (SPEC §5): topics ↔ routing
+//! Translation between MQTT and the core, by RabbitMQ's rules: topics ↔ routing
 //! keys (`/` ↔ `.`, `+` ↔ `*`, `#` unchanged) and PUBLISH properties ↔ message properties.
 
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@ Usage: python3 tests/python/test_cross.py AMQP_HOST:PORT MQTT_HOST:PORT
 Run by tests/cross_protocol.rs, which starts the broker and enforces an overall timeout. Exits 0
 when every check passes; otherwise prints each failing check and exits 1.
 
-The mapping under test (SPEC §5, RabbitMQ's rules): an MQTT topic is a routing key on amq.topic
+The mapping under test (RabbitMQ's rules): an MQTT topic is a routing key on amq.topic
 with '/' -> '.' (and '+' -> '*' in filters); payload bytes pass unchanged; QoS 1 <-> delivery_mode
 2, QoS 0 <-> delivery_mode 1; MQTT 5 User-Property <-> headers, Content-Type <-> content_type,
 Correlation-Data <-> correlation_id, Response-Topic <-> header x-reply-to-topic (as a routing
