@@ -118,15 +118,7 @@ pub(super) async fn serve(
     settings: Settings,
     shutdown: CancellationToken,
 ) {
-    // Taken apart: only the slot (the connection's place under the limit) stays with the
-    // task, not the whole accepted record.
-    let Accepted {
-        stream,
-        peer,
-        certificate_name,
-        _slot,
-    } = accepted;
-    let mut link = Link::new(stream, READ_CHUNK);
+    let (mut link, peer, certificate_name) = Link::open(accepted, READ_CHUNK);
     // The handshake runs as a boxed future and the connection state lives on the heap, so
     // the task's size while a connection idles is only the run loop's.
     let Some(mut negotiated) = Box::pin(open(

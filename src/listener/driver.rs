@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ReadSize, Stream};
+use super::{Accepted, ConnectionSlot, ReadSize, Stream};
 use crate::core::{ConsumerEvent, ConsumerEvents, Queue};
 use crate::store::{Store, Ticket};
 
@@ -106,16 +106,31 @@ pub(crate) struct Link {
     /// Input read and not yet consumed; released between bursts.
     pub(crate) read_buf: BytesMut,
     read_size: ReadSize,
+    /// The connection's place under the connection limit, held while the link lives.
+    _slot: ConnectionSlot,
 }
 
 impl Link {
-    /// A link over `stream` whose reads grow up to `read_max` bytes.
-    pub(crate) fn new(stream: Stream, read_max: usize) -> Link {
-        Link {
+    /// The link of an accepted connection, whose reads grow up to `read_max` bytes; also
+    /// returns the peer and the client certificate's CN. Only what a live connection needs
+    /// stays with it, not the whole accepted record.
+    pub(crate) fn open(
+        accepted: Accepted,
+        read_max: usize,
+    ) -> (Link, std::net::SocketAddr, Option<String>) {
+        let Accepted {
+            stream,
+            peer,
+            certificate_name,
+            _slot,
+        } = accepted;
+        let link = Link {
             stream,
             read_buf: BytesMut::new(),
             read_size: ReadSize::new(read_max),
-        }
+            _slot,
+        };
+        (link, peer, certificate_name)
     }
 
     /// Reads more input during a handshake; `Ok(0)` at end of stream.

@@ -138,15 +138,7 @@ pub(super) struct MqttConnection {
 
 /// Serves one accepted connection (any transport) until it closes.
 pub(super) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
-    // Taken apart: only the slot (the connection's place under the limit) stays with the
-    // task, not the whole accepted record.
-    let Accepted {
-        stream,
-        peer,
-        certificate_name,
-        _slot,
-    } = accepted;
-    let mut link = Link::new(stream, READ_CHUNK);
+    let (mut link, peer, certificate_name) = Link::open(accepted, READ_CHUNK);
     // The handshake and the teardown run as boxed futures, so the task's size while a
     // connection idles is only the run loop's.
     let Some(mut connection) = Box::pin(open(&mut link, peer, certificate_name, shared)).await
