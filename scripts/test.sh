@@ -30,5 +30,15 @@ if ! cmp -s "$requirements" "$stamp" || ! "$venv/bin/python" -c 'import pika, pa
   cp "$requirements" "$stamp"
 fi
 
+# tests/prometheus_dashboards.rs runs a real Prometheus server against warren; it fails (it is
+# never skipped) without one, so say up front how to get it.
+prometheus="${WARREN_TEST_PROMETHEUS:-prometheus}"
+if ! command -v "$prometheus" >/dev/null 2>&1; then
+  echo "scripts/test.sh: $prometheus not found; the Grafana dashboard test needs a Prometheus" \
+    "server: on Debian/Ubuntu apt-get install prometheus (or set WARREN_TEST_PROMETHEUS to a" \
+    "prometheus binary)" >&2
+  exit 1
+fi
+
 export WARREN_TEST_PYTHON="$venv/bin/python"
 exec cargo test --workspace "$@"

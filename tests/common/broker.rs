@@ -266,6 +266,16 @@ impl TestBroker {
         }
     }
 
+    /// The in-process broker's Prometheus endpoint. Panics for a child process or an external
+    /// broker, and unless the broker was started with
+    /// `.config(|c| c.prometheus_port = Some(0))`.
+    #[allow(dead_code)] // not every test crate uses it
+    pub(crate) fn prometheus_addr(&self) -> SocketAddr {
+        self.in_process().prometheus_addr().expect(
+            "no Prometheus endpoint: start the broker with .config(|c| c.prometheus_port = Some(0))",
+        )
+    }
+
     /// What counts the message data the in-process broker holds in memory against the memory
     /// high watermark (`None` for a child process or an external broker).
     #[allow(dead_code)] // not every test crate uses it
