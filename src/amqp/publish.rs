@@ -260,6 +260,7 @@ impl Connection {
             Some(exchange) => exchange,
             None => self.vhost.exchange(&message.exchange)?,
         };
+        let body_len = message.body.len();
         let mut targets = std::mem::take(&mut self.targets);
         let routed = self.vhost.publish(&exchange, message, &mut targets);
         self.targets = targets;
@@ -269,6 +270,29 @@ impl Connection {
         self.note_congestion();
         let mut ticket = 0;
         let routed = routed?;
+        let state = self.channel(channel)?;
+        let counters = &state.stats.messages;
+        counters.received(body_len);
+        if let Routed::Unroutable(_) = routed {
+            if mandatory {
+                counters.unroutable_returned.bump();
+            } else {
+                counters.unroutable_dropped.bump();
+            }
+        }
+        if state.confirm {
+            counters.received_confirm.bump();
+        }
+        if !state
+            .stats
+            .publisher
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            state
+                .stats
+                .publisher
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Routed::Queued {
             ticket: Some(t), ..
         } = routed
@@ -319,6 +343,11 @@ impl Connection {
             if let Some(tag) = upto {
                 if !state.closing {
                     let multiple = tag > state.confirmed_seq + 1;
+                    state
+                        .stats
+                        .messages
+                        .confirmed
+                        .add(tag - state.confirmed_seq);
                     state.confirmed_seq = tag;
                     acks.push((*channel, tag, multiple));
                 }
@@ -351,6 +380,11 @@ impl Connection {
             }
             let multiple = state.published_seq > state.confirmed_seq + 1;
             let tag = state.published_seq;
+            state
+                .stats
+                .messages
+                .confirmed
+                .add(tag - state.confirmed_seq);
             state.confirmed_seq = tag;
             self.send_method(
                 *channel,
