@@ -544,3 +544,63 @@ async fn refused_logins_count_as_failed_auth_attempts() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn persistent_messages_show_in_queue_and_store_families() {
+    let (broker, metrics) = broker().await;
+    let connection = within(
+        "AMQP connect",
+        Connection::connect(&broker.amqp_uri(), ConnectionProperties::default()),
+    )
+    .await
+    .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let queue = unique_id("metrics-durable");
+    channel
+        .queue_declare(
+            &queue,
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        channel
+            .basic_publish(
+                "",
+                &queue,
+                BasicPublishOptions::default(),
+                b"kept",
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let samples = scrape(metrics, "/metrics/per-object").await;
+    let labels = [("vhost", "/"), ("queue", queue.as_str())];
+    expect(&samples, "rabbitmq_queue_messages_persistent", &labels, 5.0);
+    let fsyncs = value(&samples, "warren_store_fsync_seconds_count", &[]).unwrap();
+    assert!(fsyncs >= 1.0, "confirms waited for at least one fsync");
+    assert_eq!(value(&samples, "rabbitmq_io_sync_ops_total", &[]), Some(fsyncs));
+    assert_eq!(
+        value(&samples, "warren_store_fsync_seconds_bucket", &[("le", "+Inf")]),
+        Some(fsyncs)
+    );
+    assert!(value(&samples, "warren_store_bytes", &[]).unwrap() > 0.0);
+    assert!(value(&samples, "rabbitmq_io_write_bytes_total", &[]).unwrap() > 0.0);
+    channel
+        .queue_delete(&queue, QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    connection.close(200, "bye").await.unwrap();
+    broker.shutdown().await;
+}

@@ -370,6 +370,8 @@ struct QueueStats {
     /// Ready messages whose bodies are paged out to disk, and their body bytes.
     paged: AtomicU64,
     paged_bytes: AtomicU64,
+    /// Messages kept on disk for this queue (persistent messages in a durable queue).
+    persistent: AtomicU64,
 }
 
 /// Adds `delta` (which may wrap to subtract) to a counter only written under the queue lock.
@@ -402,6 +404,8 @@ pub struct QueueMetrics {
     pub paged: u64,
     /// Their body bytes.
     pub paged_bytes: u64,
+    /// Messages kept on disk for this queue.
+    pub persistent: u64,
 }
 
 #[derive(Debug)]
@@ -615,6 +619,7 @@ impl Queue {
             unacked_bytes: stats.unacked_bytes.load(Ordering::Relaxed),
             paged: stats.paged.load(Ordering::Relaxed),
             paged_bytes: stats.paged_bytes.load(Ordering::Relaxed),
+            persistent: stats.persistent.load(Ordering::Relaxed),
         }
     }
 
@@ -659,6 +664,9 @@ impl Queue {
         });
         locked_add(&self.stats.published, 1);
         locked_add(&self.stats.bytes, body_len);
+        if persisted.is_some() {
+            locked_add(&self.stats.persistent, 1);
+        }
         state.loaded_bytes += body_len;
         state.tail_loaded += 1;
         if over_budget {
@@ -795,6 +803,7 @@ impl Queue {
                 persisted: Some(recovered.msg_id),
             });
             locked_add(&self.stats.bytes, body_len);
+            locked_add(&self.stats.persistent, 1);
             if loaded {
                 state.loaded_bytes += body_len;
                 state.tail_loaded += 1;
@@ -819,6 +828,9 @@ impl Queue {
     /// Forgets an entry for good: memory accounting and, if on disk, an ack record.
     fn release(&self, entry: &Entry) {
         locked_sub(&self.stats.bytes, entry.body_len);
+        if entry.persisted.is_some() {
+            locked_sub(&self.stats.persistent, 1);
+        }
         self.memory.sub(entry.accounted);
         if let Some(msg_id) = entry.persisted {
             self.record_ack(msg_id);

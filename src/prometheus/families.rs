@@ -359,6 +359,13 @@ family!(
     "Body bytes of messages paged out to disk"
 );
 family!(
+    QUEUE_MESSAGES_PERSISTENT,
+    "queue_messages_persistent",
+    Gauge,
+    QUEUE,
+    "Persistent messages kept on disk for the queue"
+);
+family!(
     QUEUE_MESSAGES_PUBLISHED,
     "queue_messages_published_total",
     Counter,

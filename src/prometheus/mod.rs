@@ -518,6 +518,7 @@ impl Exporter {
             &f::QUEUE_MESSAGES_RAM_BYTES,
             &f::QUEUE_MESSAGES_PAGED_OUT,
             &f::QUEUE_MESSAGES_PAGED_OUT_BYTES,
+            &f::QUEUE_MESSAGES_PERSISTENT,
             &f::QUEUE_MESSAGES_PUBLISHED,
         ];
         for family in families {
@@ -585,6 +586,7 @@ impl Exporter {
                         &f::QUEUE_MESSAGES_PAGED_OUT_BYTES,
                         metrics.paged_bytes as f64,
                     ),
+                    (&f::QUEUE_MESSAGES_PERSISTENT, metrics.persistent as f64),
                     (&f::QUEUE_MESSAGES_PUBLISHED, metrics.published as f64),
                 ] {
                     out.object(family, Some(name), labels, value);
