@@ -590,9 +590,16 @@ async fn persistent_messages_show_in_queue_and_store_families() {
     expect(&samples, "rabbitmq_queue_messages_persistent", &labels, 5.0);
     let fsyncs = value(&samples, "warren_store_fsync_seconds_count", &[]).unwrap();
     assert!(fsyncs >= 1.0, "confirms waited for at least one fsync");
-    assert_eq!(value(&samples, "rabbitmq_io_sync_ops_total", &[]), Some(fsyncs));
     assert_eq!(
-        value(&samples, "warren_store_fsync_seconds_bucket", &[("le", "+Inf")]),
+        value(&samples, "rabbitmq_io_sync_ops_total", &[]),
+        Some(fsyncs)
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "warren_store_fsync_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
         Some(fsyncs)
     );
     assert!(value(&samples, "warren_store_bytes", &[]).unwrap() > 0.0);

@@ -155,6 +155,28 @@ pub(super) struct Channel {
 }
 
 impl Channel {
+    /// Counts a message received on this channel for the metrics.
+    pub(super) fn count_publish(&self, body_len: usize, unroutable: bool, mandatory: bool) {
+        let stats = &self.stats;
+        let counters = &stats.messages;
+        counters.received(body_len);
+        if unroutable {
+            if mandatory {
+                counters.unroutable_returned.bump();
+            } else {
+                counters.unroutable_dropped.bump();
+            }
+        }
+        if self.confirm {
+            counters.received_confirm.bump();
+        }
+        if !stats.publisher.load(std::sync::atomic::Ordering::Relaxed) {
+            stats
+                .publisher
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Shows the channel's consumer count to the metrics.
     pub(super) fn note_consumers(&self) {
         self.stats.consumers.store(

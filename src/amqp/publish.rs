@@ -266,33 +266,13 @@ impl Connection {
         self.targets = targets;
         if let Some(state) = self.channels.get_mut(&channel) {
             state.last_exchange = Some(exchange);
+            if let Ok(routed) = &routed {
+                state.count_publish(body_len, matches!(routed, Routed::Unroutable(_)), mandatory);
+            }
         }
         self.note_congestion();
         let mut ticket = 0;
         let routed = routed?;
-        let state = self.channel(channel)?;
-        let counters = &state.stats.messages;
-        counters.received(body_len);
-        if let Routed::Unroutable(_) = routed {
-            if mandatory {
-                counters.unroutable_returned.bump();
-            } else {
-                counters.unroutable_dropped.bump();
-            }
-        }
-        if state.confirm {
-            counters.received_confirm.bump();
-        }
-        if !state
-            .stats
-            .publisher
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            state
-                .stats
-                .publisher
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
         if let Routed::Queued {
             ticket: Some(t), ..
         } = routed
