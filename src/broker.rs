@@ -61,6 +61,7 @@ struct ListenerSpec {
 
 /// A running broker: its bound addresses and the handles that stop it.
 pub struct Broker {
+    prometheus_addr: Option<SocketAddr>,
     mqtt: crate::mqtt::Mqtt,
     store: Arc<crate::store::Store>,
     addresses: Vec<(Protocol, Transport, SocketAddr)>,
@@ -144,6 +145,7 @@ impl Broker {
         let tasks = TaskTracker::new();
         let limits = Limits::new(config.max_connections, config.handshake_timeout);
 
+        let stats = crate::stats::Registry::new();
         // Bind everything first, so a port conflict leaves nothing half started.
         let mut bound = Vec::new();
         for spec in specs {
@@ -151,12 +153,52 @@ impl Broker {
             let (socket, address) = bind(&spec, SocketAddr::new(config.bind, port)).await?;
             bound.push((spec, socket, address));
         }
+        let prometheus = match config.prometheus_port {
+            Some(port) => {
+                let address = SocketAddr::new(config.bind, port);
+                let socket =
+                    crate::prometheus::bind(address)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            listener: "Prometheus",
+                            address,
+                            flag: "--prometheus-port",
+                            source,
+                        })?;
+                let bound_address = socket.local_addr().unwrap_or(address);
+                Some((socket, bound_address))
+            }
+            None => None,
+        };
         let mqtt = crate::mqtt::Mqtt::new(
             core.clone(),
             crate::mqtt::Settings::from_config(&config),
             shutdown.clone(),
             tasks.clone(),
+            stats.clone(),
         );
+        let prometheus_addr = match prometheus {
+            Some((socket, address)) => {
+                let started_unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |since| since.as_secs_f64());
+                let exporter = Arc::new(crate::prometheus::Exporter {
+                    core: core.clone(),
+                    stats: stats.clone(),
+                    store: store.clone(),
+                    mqtt: mqtt.shared(),
+                    identity: crate::prometheus::NodeIdentity::load(&store),
+                    max_connections: config.max_connections,
+                    disk_free_limit: config.disk_free_limit,
+                    started: std::time::Instant::now(),
+                    started_unix,
+                });
+                tracing::info!(%address, "Prometheus listener started (/metrics, /metrics/per-object, /metrics/detailed)");
+                tasks.spawn(crate::prometheus::serve(socket, exporter, shutdown.clone()));
+                Some(address)
+            }
+            None => None,
+        };
         let amqp_settings = crate::amqp::Settings::from_config(&config);
         let mut addresses = Vec::new();
         for (spec, socket, address) in bound {
@@ -170,6 +212,11 @@ impl Broker {
                 websocket_max_message: config.mqtt_max_packet_size as usize + 64 * 1024,
                 shutdown: shutdown.clone(),
                 tasks: tasks.clone(),
+                stats: stats.clone(),
+                protocol: match spec.protocol {
+                    Protocol::Amqp => crate::stats::Protocol::Amqp091,
+                    Protocol::Mqtt => crate::stats::Protocol::Mqtt311,
+                },
             };
             match spec.protocol {
                 Protocol::Amqp => {
@@ -189,6 +236,7 @@ impl Broker {
             }
         }
         Ok(Broker {
+            prometheus_addr,
             mqtt,
             store,
             addresses,
@@ -226,6 +274,11 @@ impl Broker {
     /// The bound MQTTS address, when that listener is on.
     pub fn mqtts_addr(&self) -> Option<SocketAddr> {
         self.address(Protocol::Mqtt, Transport::Tls)
+    }
+
+    /// The bound Prometheus endpoint address, when it is on.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.prometheus_addr
     }
 
     /// The bound MQTT-over-WebSocket address, when that listener is on.

@@ -47,6 +47,11 @@ pub struct Config {
     /// Bytes of message data held in queues above which publishers are blocked until
     /// consumers drain them (RabbitMQ's memory high watermark).
     pub memory_high_watermark: u64,
+    /// Prometheus endpoint port (RabbitMQ's `prometheus.tcp.port`); None = off.
+    pub prometheus_port: Option<u16>,
+    /// Free disk space (bytes) under which the disk alarm shows (RabbitMQ's
+    /// `disk_free_limit.absolute`, default 50 MB).
+    pub disk_free_limit: u64,
 }
 
 impl Default for Config {
@@ -70,6 +75,8 @@ impl Default for Config {
             frame_max: 131_072,
             channel_max: 2047,
             memory_high_watermark: default_memory_high_watermark(),
+            prometheus_port: None,
+            disk_free_limit: 50_000_000,
         }
     }
 }

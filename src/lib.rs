@@ -13,6 +13,9 @@
 //! - `listener`: the accept loop, transports (TCP, TLS, WebSocket) and the socket loop
 //!   that drives either protocol's session state machine.
 //! - [`tls`]: TLS settings, reloading, certificate login, and development certificates.
+//! - [`stats`]: message counters per channel and connection, and the registry of live
+//!   connections the Prometheus endpoint reads.
+//! - `prometheus`: the metrics endpoint (15692) under RabbitMQ's names and layout.
 //! - [`broker`]: wires the core and the listeners together and owns shutdown.
 //! - [`config`]: what the broker needs to start.
 //!
@@ -28,6 +31,8 @@ pub mod config;
 pub mod core;
 pub(crate) mod listener;
 pub mod mqtt;
+pub(crate) mod prometheus;
+pub mod stats;
 pub mod store;
 pub mod tls;
 

@@ -150,9 +150,41 @@ pub(super) struct Channel {
     /// The exchange of the last publish: publishers mostly reuse one, and this skips the
     /// vhost lookup (a shared lock and a hash) per message.
     pub(super) last_exchange: Option<Arc<crate::core::Exchange>>,
+    /// The channel's counters, as the metrics see them.
+    pub(super) stats: Arc<crate::stats::ChannelStats>,
 }
 
 impl Channel {
+    /// Counts a message received on this channel for the metrics.
+    pub(super) fn count_publish(&self, body_len: usize, unroutable: bool, mandatory: bool) {
+        let stats = &self.stats;
+        let counters = &stats.messages;
+        counters.received(body_len);
+        if unroutable {
+            if mandatory {
+                counters.unroutable_returned.bump();
+            } else {
+                counters.unroutable_dropped.bump();
+            }
+        }
+        if self.confirm {
+            counters.received_confirm.bump();
+        }
+        if !stats.publisher.load(std::sync::atomic::Ordering::Relaxed) {
+            stats
+                .publisher
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Shows the channel's consumer count to the metrics.
+    pub(super) fn note_consumers(&self) {
+        self.stats.consumers.store(
+            u32::try_from(self.consumers.len()).unwrap_or(u32::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Whether confirms on this channel wait for the store.
     pub(super) fn awaits_sync(&self) -> bool {
         !self.awaiting_sync.is_empty()
@@ -168,10 +200,12 @@ impl Connection {
         self.check_channel_number(channel)?;
         let Some(state) = self.channels.get_mut(&channel) else {
             if let Method::ChannelOpen(_) = method {
+                let stats = self.registration.open_channel(channel);
                 self.channels.insert(
                     channel,
                     Channel {
                         next_delivery_tag: 1,
+                        stats,
                         ..Channel::default()
                     },
                 );
@@ -195,7 +229,7 @@ impl Connection {
         if state.closing {
             match method {
                 Method::ChannelCloseOk(_) => {
-                    self.channels.remove(&channel);
+                    self.forget_channel(channel);
                 }
                 Method::ChannelClose(_) => {
                     self.send_method(channel, &Method::ChannelCloseOk(m::ChannelCloseOk));
@@ -249,6 +283,13 @@ impl Connection {
         );
     }
 
+    /// Drops a closed channel, keeping its counts in the metrics' totals.
+    pub(super) fn forget_channel(&mut self, channel: u16) {
+        if let Some(state) = self.channels.remove(&channel) {
+            self.registration.close_channel(&state.stats);
+        }
+    }
+
     pub(super) fn channel(&mut self, channel: u16) -> Result<&mut Channel, Failure> {
         self.channels.get_mut(&channel).ok_or_else(|| {
             Failure::Connection(ConnectionException::new(
@@ -269,7 +310,7 @@ impl Connection {
             .into()),
             Method::ChannelClose(_) => {
                 self.release_channel(channel);
-                self.channels.remove(&channel);
+                self.forget_channel(channel);
                 self.send_method(channel, &Method::ChannelCloseOk(m::ChannelCloseOk));
                 Ok(())
             }
@@ -424,16 +465,20 @@ impl Connection {
                     )
                     .into());
                 }
-                self.channel(channel)?.prefetch = qos.prefetch_count.into();
+                let state = self.channel(channel)?;
+                state.prefetch = qos.prefetch_count.into();
+                state
+                    .stats
+                    .prefetch
+                    .store(state.prefetch, std::sync::atomic::Ordering::Relaxed);
                 self.send_method(channel, &Method::BasicQosOk(m::BasicQosOk));
                 Ok(())
             }
             Method::BasicConsume(consume) => self.basic_consume(channel, consume),
             Method::BasicCancel(cancel) => {
-                let consumer = self
-                    .channel(channel)?
-                    .consumers
-                    .remove(&cancel.consumer_tag);
+                let state = self.channel(channel)?;
+                let consumer = state.consumers.remove(&cancel.consumer_tag);
+                state.note_consumers();
                 if let Some(id) = consumer {
                     if let Some(route) = self.consumers.remove(&id) {
                         self.vhost.cancel(&route.queue, id);

@@ -95,6 +95,8 @@ pub(super) struct Connection {
     finished: bool,
     /// A pause for a congested queue this connection published to.
     flow: crate::listener::Flow,
+    /// The connection's metrics entry, where its channels register.
+    pub(super) registration: crate::stats::Registration,
 }
 
 /// Why a session ends the connection.
@@ -118,7 +120,12 @@ pub(super) async fn serve(
     settings: Settings,
     shutdown: CancellationToken,
 ) {
-    let (mut link, peer, certificate_name) = Link::open(accepted, READ_CHUNK);
+    let (mut link, opened) = Link::open(accepted, READ_CHUNK);
+    let crate::listener::Opened {
+        peer,
+        certificate_name,
+        registration,
+    } = opened;
     // The handshake runs as a boxed future and the connection state lives on the heap, so
     // the task's size while a connection idles is only the run loop's.
     let Some(mut negotiated) = Box::pin(open(
@@ -128,6 +135,7 @@ pub(super) async fn serve(
         &settings,
         certificate_name.as_deref(),
         &shutdown,
+        &registration,
     ))
     .await
     else {
@@ -135,7 +143,20 @@ pub(super) async fn serve(
     };
     let transport = link.stream.transport();
     let user = std::mem::take(&mut negotiated.user);
-    let mut connection = Box::new(Connection::new(core, peer, negotiated, Instant::now()));
+    registration
+        .stats()
+        .set_identity(crate::stats::ConnectionIdentity {
+            user: user.clone(),
+            vhost: negotiated.vhost.name.clone(),
+            client: String::new(),
+        });
+    let mut connection = Box::new(Connection::new(
+        core,
+        peer,
+        negotiated,
+        registration,
+        Instant::now(),
+    ));
     tracing::info!(%peer, user = %user, vhost = %connection.vhost.name, protocol = "AMQP 0-9-1", transport, connection = connection.id.0, "connection opened");
     let reason = match link.run(&mut *connection, &shutdown).await {
         Ended::Finished => {
@@ -172,7 +193,10 @@ async fn open(
     settings: &Settings,
     certificate_name: Option<&str>,
     shutdown: &CancellationToken,
+    registration: &crate::stats::Registration,
 ) -> Option<Negotiated> {
+    let registry = registration.registry();
+    let protocol = crate::stats::Protocol::Amqp091;
     let mut wire = Wire {
         link,
         out: BytesMut::new(),
@@ -182,12 +206,18 @@ async fn open(
         _ = shutdown.cancelled() => return None,
     };
     match negotiated {
-        Ok(Ok(negotiated)) => Some(negotiated),
+        Ok(Ok(negotiated)) => {
+            registry.auth_attempt(protocol, true);
+            Some(negotiated)
+        }
         Ok(Err(HandshakeEnd::Quiet(reason))) => {
             tracing::info!(%peer, reason, "AMQP connection closed during handshake");
             None
         }
         Ok(Err(HandshakeEnd::Refused(exception))) => {
+            if exception.code == c::ACCESS_REFUSED {
+                registry.auth_attempt(protocol, false);
+            }
             tracing::warn!(%peer, code = exception.code, text = %exception.text, "AMQP handshake refused");
             wire.send_close(&exception).await;
             None
@@ -201,7 +231,13 @@ async fn open(
 
 impl Connection {
     /// The session of a connection whose handshake negotiated `negotiated`, at `now`.
-    fn new(core: Arc<Core>, peer: SocketAddr, negotiated: Negotiated, now: Instant) -> Connection {
+    fn new(
+        core: Arc<Core>,
+        peer: SocketAddr,
+        negotiated: Negotiated,
+        registration: crate::stats::Registration,
+        now: Instant,
+    ) -> Connection {
         Connection {
             id: core.next_connection_id(),
             peer,
@@ -224,17 +260,24 @@ impl Connection {
             targets: RouteTargets::default(),
             finished: false,
             flow: None,
+            registration,
         }
     }
 
     /// Pauses reading after this burst if the last publish found its queue congested.
     pub(super) fn note_congestion(&mut self) {
         let consumers = &self.consumers;
-        crate::listener::start_flow(&mut self.flow, &mut self.targets.congested, |queue| {
-            consumers
-                .values()
-                .any(|route| std::ptr::eq(Arc::as_ptr(&route.queue), queue))
-        });
+        let paused =
+            crate::listener::start_flow(&mut self.flow, &mut self.targets.congested, |queue| {
+                consumers
+                    .values()
+                    .any(|route| std::ptr::eq(Arc::as_ptr(&route.queue), queue))
+            });
+        if paused {
+            self.registration
+                .registry()
+                .flow_paused(crate::stats::Protocol::Amqp091);
+        }
     }
 
     /// Decodes and handles every complete frame in the read buffer.
@@ -398,8 +441,8 @@ impl Connection {
         let channels: Vec<u16> = self.channels.keys().copied().collect();
         for channel in channels {
             self.release_channel(channel);
+            self.forget_channel(channel);
         }
-        self.channels.clear();
         for delivery in self.events.close() {
             delivery.queue.requeue([delivery.seq]);
         }
@@ -993,7 +1036,14 @@ mod tests {
             heartbeat,
             capabilities: ClientCapabilities::default(),
         };
-        Connection::new(core, SocketAddr::from(([127, 0, 0, 1], 1)), negotiated, now)
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let registration = crate::stats::Registry::new().open_connection(
+            crate::stats::Protocol::Amqp091,
+            "tcp",
+            peer,
+            None,
+        );
+        Connection::new(core, peer, negotiated, registration, now)
     }
 
     #[test]

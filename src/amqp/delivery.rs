@@ -59,7 +59,9 @@ impl Connection {
             self.consumers.remove(&id);
             return Err(error.into());
         }
-        self.channel(channel)?.consumers.insert(tag.clone(), id);
+        let state = self.channel(channel)?;
+        state.consumers.insert(tag.clone(), id);
+        state.note_consumers();
         self.reply(
             channel,
             consume.nowait,
@@ -71,6 +73,7 @@ impl Connection {
     pub(super) fn basic_get(&mut self, channel: u16, get: m::BasicGet) -> Result<(), Failure> {
         let queue = self.vhost.queue(&get.queue, self.id)?;
         let Some(result) = queue.get(get.no_ack) else {
+            self.channel(channel)?.stats.messages.get_empty.bump();
             self.send_method(
                 channel,
                 &Method::BasicGetEmpty(m::BasicGetEmpty {
@@ -82,8 +85,15 @@ impl Connection {
         let state = self.channel(channel)?;
         let tag = state.next_delivery_tag;
         state.next_delivery_tag += 1;
-        if !get.no_ack {
+        let counters = &state.stats.messages;
+        if get.no_ack {
+            counters.delivered_get_auto_ack.bump();
+        } else {
+            counters.delivered_get_manual_ack.bump();
             state.unacked.push(tag, queue, result.seq);
+        }
+        if result.redelivered {
+            counters.redelivered.bump();
         }
         let message = result.message;
         self.send_method(
@@ -130,6 +140,11 @@ impl Connection {
                 format!("PRECONDITION_FAILED - unknown delivery tag {tag}"),
             ));
         }
+        let counters = &state.stats.messages;
+        match requeue {
+            None => counters.acknowledged.add(taken.len() as u64),
+            Some(_) => counters.rejected.add(taken.len() as u64),
+        }
         settle(taken, requeue.unwrap_or(false));
         Ok(())
     }
@@ -138,6 +153,7 @@ impl Connection {
         let state = self.channel(channel)?;
         let mut taken = Vec::new();
         state.unacked.take_up_to(0, &mut taken);
+        state.stats.messages.rejected.add(taken.len() as u64);
         settle(taken, true);
         Ok(())
     }
@@ -176,10 +192,17 @@ impl Connection {
                 let channel = route.channel;
                 let tag = state.next_delivery_tag;
                 state.next_delivery_tag += 1;
-                if !route.no_ack {
+                let counters = &state.stats.messages;
+                if route.no_ack {
+                    counters.delivered_consume_auto_ack.bump();
+                } else {
+                    counters.delivered_consume_manual_ack.bump();
                     state
                         .unacked
                         .push(tag, delivery.queue.clone(), delivery.seq);
+                }
+                if delivery.redelivered {
+                    counters.redelivered.bump();
                 }
                 let message = &delivery.message;
                 warren_amqp::method::encode_basic_deliver_frame(
@@ -200,6 +223,7 @@ impl Connection {
                 };
                 if let Some(state) = self.channels.get_mut(&route.channel) {
                     state.consumers.remove(&route.tag);
+                    state.note_consumers();
                     if !state.closing && self.notify_cancel() {
                         self.send_method(
                             route.channel,
@@ -222,6 +246,7 @@ impl Connection {
         state.publish = None;
         state.transaction = None;
         let consumers: Vec<ConsumerId> = state.consumers.drain().map(|(_, id)| id).collect();
+        state.note_consumers();
         let mut taken = Vec::new();
         state.unacked.take_up_to(0, &mut taken);
         for id in consumers {

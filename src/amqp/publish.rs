@@ -260,11 +260,15 @@ impl Connection {
             Some(exchange) => exchange,
             None => self.vhost.exchange(&message.exchange)?,
         };
+        let body_len = message.body.len();
         let mut targets = std::mem::take(&mut self.targets);
         let routed = self.vhost.publish(&exchange, message, &mut targets);
         self.targets = targets;
         if let Some(state) = self.channels.get_mut(&channel) {
             state.last_exchange = Some(exchange);
+            if let Ok(routed) = &routed {
+                state.count_publish(body_len, matches!(routed, Routed::Unroutable(_)), mandatory);
+            }
         }
         self.note_congestion();
         let mut ticket = 0;
@@ -319,6 +323,11 @@ impl Connection {
             if let Some(tag) = upto {
                 if !state.closing {
                     let multiple = tag > state.confirmed_seq + 1;
+                    state
+                        .stats
+                        .messages
+                        .confirmed
+                        .add(tag - state.confirmed_seq);
                     state.confirmed_seq = tag;
                     acks.push((*channel, tag, multiple));
                 }
@@ -351,6 +360,11 @@ impl Connection {
             }
             let multiple = state.published_seq > state.confirmed_seq + 1;
             let tag = state.published_seq;
+            state
+                .stats
+                .messages
+                .confirmed
+                .add(tag - state.confirmed_seq);
             state.confirmed_seq = tag;
             self.send_method(
                 *channel,

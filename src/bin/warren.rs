@@ -36,6 +36,10 @@ struct Args {
     /// MQTT over secure WebSocket port (0 = ephemeral); on at 15676 when --tls-cert is given.
     #[arg(long, env = "WARREN_WSS_PORT")]
     wss_port: Option<u16>,
+    /// Prometheus metrics port: /metrics, /metrics/per-object, /metrics/detailed
+    /// (0 = ephemeral).
+    #[arg(long, default_value_t = 15692, env = "WARREN_PROMETHEUS_PORT")]
+    prometheus_port: u16,
     /// Server certificate chain (PEM); turns the TLS listeners on.
     #[arg(long, env = "WARREN_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -77,6 +81,9 @@ struct Args {
     /// (default: 40% of physical memory).
     #[arg(long)]
     memory_high_watermark: Option<u64>,
+    /// Free disk space, in bytes, under which the disk alarm shows in the metrics.
+    #[arg(long, default_value_t = 50_000_000)]
+    disk_free_limit: u64,
 }
 
 /// Subcommands; without one, `warren` runs the broker.
@@ -164,6 +171,8 @@ async fn run_broker(args: Args) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         heartbeat_secs: args.heartbeat,
         frame_max: args.frame_max,
+        prometheus_port: Some(args.prometheus_port),
+        disk_free_limit: args.disk_free_limit,
         ..Config::default()
     };
     if let Some(limit) = args.memory_high_watermark {

@@ -27,10 +27,10 @@ pub use exchange::{Exchange, ExchangeKind, RouteTargets};
 pub use message::{Message, Properties, ShortString, WireCache};
 pub use queue::{
     ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, ConsumerSpec, Delivery, EventSink,
-    GetResult, Queue, WindowGrants,
+    GetResult, Queue, QueueCounts, QueueMetrics, WindowGrants,
 };
 pub use table::{Table, Value};
-pub use vhost::{ExchangeDeclare, QueueDeclare, QueueDeclared, Routed, Vhost};
+pub use vhost::{ExchangeDeclare, QueueChurn, QueueDeclare, QueueDeclared, Routed, Vhost};
 
 /// A hash map with a fast hasher that still resists collision flooding (keys such as
 /// routing keys and queue names come from clients).
@@ -69,6 +69,11 @@ impl MemoryGauge {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// The limit: above it publishers are held back.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// Whether publishers should be held back until consumers drain the queues.
     pub fn over_limit(&self) -> bool {
         self.used() > self.limit
@@ -99,6 +104,11 @@ impl Core {
             next_id: AtomicU64::new(1),
             store,
         })
+    }
+
+    /// Every vhost.
+    pub fn vhosts(&self) -> Vec<Arc<Vhost>> {
+        self.vhosts.read().values().cloned().collect()
     }
 
     /// Looks up a vhost.

@@ -8,7 +8,7 @@
 //! a window of messages in flight and the rest waits here, where memory limits see it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -290,7 +290,7 @@ pub struct GetResult {
 }
 
 /// Counters describing a queue at one instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueCounts {
     /// Messages waiting for a consumer.
     pub ready: u32,
@@ -351,7 +351,61 @@ pub struct Queue {
     consumers_stuck: AtomicBool,
     /// Woken when `backlogged` clears.
     drained: Notify,
+    /// What the metrics read without taking the queue's lock.
+    stats: QueueStats,
     state: Mutex<QueueState>,
+}
+
+/// A queue's byte and message counters for the metrics. Written only under the queue's
+/// lock, so a relaxed load and store suffices (no locked instruction on the hot path);
+/// scrapes read them without the lock.
+#[derive(Debug, Default)]
+struct QueueStats {
+    /// Messages ever enqueued.
+    published: AtomicU64,
+    /// Body bytes of every message in the queue, ready or unacknowledged.
+    bytes: AtomicU64,
+    /// Body bytes of unacknowledged messages.
+    unacked_bytes: AtomicU64,
+    /// Ready messages whose bodies are paged out to disk, and their body bytes.
+    paged: AtomicU64,
+    paged_bytes: AtomicU64,
+    /// Messages kept on disk for this queue (persistent messages in a durable queue).
+    persistent: AtomicU64,
+}
+
+/// Adds `delta` (which may wrap to subtract) to a counter only written under the queue lock.
+#[inline]
+fn locked_add(counter: &AtomicU64, delta: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(delta),
+        Ordering::Relaxed,
+    );
+}
+
+/// Subtracts `delta` from a counter only written under the queue lock.
+#[inline]
+fn locked_sub(counter: &AtomicU64, delta: u64) {
+    locked_add(counter, delta.wrapping_neg());
+}
+
+/// What a queue holds and has taken, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueMetrics {
+    /// Ready, unacknowledged and consumer counts.
+    pub counts: QueueCounts,
+    /// Messages ever enqueued.
+    pub published: u64,
+    /// Body bytes of all messages in the queue.
+    pub bytes: u64,
+    /// Body bytes of unacknowledged messages.
+    pub unacked_bytes: u64,
+    /// Ready messages paged out to disk.
+    pub paged: u64,
+    /// Their body bytes.
+    pub paged_bytes: u64,
+    /// Messages kept on disk for this queue.
+    pub persistent: u64,
 }
 
 #[derive(Debug)]
@@ -459,6 +513,7 @@ impl Queue {
             backlogged: AtomicBool::new(false),
             consumers_stuck: AtomicBool::new(false),
             drained: Notify::new(),
+            stats: QueueStats::default(),
             state: Mutex::new(QueueState::default()),
         }
     }
@@ -553,6 +608,21 @@ impl Queue {
         }
     }
 
+    /// Counts and byte totals for the metrics (one lock for the counts).
+    pub fn metrics(&self) -> QueueMetrics {
+        let counts = self.counts();
+        let stats = &self.stats;
+        QueueMetrics {
+            counts,
+            published: stats.published.load(Ordering::Relaxed),
+            bytes: stats.bytes.load(Ordering::Relaxed),
+            unacked_bytes: stats.unacked_bytes.load(Ordering::Relaxed),
+            paged: stats.paged.load(Ordering::Relaxed),
+            paged_bytes: stats.paged_bytes.load(Ordering::Relaxed),
+            persistent: stats.persistent.load(Ordering::Relaxed),
+        }
+    }
+
     /// Appends a message and hands it to a consumer if one has credit. `persisted` is its
     /// store id when it was written to disk for this queue.
     /// Returns whether the queue is now congested (see [`Queue::congested`]).
@@ -592,6 +662,11 @@ impl Queue {
             expires_at,
             persisted,
         });
+        locked_add(&self.stats.published, 1);
+        locked_add(&self.stats.bytes, body_len);
+        if persisted.is_some() {
+            locked_add(&self.stats.persistent, 1);
+        }
         state.loaded_bytes += body_len;
         state.tail_loaded += 1;
         if over_budget {
@@ -625,6 +700,8 @@ impl Queue {
                 match entry.persisted.or(entry.paged) {
                     Some(disk_id) if pager.is_written(disk_id) => {
                         entry.message = None;
+                        locked_add(&self.stats.paged, 1);
+                        locked_add(&self.stats.paged_bytes, entry.body_len);
                         let freed = entry.size.saturating_sub(PAGED_OVERHEAD);
                         entry.accounted = entry.size - freed;
                         self.memory.sub(freed);
@@ -666,6 +743,7 @@ impl Queue {
                 state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
                 return Some(entry);
             }
+            self.paged_in(&entry);
             let loaded = entry
                 .persisted
                 .or(entry.paged)
@@ -724,10 +802,14 @@ impl Queue {
                 expires_at,
                 persisted: Some(recovered.msg_id),
             });
+            locked_add(&self.stats.bytes, body_len);
+            locked_add(&self.stats.persistent, 1);
             if loaded {
                 state.loaded_bytes += body_len;
                 state.tail_loaded += 1;
             } else {
+                locked_add(&self.stats.paged, 1);
+                locked_add(&self.stats.paged_bytes, body_len);
                 state.tail_loaded = 0;
             }
             if state.loaded_bytes > QUEUE_MEMORY_BUDGET {
@@ -745,6 +827,10 @@ impl Queue {
 
     /// Forgets an entry for good: memory accounting and, if on disk, an ack record.
     fn release(&self, entry: &Entry) {
+        locked_sub(&self.stats.bytes, entry.body_len);
+        if entry.persisted.is_some() {
+            locked_sub(&self.stats.persistent, 1);
+        }
         self.memory.sub(entry.accounted);
         if let Some(msg_id) = entry.persisted {
             self.record_ack(msg_id);
@@ -752,6 +838,24 @@ impl Queue {
         if let (Some(msg_id), Some(pager)) = (entry.paged, &self.pager) {
             pager.record_ack(PAGING_KEY, msg_id);
         }
+    }
+
+    /// Counts a ready entry whose body was paged out leaving the ready list.
+    fn paged_in(&self, entry: &Entry) {
+        if entry.message.is_none() {
+            locked_sub(&self.stats.paged, 1);
+            locked_sub(&self.stats.paged_bytes, entry.body_len);
+        }
+    }
+
+    /// Counts a delivery now awaiting its acknowledgement.
+    fn awaits_ack(&self, entry: &Entry) {
+        locked_add(&self.stats.unacked_bytes, entry.body_len);
+    }
+
+    /// Counts a delivery no longer awaiting its acknowledgement.
+    fn acked_or_requeued(&self, entry: &Entry) {
+        locked_sub(&self.stats.unacked_bytes, entry.body_len);
     }
 
     /// Notes a first delivery in the store, so a restart marks the message redelivered.
@@ -823,6 +927,7 @@ impl Queue {
         let mut state = self.state.lock();
         for seq in seqs {
             if let Some(unacked) = state.unacked.remove(&seq) {
+                self.acked_or_requeued(&unacked.entry);
                 self.release(&unacked.entry);
                 release_credit(&mut state, unacked.consumer);
             }
@@ -835,6 +940,7 @@ impl Queue {
         let mut state = self.state.lock();
         for seq in seqs {
             if let Some(unacked) = state.unacked.remove(&seq) {
+                self.acked_or_requeued(&unacked.entry);
                 release_credit(&mut state, unacked.consumer);
                 let mut entry = unacked.entry;
                 entry.redelivered = true;
@@ -867,6 +973,7 @@ impl Queue {
             self.release(&entry);
         } else {
             self.note_delivered(&entry);
+            self.awaits_ack(&entry);
             state.unacked.insert(
                 entry.seq,
                 Unacked {
@@ -883,6 +990,7 @@ impl Queue {
         let mut state = self.state.lock();
         let count = state.ready.len();
         for entry in state.ready.drain(..) {
+            self.paged_in(&entry);
             self.release(&entry);
         }
         state.loaded_bytes = 0;
@@ -907,9 +1015,11 @@ impl Queue {
         }
         let count = state.ready.len();
         for entry in state.ready.drain(..) {
+            self.paged_in(&entry);
             self.release(&entry);
         }
         for (_, unacked) in state.unacked.drain() {
+            self.acked_or_requeued(&unacked.entry);
             self.release(&unacked.entry);
         }
         self.update_flow(&mut state);
@@ -980,6 +1090,7 @@ impl Queue {
                 self.release(&entry);
             } else {
                 self.note_delivered(&entry);
+                self.awaits_ack(&entry);
                 consumer.unacked += 1;
                 let id = consumer.spec.id;
                 state.unacked.insert(
@@ -1026,6 +1137,7 @@ impl Queue {
                 if entry.message.is_some() {
                     state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
                 }
+                self.paged_in(&entry);
                 state.tail_loaded = state.tail_loaded.min(state.ready.len());
                 self.release(&entry);
             }

@@ -103,7 +103,23 @@ pub struct Vhost {
     server_named: AtomicU64,
     store: Option<Arc<Store>>,
     definitions_lock: parking_lot::Mutex<()>,
+    churn: [AtomicU64; 3],
 }
+
+/// Queue declarations, creations and deletions in a vhost since start, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueChurn {
+    /// Successful queue.declare calls (new or existing queues).
+    pub declared: u64,
+    /// Queues created.
+    pub created: u64,
+    /// Queues deleted (explicitly, auto-delete, exclusive owner gone).
+    pub deleted: u64,
+}
+
+const DECLARED: usize = 0;
+const CREATED: usize = 1;
+const DELETED: usize = 2;
 
 impl Vhost {
     /// Creates a vhost with the default exchange and the `amq.*` exchanges.
@@ -116,6 +132,7 @@ impl Vhost {
             server_named: AtomicU64::new(rand::random::<u32>().into()),
             store,
             definitions_lock: parking_lot::Mutex::new(()),
+            churn: Default::default(),
         };
         let standard = [
             ("", ExchangeKind::Direct),
@@ -338,9 +355,14 @@ impl Vhost {
                 consumer_count: counts.consumers,
             }
         };
+        let count = |counter: usize| self.churn[counter].fetch_add(1, Ordering::Relaxed);
         if declare.passive {
             // A passive declare of an empty name refers to nothing (RabbitMQ answers 404).
-            return self.queue(&declare.name, owner).map(declared);
+            let found = self.queue(&declare.name, owner).map(declared);
+            if found.is_ok() {
+                count(DECLARED);
+            }
+            return found;
         }
         if declare.name.starts_with("amq.") {
             return Err(CoreError::AccessRefused(format!(
@@ -357,6 +379,7 @@ impl Vhost {
         if let Some(existing) = queues.get(&name) {
             self.check_owner(existing, owner)?;
             self.check_queue_equivalent(existing, &declare)?;
+            count(DECLARED);
             return Ok(declared(existing.clone()));
         }
         // Exclusive queues die with their connection, so they are never persisted.
@@ -380,6 +403,8 @@ impl Vhost {
         ));
         queues.insert(name, queue.clone());
         drop(queues);
+        count(DECLARED);
+        count(CREATED);
         // Every queue is bound to the default exchange under its own name.
         if let Ok(default) = self.exchange("") {
             default.bind(Binding {
@@ -472,7 +497,17 @@ impl Vhost {
         Ok(self.forget_queue(queue))
     }
 
+    /// Queue churn since start.
+    pub fn queue_churn(&self) -> QueueChurn {
+        QueueChurn {
+            declared: self.churn[DECLARED].load(Ordering::Relaxed),
+            created: self.churn[CREATED].load(Ordering::Relaxed),
+            deleted: self.churn[DELETED].load(Ordering::Relaxed),
+        }
+    }
+
     fn forget_queue(&self, queue: Arc<Queue>) -> u32 {
+        self.churn[DELETED].fetch_add(1, Ordering::Relaxed);
         let count = queue.delete();
         let durable = queue.store_key().is_some();
         let destination = Destination::Queue(queue);

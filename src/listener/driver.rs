@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Accepted, ConnectionSlot, ReadSize, Stream};
 use crate::core::{ConsumerEvent, ConsumerEvents, Queue};
+use crate::stats::{ConnectionStats, Registration};
 use crate::store::{Store, Ticket};
 
 /// Consumer events handled per wake-up before flushing, so one busy queue cannot starve reads.
@@ -100,6 +101,16 @@ pub(crate) enum Ended<C> {
     Stopped,
 }
 
+/// What [`Link::open`] hands the protocol besides the link.
+pub(crate) struct Opened {
+    /// The client's address.
+    pub(crate) peer: std::net::SocketAddr,
+    /// The subject CN of the client's certificate, when TLS verified one.
+    pub(crate) certificate_name: Option<String>,
+    /// The connection's metrics entry; unregisters it when dropped.
+    pub(crate) registration: Registration,
+}
+
 /// A connection's socket side: the stream and its read buffer.
 pub(crate) struct Link {
     pub(crate) stream: Stream,
@@ -108,36 +119,45 @@ pub(crate) struct Link {
     read_size: ReadSize,
     /// The connection's place under the connection limit, held while the link lives.
     _slot: ConnectionSlot,
+    /// Where the link counts bytes and socket calls.
+    stats: Arc<ConnectionStats>,
 }
 
 impl Link {
     /// The link of an accepted connection, whose reads grow up to `read_max` bytes; also
     /// returns the peer and the client certificate's CN. Only what a live connection needs
     /// stays with it, not the whole accepted record.
-    pub(crate) fn open(
-        accepted: Accepted,
-        read_max: usize,
-    ) -> (Link, std::net::SocketAddr, Option<String>) {
+    pub(crate) fn open(accepted: Accepted, read_max: usize) -> (Link, Opened) {
         let Accepted {
             stream,
             peer,
             certificate_name,
             _slot,
+            registration,
         } = accepted;
         let link = Link {
             stream,
             read_buf: BytesMut::new(),
             read_size: ReadSize::new(read_max),
             _slot,
+            stats: registration.stats().clone(),
         };
-        (link, peer, certificate_name)
+        let opened = Opened {
+            peer,
+            certificate_name,
+            registration,
+        };
+        (link, opened)
     }
 
     /// Reads more input during a handshake; `Ok(0)` at end of stream.
     pub(crate) async fn fill(&mut self) -> std::io::Result<usize> {
-        self.stream
+        let read = self
+            .stream
             .read_some(&mut self.read_buf, &mut self.read_size)
-            .await
+            .await?;
+        self.count_read(read);
+        Ok(read)
     }
 
     /// Writes `output` (leaving it empty).
@@ -145,7 +165,16 @@ impl Link {
         if output.is_empty() {
             return Ok(());
         }
+        self.stats.bytes_out.add(output.len() as u64);
+        self.stats.writes.bump();
         self.stream.write_out(output).await
+    }
+
+    fn count_read(&self, read: usize) {
+        if read > 0 {
+            self.stats.bytes_in.add(read as u64);
+            self.stats.reads.bump();
+        }
     }
 
     /// Runs `session` over this link until it ends, the client goes, or `stop` fires.
@@ -185,6 +214,8 @@ impl Link {
                 }
             }
             if !session.output().is_empty() {
+                self.stats.bytes_out.add(session.output().len() as u64);
+                self.stats.writes.bump();
                 if let Err(error) = self.stream.write_out(session.output()).await {
                     return Ended::Lost(format!("write failed: {error}"));
                 }
@@ -223,7 +254,9 @@ impl Link {
                 read = std::future::poll_fn(|context| stream.poll_read_some(context, read_buf, read_size)), if can_read => {
                     match read {
                         Ok(0) => return Ended::Lost("client closed the socket".into()),
-                        Ok(_) => {
+                        Ok(read) => {
+                            self.stats.bytes_in.add(read as u64);
+                            self.stats.reads.bump();
                             // Socket readiness does not count against tokio's cooperative
                             // budget, and a consumer woken by this burst waits in this
                             // worker's LIFO slot: yield after each burst so a flooding
@@ -274,18 +307,20 @@ async fn recv_event(events: Option<&mut ConsumerEvents>) -> Option<ConsumerEvent
 
 /// Starts a pause for the queue the last publish found congested (taken from `congested`),
 /// unless one is already running or `consumes_from` says this connection consumes from that
-/// queue itself (its acks must get through).
+/// queue itself (its acks must get through). Returns whether a pause started.
 pub(crate) fn start_flow(
     flow: &mut Flow,
     congested: &mut Option<Arc<Queue>>,
     consumes_from: impl FnOnce(&Queue) -> bool,
-) {
+) -> bool {
     let Some(queue) = congested.take() else {
-        return;
+        return false;
     };
     if flow.is_none() && !consumes_from(&queue) {
         *flow = Some((queue, Instant::now() + FLOW_MAX_PAUSE));
+        return true;
     }
+    false
 }
 
 /// The pause still holding, if any (a clone to wait on); ends it once the queue drained or

@@ -17,6 +17,7 @@ mod driver;
 mod stream;
 mod websocket;
 
+use crate::stats::{Protocol, Registration, Registry};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use driver::{
-    current_flow, start_flow, Ended, Flow, Link, ReadGate, Session, StopSignal,
+    current_flow, start_flow, Ended, Flow, Link, Opened, ReadGate, Session, StopSignal,
 };
 pub(crate) use stream::Stream;
 
@@ -55,6 +56,16 @@ impl Transport {
     pub(crate) fn is_tls(self) -> bool {
         matches!(self, Transport::Tls | Transport::SecureWebSocket)
     }
+
+    /// The `transport` label of the connection metrics.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::WebSocket => "ws",
+            Transport::SecureWebSocket => "wss",
+        }
+    }
 }
 
 /// A connection whose transport handshake is done, handed to a protocol.
@@ -65,6 +76,8 @@ pub(crate) struct Accepted {
     pub(crate) certificate_name: Option<String>,
     /// Counts the connection against the broker's limit while it lives.
     pub(crate) _slot: ConnectionSlot,
+    /// The connection's entry in the metrics registry, counted while it lives.
+    pub(crate) registration: Registration,
 }
 
 /// Limits shared by every listener.
@@ -117,6 +130,18 @@ pub(crate) struct ListenerContext {
     pub(crate) websocket_max_message: usize,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Where connections are registered for the metrics.
+    pub(crate) stats: Arc<Registry>,
+    /// The protocol the listener speaks, until a handshake says which version.
+    pub(crate) protocol: Protocol,
+}
+
+impl ListenerContext {
+    /// Registers a connection whose transport handshake is done.
+    fn register(&self, peer: SocketAddr, local: Option<SocketAddr>) -> Registration {
+        self.stats
+            .open_connection(self.protocol, self.transport.label(), peer, local)
+    }
 }
 
 /// Accepts connections on `listener` until shutdown; each runs the transport handshake and
@@ -148,6 +173,7 @@ where
             continue;
         };
         let _ = socket.set_nodelay(true);
+        let local = socket.local_addr().ok();
         if context.transport == Transport::Tcp {
             // The fast path: no handshake task, no boxing.
             let accepted = Accepted {
@@ -155,6 +181,7 @@ where
                 peer,
                 certificate_name: None,
                 _slot: slot,
+                registration: context.register(peer, local),
             };
             context.tasks.spawn(session(accepted));
             continue;
@@ -174,6 +201,7 @@ where
                         peer,
                         certificate_name,
                         _slot: slot,
+                        registration: context2.register(peer, local),
                     };
                     session(accepted).await;
                 }

@@ -134,15 +134,16 @@ pub(super) struct MqttConnection {
     finished: bool,
     /// Whether the will is to be published when the connection ends.
     send_will: bool,
+    /// The connection's metrics entry: its message counters.
+    pub(super) registration: crate::stats::Registration,
 }
 
 /// Serves one accepted connection (any transport) until it closes.
 pub(super) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
-    let (mut link, peer, certificate_name) = Link::open(accepted, READ_CHUNK);
+    let (mut link, opened) = Link::open(accepted, READ_CHUNK);
     // The handshake and the teardown run as boxed futures, so the task's size while a
     // connection idles is only the run loop's.
-    let Some(mut connection) = Box::pin(open(&mut link, peer, certificate_name, shared)).await
-    else {
+    let Some(mut connection) = Box::pin(open(&mut link, opened, shared)).await else {
         return;
     };
     let kick = connection.kick.clone();
@@ -171,10 +172,15 @@ pub(super) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
 /// Reads and answers CONNECT; None when the connection was refused or went away.
 async fn open(
     link: &mut Link,
-    peer: SocketAddr,
-    certificate_name: Option<String>,
+    opened: crate::listener::Opened,
     shared: Arc<Shared>,
 ) -> Option<Box<MqttConnection>> {
+    let crate::listener::Opened {
+        peer,
+        certificate_name,
+        registration,
+    } = opened;
+    let registry = registration.registry().clone();
     let mut codec = Codec::new(shared.settings.max_packet_size as usize);
     let timeout = shared.settings.connect_timeout;
     let first = tokio::select! {
@@ -201,10 +207,23 @@ async fn open(
         peer,
         certificate_name,
         transport: link.stream.transport(),
+        registration,
+    };
+    let protocol = match connect.protocol {
+        ProtocolVersion::V311 => crate::stats::Protocol::Mqtt311,
+        ProtocolVersion::V5 => crate::stats::Protocol::Mqtt50,
     };
     match accept_connect(codec, connect, login, shared).await {
-        Ok(connection) => Some(connection),
+        Ok(connection) => {
+            registry.auth_attempt(protocol, true);
+            Some(connection)
+        }
         Err(refusal) => {
+            if refusal.reason == rc::BAD_USER_NAME_OR_PASSWORD
+                || refusal.reason == rc::NOT_AUTHORIZED
+            {
+                registry.auth_attempt(protocol, false);
+            }
             tracing::warn!(%peer, reason = refusal.log, "MQTT CONNECT refused");
             refuse(link, refusal).await;
             None
@@ -278,6 +297,8 @@ struct Login {
     /// The verified client certificate's CN (MQTT `ssl_cert_login`).
     certificate_name: Option<String>,
     transport: &'static str,
+    /// The connection's metrics entry.
+    registration: crate::stats::Registration,
 }
 
 /// Splits `vhost:user` at the last colon, as RabbitMQ does.
@@ -418,6 +439,18 @@ async fn accept_connect(
         ));
     }
     tracing::info!(%peer, user = %user, vhost = %vhost.name, client_id = %client_id, protocol = ?version, transport = login.transport, connection = id.0, "connection opened");
+    login.registration.set_protocol(match version {
+        ProtocolVersion::V311 => crate::stats::Protocol::Mqtt311,
+        ProtocolVersion::V5 => crate::stats::Protocol::Mqtt50,
+    });
+    login
+        .registration
+        .stats()
+        .set_identity(crate::stats::ConnectionIdentity {
+            user: user.clone(),
+            vhost: vhost.name.clone(),
+            client: client_id.clone(),
+        });
     let client_receive_maximum = connect
         .properties
         .receive_maximum
@@ -448,8 +481,10 @@ async fn accept_connect(
         finished: false,
         send_will: true,
         shared,
+        registration: login.registration,
     });
     connection.resume_session();
+    connection.note_session();
     Ok(connection)
 }
 
@@ -782,6 +817,7 @@ mod tests {
             super::super::Settings::from_config(&crate::config::Config::default()),
             tokio_util::sync::CancellationToken::new(),
             tokio_util::task::TaskTracker::new(),
+            crate::stats::Registry::new(),
         );
         mqtt.shared()
     }
@@ -807,6 +843,12 @@ mod tests {
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
             certificate_name: None,
             transport: "test",
+            registration: crate::stats::Registry::new().open_connection(
+                crate::stats::Protocol::Mqtt311,
+                "tcp",
+                SocketAddr::from(([127, 0, 0, 1], 1)),
+                None,
+            ),
         };
         // The CONNECT goes through the codecs, as from a socket: the server's codec learns
         // the protocol version from it.

@@ -9,10 +9,15 @@ use warren_mqtt::{Packet, PubAck, PubComp, PubRec, PubRel, Publish, QoS};
 
 use super::connection::{active, Closing, MqttConnection};
 use super::retained::Retained;
-use super::routing::publish_to_core;
+use super::routing::{publish_to_core, Published};
 use super::translate::{mark_retained, message_from_publish};
 use crate::core::Message;
 use crate::store::Ticket;
+
+/// Counts a publisher acknowledgement (PUBACK or PUBREC) sent.
+fn counters_confirmed(connection: &MqttConnection) {
+    connection.registration.stats().messages.confirmed.bump();
+}
 
 impl MqttConnection {
     pub(super) fn handle_publish(&mut self, mut publish: Publish) -> Result<(), Closing> {
@@ -77,7 +82,28 @@ impl MqttConnection {
             mark_retained(&mut message);
             self.retain(&publish.topic, publish.qos, &message);
         }
-        let ticket = self.route(message);
+        let body_len = message.body.len();
+        let published = self.route(message);
+        let ticket = published.ticket;
+        let stats = self.registration.stats();
+        let counters = &stats.messages;
+        counters.received(body_len);
+        if published.unroutable {
+            counters.unroutable_dropped.bump();
+        }
+        match publish.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => counters.received_confirm.bump(),
+            QoS::ExactlyOnce => {
+                counters.received_confirm.bump();
+                counters.received_qos2.bump();
+            }
+        }
+        if !stats.publisher.load(std::sync::atomic::Ordering::Relaxed) {
+            stats
+                .publisher
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let ack = match publish.qos {
             QoS::AtMostOnce => return Ok(()),
             QoS::AtLeastOnce => Packet::PubAck(PubAck {
@@ -105,6 +131,7 @@ impl MqttConnection {
             }
         } else {
             self.send(ack);
+            counters_confirmed(self);
             if is_puback {
                 if let Some(publishing) = self.publishing.as_mut() {
                     publishing.pubacks_this_burst += 1;
@@ -156,11 +183,12 @@ impl MqttConnection {
 
     /// Routes a message through the MQTT exchange into the core; returns the store ticket
     /// when it was persisted.
-    fn route(&mut self, message: Message) -> Option<Ticket> {
+    fn route(&mut self, message: Message) -> Published {
         let publishing = self.publishing.get_or_insert_with(Box::default);
-        let ticket = publish_to_core(&self.shared, &self.vhost, message, &mut publishing.targets);
+        let published =
+            publish_to_core(&self.shared, &self.vhost, message, &mut publishing.targets);
         let consumers = self.delivering.as_ref().map(|d| &d.consumers);
-        crate::listener::start_flow(
+        let paused = crate::listener::start_flow(
             &mut publishing.flow,
             &mut publishing.targets.congested,
             |queue| {
@@ -171,7 +199,11 @@ impl MqttConnection {
                 })
             },
         );
-        ticket
+        if paused {
+            let protocol = self.registration.stats().protocol();
+            self.registration.registry().flow_paused(protocol);
+        }
+        published
     }
 
     /// Sends the acknowledgements whose messages are now on disk.
@@ -191,12 +223,14 @@ impl MqttConnection {
                 wait.held_pubacks = wait.held_pubacks.saturating_sub(1);
             }
             self.send(ack);
+            counters_confirmed(self);
         }
     }
 
     /// PUBACK: a QoS 1 delivery is acknowledged; the core forgets it.
     pub(super) fn handle_puback(&mut self, ack: PubAck) -> Result<(), Closing> {
         if let Some(outbound) = active(&mut self.delivering).outbound.remove(&ack.packet_id) {
+            self.registration.stats().messages.acknowledged.bump();
             if let Some((queue, seq)) = outbound.source {
                 queue.ack([seq]);
             }
@@ -208,6 +242,9 @@ impl MqttConnection {
     pub(super) fn handle_pubrec(&mut self, rec: PubRec) -> Result<(), Closing> {
         let reason = match active(&mut self.delivering).outbound.remove(&rec.packet_id) {
             Some(outbound) => {
+                let counters = &self.registration.stats().messages;
+                counters.acknowledged.bump();
+                counters.acknowledged_qos2.bump();
                 // Delivered: the core forgets it; the packet id stays taken until PUBCOMP.
                 if let Some((queue, seq)) = outbound.source {
                     queue.ack([seq]);

@@ -78,6 +78,21 @@ pub(crate) struct Shared {
     pub(crate) persistence: persist::Persistence,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// The metrics registry (wills published).
+    pub(crate) stats: Arc<crate::stats::Registry>,
+}
+
+/// What the MQTT side holds outside connections, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MqttMetrics {
+    /// Persistent sessions whose client is not connected.
+    pub offline_sessions: u64,
+    /// Their subscriptions.
+    pub offline_subscriptions: u64,
+    /// Retained messages.
+    pub retained_messages: u64,
+    /// Their body bytes.
+    pub retained_bytes: u64,
 }
 
 /// The MQTT side of the broker: session registry, retained messages, and the listener.
@@ -93,8 +108,10 @@ impl Mqtt {
         settings: Settings,
         shutdown: CancellationToken,
         tasks: TaskTracker,
+        stats: Arc<crate::stats::Registry>,
     ) -> Mqtt {
         let shared = Arc::new(Shared {
+            stats,
             core,
             settings,
             sessions: session::Sessions::default(),
@@ -148,11 +165,32 @@ impl Mqtt {
         Mqtt { shared }
     }
 
-    /// The state connections share, for [`serve`].
+    /// What the MQTT side holds outside connections, for the metrics.
+    pub fn metrics(&self) -> MqttMetrics {
+        self.shared.metrics()
+    }
+
+    /// The state connections share, for [`serve`] and the metrics.
     pub(crate) fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
     }
+}
 
+impl Shared {
+    /// What the MQTT side holds outside connections, for the metrics.
+    pub(crate) fn metrics(&self) -> MqttMetrics {
+        let offline = self.sessions.offline();
+        let (retained_messages, retained_bytes) = self.retained.summary();
+        MqttMetrics {
+            offline_sessions: offline.sessions,
+            offline_subscriptions: offline.subscriptions,
+            retained_messages,
+            retained_bytes,
+        }
+    }
+}
+
+impl Mqtt {
     /// Saves sessions and retained messages now (at shutdown, after connections ended).
     pub fn save(&self) {
         if let Some(store) = self.shared.core.store() {

@@ -12,11 +12,33 @@ use super::translate::{
 use crate::core::{ConsumerEvent, Delivery, Message, Queue};
 
 impl MqttConnection {
+    /// Shows the session's kind and subscription count to the metrics.
+    pub(super) fn note_session(&self) {
+        let stats = self.registration.stats();
+        stats
+            .persistent_session
+            .store(self.persistent, std::sync::atomic::Ordering::Relaxed);
+        stats.subscriptions.store(
+            u32::try_from(self.session.subscriptions.len()).unwrap_or(u32::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Shows the connection's consumer count to the metrics.
+    pub(super) fn note_consumers(&self) {
+        let count = self.delivering.as_ref().map_or(0, |d| d.consumers.len());
+        self.registration.stats().consumers.store(
+            u32::try_from(count).unwrap_or(u32::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     pub(super) fn handle_event(&mut self, event: ConsumerEvent) {
         match event {
             ConsumerEvent::Deliver(delivery) => self.handle_delivery(delivery),
             ConsumerEvent::Cancelled { consumer } => {
                 active(&mut self.delivering).consumers.remove(&consumer);
+                self.note_consumers();
             }
         }
     }
@@ -155,6 +177,18 @@ impl MqttConnection {
                 queue.ack([seq]);
             }
             return;
+        }
+        let counters = &self.registration.stats().messages;
+        match qos {
+            QoS::AtMostOnce => counters.delivered_consume_auto_ack.bump(),
+            QoS::AtLeastOnce => counters.delivered_consume_manual_ack.bump(),
+            QoS::ExactlyOnce => {
+                counters.delivered_consume_manual_ack.bump();
+                counters.delivered_qos2.bump();
+            }
+        }
+        if dup && qos != QoS::AtMostOnce {
+            counters.redelivered.bump();
         }
         if qos == QoS::AtMostOnce {
             if let Some((queue, seq)) = source {

@@ -43,6 +43,21 @@ impl RetainedStore {
         }
     }
 
+    /// How many retained messages there are, and their body bytes.
+    pub(crate) fn summary(&self) -> (u64, u64) {
+        let by_vhost = self.by_vhost.read();
+        let mut count = 0u64;
+        let mut bytes = 0u64;
+        for topics in by_vhost.values() {
+            count += topics.len() as u64;
+            bytes += topics
+                .values()
+                .map(|r| r.message.body.len() as u64)
+                .sum::<u64>();
+        }
+        (count, bytes)
+    }
+
     /// Every retained message, as (vhost, topic, message).
     pub(crate) fn entries(&self) -> Vec<(String, String, Retained)> {
         self.by_vhost

@@ -31,6 +31,18 @@ pub(super) fn publish_will(shared: &Shared, vhost: &Vhost, will: Box<Will>) {
         shared.persistence.retained_changed();
     }
     publish_to_core(shared, vhost, message, &mut RouteTargets::default());
+    shared
+        .stats
+        .mqtt_wills_published
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// What routing an MQTT-originated message did.
+pub(super) struct Published {
+    /// The store ticket when it was persisted.
+    pub(super) ticket: Option<Ticket>,
+    /// Whether no queue took it.
+    pub(super) unroutable: bool,
 }
 
 /// Routes an MQTT-originated message through the configured exchange.
@@ -39,19 +51,26 @@ pub(super) fn publish_to_core(
     vhost: &Vhost,
     message: Message,
     targets: &mut RouteTargets,
-) -> Option<Ticket> {
+) -> Published {
+    let dropped = Published {
+        ticket: None,
+        unroutable: true,
+    };
     match vhost.exchange(&shared.settings.exchange) {
         Ok(exchange) => match vhost.publish(&exchange, std::sync::Arc::new(message), targets) {
-            Ok(Routed::Queued { ticket, .. }) => ticket,
-            Ok(Routed::Unroutable(_)) => None,
+            Ok(Routed::Queued { ticket, .. }) => Published {
+                ticket,
+                unroutable: false,
+            },
+            Ok(Routed::Unroutable(_)) => dropped,
             Err(error) => {
                 tracing::warn!(%error, "MQTT publish refused by the core");
-                None
+                dropped
             }
         },
         Err(_) => {
             tracing::warn!(exchange = %shared.settings.exchange, "MQTT exchange missing; message dropped");
-            None
+            dropped
         }
     }
 }

@@ -238,7 +238,28 @@ impl Sessions {
     }
 }
 
+/// Sessions without a connection, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct OfflineSessions {
+    /// Stored sessions whose client is not connected.
+    pub sessions: u64,
+    /// Their subscriptions.
+    pub subscriptions: u64,
+}
+
 impl Sessions {
+    /// Counts the sessions kept for clients that are not connected.
+    pub(crate) fn offline(&self) -> OfflineSessions {
+        let mut offline = OfflineSessions::default();
+        for slot in self.slots.lock().values() {
+            if let (None, Some(stored)) = (&slot.active, &slot.stored) {
+                offline.sessions += 1;
+                offline.subscriptions += stored.subscriptions.len() as u64;
+            }
+        }
+        offline
+    }
+
     /// Kicks every connected client (broker shutdown).
     pub(crate) fn kick_all(&self) {
         for slot in self.slots.lock().values() {

@@ -64,6 +64,7 @@ impl MqttConnection {
             active(&mut self.delivering).consumers.remove(&id);
             return Err(error);
         }
+        self.note_consumers();
         Ok(())
     }
 
@@ -198,6 +199,7 @@ impl MqttConnection {
 
     /// Saves a persistent session's subscriptions (debounced, in the background).
     fn session_changed(&self) {
+        self.note_session();
         if self.persistent && self.session.expiry != Some(Duration::ZERO) {
             self.shared.persistence.session_changed(
                 &self.vhost.name,
@@ -235,6 +237,7 @@ impl MqttConnection {
                             self.requeue_outbound_of(&source.queue);
                             self.vhost.cancel(&source.queue, id);
                         }
+                        self.note_consumers();
                     }
                 }
                 None => {

@@ -19,6 +19,7 @@
 pub mod message;
 mod record;
 mod segment;
+pub mod stats;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +36,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use message::Message;
+pub use stats::{StoreSnapshot, StoreStats, FSYNC_BUCKETS};
 
 /// Why the store could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,7 @@ pub struct Store {
     index: Arc<Mutex<HashMap<u64, Location>>>,
     msgs: PathBuf,
     backlog: Arc<Backlog>,
+    stats: Arc<StoreStats>,
 }
 
 /// Bytes handed to the writer and not yet written, shared with the writer thread.
@@ -338,12 +341,14 @@ impl Store {
         let active = numbers.last().map_or(1, |n| n + 1);
         let index = Arc::new(Mutex::new(refs));
         let backlog = Arc::new(Backlog::default());
+        let stats = Arc::new(StoreStats::default());
         let writer_state = Writer::start(
             msgs.clone(),
             active,
             live_per_segment,
             index.clone(),
             backlog.clone(),
+            stats.clone(),
         )?;
         let (synced_tx, synced_rx) = watch::channel(0);
         let (sender, receiver) = mpsc::channel();
@@ -359,6 +364,7 @@ impl Store {
             index,
             msgs,
             backlog,
+            stats,
             documents: Mutex::new(()),
             writer: Mutex::new(Some(handle)),
         });
@@ -445,6 +451,16 @@ impl Store {
         self.submit(framed, false, Effect::None);
     }
 
+    /// The store's counters for the metrics (fsync latency, writes, size on disk).
+    pub fn stats(&self) -> StoreSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// The directory the store keeps its files in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The highest ticket known to be on disk; `changed()` wakes when it moves.
     pub fn synced(&self) -> watch::Receiver<Ticket> {
         self.synced.clone()
@@ -509,6 +525,7 @@ struct Writer {
     /// msg_id → where it is and how many queues still hold it.
     index: Arc<Mutex<HashMap<u64, Location>>>,
     backlog: Arc<Backlog>,
+    stats: Arc<StoreStats>,
 }
 
 impl Writer {
@@ -518,6 +535,7 @@ impl Writer {
         mut live: BTreeMap<u64, u64>,
         index: Arc<Mutex<HashMap<u64, Location>>>,
         backlog: Arc<Backlog>,
+        stats: Arc<StoreStats>,
     ) -> Result<Writer, StoreError> {
         let path = segment::path(&dir, active);
         let file = OpenOptions::new()
@@ -534,8 +552,16 @@ impl Writer {
             live,
             index,
             backlog,
+            stats,
         };
         writer.reclaim();
+        let on_disk: u64 = writer
+            .live
+            .keys()
+            .filter_map(|&number| fs::metadata(segment::path(&writer.dir, number)).ok())
+            .map(|metadata| metadata.len())
+            .sum();
+        writer.stats.set_disk(writer.live.len() as u64, on_disk);
         Ok(writer)
     }
 
@@ -584,6 +610,7 @@ impl Writer {
                 if let Err(error) = self.file.write_all(&batch) {
                     tracing::error!(%error, "message store write failed");
                 }
+                self.stats.wrote(batch.len() as u64);
                 self.size += batch.len() as u64;
                 {
                     let mut pending = self.backlog.bytes.lock();
@@ -596,9 +623,11 @@ impl Writer {
                 self.apply(effect, offset, length);
             }
             if needs_sync {
+                let started = Instant::now();
                 if let Err(error) = self.file.sync_data() {
                     tracing::error!(%error, "message store fsync failed");
                 }
+                self.stats.fsynced(started.elapsed());
                 if let Some(ticket) = last_ticket {
                     synced.send_replace(ticket);
                 }
@@ -657,6 +686,7 @@ impl Writer {
                 self.file = file;
                 self.active = next;
                 self.size = 0;
+                self.stats.segment_changed(true, 0);
                 self.live.entry(next).or_insert(0);
             }
             Err(error) => {
@@ -672,6 +702,7 @@ impl Writer {
                 return;
             }
             let path = segment::path(&self.dir, oldest);
+            let bytes = fs::metadata(&path).map_or(0, |metadata| metadata.len());
             if let Err(error) = fs::remove_file(&path) {
                 if error.kind() != io::ErrorKind::NotFound {
                     tracing::warn!(%error, path = %path.display(), "cannot delete a reclaimed segment");
@@ -679,6 +710,7 @@ impl Writer {
                 }
             }
             self.live.remove(&oldest);
+            self.stats.segment_changed(false, bytes);
         }
     }
 }

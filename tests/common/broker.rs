@@ -483,7 +483,8 @@ struct BrokerProcess {
 }
 
 impl BrokerProcess {
-    /// Starts `warren --bind 127.0.0.1 --amqp-port 0 --mqtt-port 0 --ws-port 0 --data-dir DIR EXTRA...` and
+    /// Starts `warren --bind 127.0.0.1 --amqp-port 0 --mqtt-port 0 --ws-port 0 --prometheus-port 0
+    /// --data-dir DIR EXTRA...` and
     /// waits until both listeners are up (recovery happens before they are bound).
     async fn start(data_dir: &Path, extra_args: &[String]) -> BrokerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
@@ -495,6 +496,8 @@ impl BrokerProcess {
                 "--mqtt-port",
                 "0",
                 "--ws-port",
+                "0",
+                "--prometheus-port",
                 "0",
             ])
             .arg("--data-dir")
