@@ -314,8 +314,8 @@ impl Prometheus {
         }
     }
 
-    /// Waits until Prometheus has scraped the final state (messages unacknowledged and ready);
-    /// returns what it did not see.
+    /// Waits until Prometheus has scraped the final state (messages unacknowledged and ready,
+    /// the AMQP channels, consumers and publishers still there); returns what it did not see.
     async fn wait_for_final_state(&self) -> Vec<String> {
         let checks = [
             (
@@ -323,6 +323,16 @@ impl Prometheus {
                 f64::from(PREFETCH),
             ),
             ("sum(rabbitmq_queue_messages_ready{job=\"warren\"})", 1.0),
+            // The six AMQP channels of the publisher and the consumer connection.
+            ("sum(rabbitmq_channels{job=\"warren\"})", 6.0),
+            (
+                "sum(rabbitmq_global_consumers{job=\"warren\",protocol=\"amqp091\"})",
+                2.0,
+            ),
+            (
+                "sum(rabbitmq_global_publishers{job=\"warren\",protocol=\"amqp091\"})",
+                1.0,
+            ),
         ];
         let deadline = Instant::now() + PROMETHEUS_WAIT;
         loop {
@@ -581,6 +591,8 @@ async fn run_checker(
 struct Held {
     publisher: Connection,
     consumer: Connection,
+    /// lapin closes a channel when its last handle goes.
+    channels: Vec<Channel>,
     mqtt: Vec<Client3>,
     mqtt5: Vec<Client5>,
     tasks: Vec<JoinHandle<()>>,
@@ -591,6 +603,7 @@ impl Held {
         for task in &self.tasks {
             task.abort();
         }
+        drop(self.channels);
         for client in self.mqtt {
             client.disconnect().await;
         }
@@ -899,6 +912,7 @@ async fn drive_traffic(broker: &TestBroker) -> Held {
     Held {
         publisher,
         consumer,
+        channels: vec![confirm, plain, setup, manual_ch, auto_ch, get_ch],
         mqtt: vec![sub3, pub3],
         mqtt5: vec![sub5, pub5],
         tasks: vec![manual_task, auto_task],
