@@ -18,7 +18,6 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use mqtt_support::{unique_id, within, Client3, External, TestBroker};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MESSAGES: usize = 1_000;
 
@@ -32,27 +31,21 @@ struct Sample {
 
 /// GETs `path` from the endpoint and parses the text format.
 async fn scrape(address: SocketAddr, path: &str) -> Vec<Sample> {
-    let mut socket = within(
-        "connect to /metrics",
-        tokio::net::TcpStream::connect(address),
-    )
-    .await
-    .expect("metrics listener accepts");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    socket.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    within("read /metrics", socket.read_to_end(&mut response))
+    let response = mqtt_support::common::http::get(address, path)
         .await
-        .unwrap();
-    let response = String::from_utf8(response).expect("UTF-8 exposition");
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        .expect("the metrics endpoint answers");
+    assert_eq!(response.status, 200, "{}", response.head);
     assert!(
-        head.to_ascii_lowercase()
+        response
+            .head
+            .to_ascii_lowercase()
             .contains("content-type: text/plain"),
-        "{head}"
+        "{}",
+        response.head
     );
-    body.lines()
+    response
+        .body
+        .lines()
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(parse_line)
         .collect()
@@ -130,10 +123,7 @@ async fn broker() -> (TestBroker, SocketAddr) {
         .config(|config| config.prometheus_port = Some(0))
         .start()
         .await;
-    let address = broker
-        .in_process()
-        .prometheus_addr()
-        .expect("the Prometheus listener is on");
+    let address = broker.prometheus_addr();
     (broker, address)
 }
 

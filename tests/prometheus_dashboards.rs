@@ -42,8 +42,6 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -397,29 +395,10 @@ fn free_port() -> SocketAddr {
 // HTTP, warren's identity, the dashboards and the checker
 // ---------------------------------------------------------------------------------------------
 
-/// `GET target` over HTTP/1.0 (so the answer is neither chunked nor kept alive):
-/// `(status, body)`.
+/// `GET target`: `(status, body)`.
 async fn http_get(addr: SocketAddr, target: &str) -> std::io::Result<(u16, String)> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let request = format!("GET {target} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
-    };
-    let raw = within_for(common::STEP, "an HTTP answer", exchange).await?;
-    let text = String::from_utf8_lossy(&raw);
-    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| invalid("no end of the HTTP header"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid("no HTTP status"))?;
-    Ok((status, body.to_string()))
+    let response = common::http::get(addr, target).await?;
+    Ok((response.status, response.body))
 }
 
 /// `promql` percent-encoded for a query string.

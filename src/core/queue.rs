@@ -8,7 +8,7 @@
 //! a window of messages in flight and the rest waits here, where memory limits see it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -351,42 +351,25 @@ pub struct Queue {
     consumers_stuck: AtomicBool,
     /// Woken when `backlogged` clears.
     drained: Notify,
-    /// What the metrics read without taking the queue's lock.
-    stats: QueueStats,
     state: Mutex<QueueState>,
 }
 
-/// A queue's byte and message counters for the metrics. Written only under the queue's
-/// lock, so a relaxed load and store suffices (no locked instruction on the hot path);
-/// scrapes read them without the lock.
+/// A queue's byte and message counters for the metrics. Kept in the locked state, beside
+/// what every publish and ack touches anyway: counters on a cache line of their own would
+/// bounce between the publishers' and the consumers' cores on every message.
 #[derive(Debug, Default)]
 struct QueueStats {
     /// Messages ever enqueued.
-    published: AtomicU64,
+    published: u64,
     /// Body bytes of every message in the queue, ready or unacknowledged.
-    bytes: AtomicU64,
+    bytes: u64,
     /// Body bytes of unacknowledged messages.
-    unacked_bytes: AtomicU64,
+    unacked_bytes: u64,
     /// Ready messages whose bodies are paged out to disk, and their body bytes.
-    paged: AtomicU64,
-    paged_bytes: AtomicU64,
+    paged: u64,
+    paged_bytes: u64,
     /// Messages kept on disk for this queue (persistent messages in a durable queue).
-    persistent: AtomicU64,
-}
-
-/// Adds `delta` (which may wrap to subtract) to a counter only written under the queue lock.
-#[inline]
-fn locked_add(counter: &AtomicU64, delta: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(delta),
-        Ordering::Relaxed,
-    );
-}
-
-/// Subtracts `delta` from a counter only written under the queue lock.
-#[inline]
-fn locked_sub(counter: &AtomicU64, delta: u64) {
-    locked_add(counter, delta.wrapping_neg());
+    persistent: u64,
 }
 
 /// What a queue holds and has taken, for the metrics.
@@ -473,6 +456,8 @@ struct QueueState {
     deleted: bool,
     /// Messages consumers and basic.get took, ever (wrapping).
     taken: u64,
+    /// Counters for the metrics.
+    stats: QueueStats,
     progress: Progress,
 }
 
@@ -513,7 +498,6 @@ impl Queue {
             backlogged: AtomicBool::new(false),
             consumers_stuck: AtomicBool::new(false),
             drained: Notify::new(),
-            stats: QueueStats::default(),
             state: Mutex::new(QueueState::default()),
         }
     }
@@ -610,16 +594,20 @@ impl Queue {
 
     /// Counts and byte totals for the metrics (one lock for the counts).
     pub fn metrics(&self) -> QueueMetrics {
-        let counts = self.counts();
-        let stats = &self.stats;
+        let state = self.state.lock();
+        let stats = &state.stats;
         QueueMetrics {
-            counts,
-            published: stats.published.load(Ordering::Relaxed),
-            bytes: stats.bytes.load(Ordering::Relaxed),
-            unacked_bytes: stats.unacked_bytes.load(Ordering::Relaxed),
-            paged: stats.paged.load(Ordering::Relaxed),
-            paged_bytes: stats.paged_bytes.load(Ordering::Relaxed),
-            persistent: stats.persistent.load(Ordering::Relaxed),
+            counts: QueueCounts {
+                ready: saturating_u32(state.ready.len()),
+                unacked: saturating_u32(state.unacked.len()),
+                consumers: saturating_u32(state.consumers.len()),
+            },
+            published: stats.published,
+            bytes: stats.bytes,
+            unacked_bytes: stats.unacked_bytes,
+            paged: stats.paged,
+            paged_bytes: stats.paged_bytes,
+            persistent: stats.persistent,
         }
     }
 
@@ -662,10 +650,10 @@ impl Queue {
             expires_at,
             persisted,
         });
-        locked_add(&self.stats.published, 1);
-        locked_add(&self.stats.bytes, body_len);
+        state.stats.published += 1;
+        state.stats.bytes += body_len;
         if persisted.is_some() {
-            locked_add(&self.stats.persistent, 1);
+            state.stats.persistent += 1;
         }
         state.loaded_bytes += body_len;
         state.tail_loaded += 1;
@@ -700,8 +688,8 @@ impl Queue {
                 match entry.persisted.or(entry.paged) {
                     Some(disk_id) if pager.is_written(disk_id) => {
                         entry.message = None;
-                        locked_add(&self.stats.paged, 1);
-                        locked_add(&self.stats.paged_bytes, entry.body_len);
+                        state.stats.paged += 1;
+                        state.stats.paged_bytes += entry.body_len;
                         let freed = entry.size.saturating_sub(PAGED_OVERHEAD);
                         entry.accounted = entry.size - freed;
                         self.memory.sub(freed);
@@ -743,7 +731,7 @@ impl Queue {
                 state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
                 return Some(entry);
             }
-            self.paged_in(&entry);
+            Self::paged_in(&mut state.stats, &entry);
             let loaded = entry
                 .persisted
                 .or(entry.paged)
@@ -757,7 +745,7 @@ impl Queue {
                 }
                 None => {
                     tracing::error!(queue = %self.name, seq = entry.seq, "paged message unreadable; dropped");
-                    self.release(&entry);
+                    self.release(&mut state.stats, &entry);
                 }
             }
         }
@@ -802,14 +790,14 @@ impl Queue {
                 expires_at,
                 persisted: Some(recovered.msg_id),
             });
-            locked_add(&self.stats.bytes, body_len);
-            locked_add(&self.stats.persistent, 1);
+            state.stats.bytes += body_len;
+            state.stats.persistent += 1;
             if loaded {
                 state.loaded_bytes += body_len;
                 state.tail_loaded += 1;
             } else {
-                locked_add(&self.stats.paged, 1);
-                locked_add(&self.stats.paged_bytes, body_len);
+                state.stats.paged += 1;
+                state.stats.paged_bytes += body_len;
                 state.tail_loaded = 0;
             }
             if state.loaded_bytes > QUEUE_MEMORY_BUDGET {
@@ -826,10 +814,10 @@ impl Queue {
     }
 
     /// Forgets an entry for good: memory accounting and, if on disk, an ack record.
-    fn release(&self, entry: &Entry) {
-        locked_sub(&self.stats.bytes, entry.body_len);
+    fn release(&self, stats: &mut QueueStats, entry: &Entry) {
+        stats.bytes = stats.bytes.wrapping_sub(entry.body_len);
         if entry.persisted.is_some() {
-            locked_sub(&self.stats.persistent, 1);
+            stats.persistent = stats.persistent.wrapping_sub(1);
         }
         self.memory.sub(entry.accounted);
         if let Some(msg_id) = entry.persisted {
@@ -841,21 +829,21 @@ impl Queue {
     }
 
     /// Counts a ready entry whose body was paged out leaving the ready list.
-    fn paged_in(&self, entry: &Entry) {
+    fn paged_in(stats: &mut QueueStats, entry: &Entry) {
         if entry.message.is_none() {
-            locked_sub(&self.stats.paged, 1);
-            locked_sub(&self.stats.paged_bytes, entry.body_len);
+            stats.paged = stats.paged.wrapping_sub(1);
+            stats.paged_bytes = stats.paged_bytes.wrapping_sub(entry.body_len);
         }
     }
 
     /// Counts a delivery now awaiting its acknowledgement.
-    fn awaits_ack(&self, entry: &Entry) {
-        locked_add(&self.stats.unacked_bytes, entry.body_len);
+    fn awaits_ack(stats: &mut QueueStats, entry: &Entry) {
+        stats.unacked_bytes += entry.body_len;
     }
 
     /// Counts a delivery no longer awaiting its acknowledgement.
-    fn acked_or_requeued(&self, entry: &Entry) {
-        locked_sub(&self.stats.unacked_bytes, entry.body_len);
+    fn acked_or_requeued(stats: &mut QueueStats, entry: &Entry) {
+        stats.unacked_bytes = stats.unacked_bytes.wrapping_sub(entry.body_len);
     }
 
     /// Notes a first delivery in the store, so a restart marks the message redelivered.
@@ -927,8 +915,8 @@ impl Queue {
         let mut state = self.state.lock();
         for seq in seqs {
             if let Some(unacked) = state.unacked.remove(&seq) {
-                self.acked_or_requeued(&unacked.entry);
-                self.release(&unacked.entry);
+                Self::acked_or_requeued(&mut state.stats, &unacked.entry);
+                self.release(&mut state.stats, &unacked.entry);
                 release_credit(&mut state, unacked.consumer);
             }
         }
@@ -940,7 +928,7 @@ impl Queue {
         let mut state = self.state.lock();
         for seq in seqs {
             if let Some(unacked) = state.unacked.remove(&seq) {
-                self.acked_or_requeued(&unacked.entry);
+                Self::acked_or_requeued(&mut state.stats, &unacked.entry);
                 release_credit(&mut state, unacked.consumer);
                 let mut entry = unacked.entry;
                 entry.redelivered = true;
@@ -970,10 +958,10 @@ impl Queue {
             remaining: saturating_u32(state.ready.len()),
         };
         if no_ack {
-            self.release(&entry);
+            self.release(&mut state.stats, &entry);
         } else {
             self.note_delivered(&entry);
-            self.awaits_ack(&entry);
+            Self::awaits_ack(&mut state.stats, &entry);
             state.unacked.insert(
                 entry.seq,
                 Unacked {
@@ -989,9 +977,10 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut state = self.state.lock();
         let count = state.ready.len();
-        for entry in state.ready.drain(..) {
-            self.paged_in(&entry);
-            self.release(&entry);
+        let QueueState { ready, stats, .. } = &mut *state;
+        for entry in ready.drain(..) {
+            Self::paged_in(stats, &entry);
+            self.release(stats, &entry);
         }
         state.loaded_bytes = 0;
         state.tail_loaded = 0;
@@ -1014,13 +1003,19 @@ impl Queue {
             });
         }
         let count = state.ready.len();
-        for entry in state.ready.drain(..) {
-            self.paged_in(&entry);
-            self.release(&entry);
+        let QueueState {
+            ready,
+            unacked,
+            stats,
+            ..
+        } = &mut *state;
+        for entry in ready.drain(..) {
+            Self::paged_in(stats, &entry);
+            self.release(stats, &entry);
         }
-        for (_, unacked) in state.unacked.drain() {
-            self.acked_or_requeued(&unacked.entry);
-            self.release(&unacked.entry);
+        for (_, unacked) in unacked.drain() {
+            Self::acked_or_requeued(stats, &unacked.entry);
+            self.release(stats, &unacked.entry);
         }
         self.update_flow(&mut state);
         saturating_u32(count)
@@ -1054,7 +1049,7 @@ impl Queue {
                 return delivered;
             };
             if entry.expires_at.is_some_and(|at| at <= Instant::now()) {
-                self.release(&entry);
+                self.release(&mut state.stats, &entry);
                 continue;
             }
             let Some(message) = entry.message.clone() else {
@@ -1087,10 +1082,10 @@ impl Queue {
             consumer.window -= 1;
             consumer.window_bytes = consumer.window_bytes.saturating_sub(entry.size);
             if consumer.spec.no_ack {
-                self.release(&entry);
+                self.release(&mut state.stats, &entry);
             } else {
                 self.note_delivered(&entry);
-                self.awaits_ack(&entry);
+                Self::awaits_ack(&mut state.stats, &entry);
                 consumer.unacked += 1;
                 let id = consumer.spec.id;
                 state.unacked.insert(
@@ -1137,9 +1132,9 @@ impl Queue {
                 if entry.message.is_some() {
                     state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
                 }
-                self.paged_in(&entry);
+                Self::paged_in(&mut state.stats, &entry);
                 state.tail_loaded = state.tail_loaded.min(state.ready.len());
-                self.release(&entry);
+                self.release(&mut state.stats, &entry);
             }
         }
     }

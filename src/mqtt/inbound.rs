@@ -16,7 +16,7 @@ use crate::store::Ticket;
 
 /// Counts a publisher acknowledgement (PUBACK or PUBREC) sent.
 fn counters_confirmed(connection: &MqttConnection) {
-    connection.registration.stats().messages.confirmed.bump();
+    connection.registration.stats().messages().confirmed.bump();
 }
 
 impl MqttConnection {
@@ -86,7 +86,7 @@ impl MqttConnection {
         let published = self.route(message);
         let ticket = published.ticket;
         let stats = self.registration.stats();
-        let counters = &stats.messages;
+        let counters = stats.messages();
         counters.received(body_len);
         if published.unroutable {
             counters.unroutable_dropped.bump();
@@ -230,7 +230,7 @@ impl MqttConnection {
     /// PUBACK: a QoS 1 delivery is acknowledged; the core forgets it.
     pub(super) fn handle_puback(&mut self, ack: PubAck) -> Result<(), Closing> {
         if let Some(outbound) = active(&mut self.delivering).outbound.remove(&ack.packet_id) {
-            self.registration.stats().messages.acknowledged.bump();
+            self.registration.stats().messages().acknowledged.bump();
             if let Some((queue, seq)) = outbound.source {
                 queue.ack([seq]);
             }
@@ -242,7 +242,7 @@ impl MqttConnection {
     pub(super) fn handle_pubrec(&mut self, rec: PubRec) -> Result<(), Closing> {
         let reason = match active(&mut self.delivering).outbound.remove(&rec.packet_id) {
             Some(outbound) => {
-                let counters = &self.registration.stats().messages;
+                let counters = &self.registration.stats().messages();
                 counters.acknowledged.bump();
                 counters.acknowledged_qos2.bump();
                 // Delivered: the core forgets it; the packet id stays taken until PUBCOMP.

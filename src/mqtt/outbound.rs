@@ -178,7 +178,7 @@ impl MqttConnection {
             }
             return;
         }
-        let counters = &self.registration.stats().messages;
+        let counters = &self.registration.stats().messages();
         match qos {
             QoS::AtMostOnce => counters.delivered_consume_auto_ack.bump(),
             QoS::AtLeastOnce => counters.delivered_consume_manual_ack.bump(),

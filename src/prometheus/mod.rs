@@ -268,7 +268,8 @@ impl Exporter {
                 totals.connections[index][transport] += 1;
                 let vhost = connection.identity().map(|identity| identity.vhost);
                 let vhost = vhost.as_deref();
-                let name = || label("channel", connection.name.clone());
+                let connection_name = connection.name();
+                let name = || label("channel", connection_name.clone());
                 out.object(
                     &f::CONNECTION_INCOMING_BYTES,
                     vhost,
@@ -296,7 +297,7 @@ impl Exporter {
                 let channels = connection.channels();
                 out.object(&f::CONNECTION_CHANNELS, vhost, name, channels.len() as f64);
                 // Protocols without channels count on the connection itself.
-                let own = connection.messages.totals();
+                let own = connection.message_totals();
                 totals.messages[index].add(&own);
                 if protocol.is_mqtt() {
                     totals.consumers[index] += u64::from(connection.consumers.load(Relaxed));
@@ -326,7 +327,7 @@ impl Exporter {
                     let name = || {
                         label(
                             "channel",
-                            format!("{} ({})", connection.name, channel.number),
+                            format!("{} ({})", connection_name, channel.number),
                         )
                     };
                     let unacked = counts

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
@@ -279,8 +279,8 @@ pub struct ConnectionStats {
     pub transport: &'static str,
     /// The client's address.
     pub peer: SocketAddr,
-    /// RabbitMQ's connection name: `peer -> local`.
-    pub name: String,
+    /// The broker's address of the connection.
+    pub local: Option<SocketAddr>,
     /// Bytes read from the client.
     pub bytes_in: Counter,
     /// Bytes written to the client.
@@ -289,8 +289,9 @@ pub struct ConnectionStats {
     pub reads: Counter,
     /// Socket writes.
     pub writes: Counter,
-    /// The message counters of a protocol without channels (MQTT).
-    pub messages: MessageCounters,
+    /// The message counters of a protocol without channels (MQTT); allocated on first use,
+    /// so idle connections do not carry them.
+    messages: OnceLock<Box<MessageCounters>>,
     /// Consumers of a protocol without channels (MQTT: subscriptions).
     pub consumers: AtomicU32,
     /// Whether a protocol without channels has published.
@@ -307,6 +308,28 @@ impl ConnectionStats {
     /// The protocol the connection speaks.
     pub fn protocol(&self) -> Protocol {
         Protocol::from_index(self.protocol.load(Ordering::Relaxed))
+    }
+
+    /// RabbitMQ's connection name: `peer -> local`.
+    pub fn name(&self) -> String {
+        match self.local {
+            Some(local) => format!("{} -> {local}", self.peer),
+            None => self.peer.to_string(),
+        }
+    }
+
+    /// The message counters of a protocol without channels (MQTT), for its task to count in.
+    #[inline]
+    pub fn messages(&self) -> &MessageCounters {
+        self.messages.get_or_init(Box::default)
+    }
+
+    /// What [`ConnectionStats::messages`] counted (zero when nothing was).
+    pub fn message_totals(&self) -> MessageTotals {
+        self.messages
+            .get()
+            .map(|counters| counters.totals())
+            .unwrap_or_default()
     }
 
     /// Who the connection is, once its handshake is done.
@@ -398,21 +421,17 @@ impl Registry {
         local: Option<SocketAddr>,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let name = match local {
-            Some(local) => format!("{peer} -> {local}"),
-            None => peer.to_string(),
-        };
         let stats = Arc::new(ConnectionStats {
             id,
             protocol: AtomicU8::new(protocol.index() as u8),
             transport,
             peer,
-            name,
+            local,
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             reads: Counter::default(),
             writes: Counter::default(),
-            messages: MessageCounters::default(),
+            messages: OnceLock::new(),
             consumers: AtomicU32::new(0),
             publisher: AtomicBool::new(false),
             persistent_session: AtomicBool::new(false),
@@ -554,7 +573,7 @@ impl Drop for Registration {
         for channel in &channels {
             Registry::retire_channel(&mut state, protocol, channel);
         }
-        state.retired[protocol.index()].add(&self.stats.messages.totals());
+        state.retired[protocol.index()].add(&self.stats.message_totals());
         drop(state);
         self.registry
             .channels_closed

@@ -14,6 +14,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub(crate) mod broker;
+pub(crate) mod http;
 pub(crate) mod python;
 pub(crate) mod raw;
 

@@ -1,0 +1,47 @@
+//! A minimal HTTP/1.0 GET for the tests that read warren's Prometheus endpoint or a
+//! Prometheus server's API: HTTP/1.0, so the answer is neither chunked nor kept alive.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{within_for, STEP};
+
+/// An HTTP answer.
+pub(crate) struct Response {
+    /// The status code.
+    pub(crate) status: u16,
+    /// The header block, as sent.
+    pub(crate) head: String,
+    /// The body.
+    pub(crate) body: String,
+}
+
+/// `GET target` from `addr`; fails the test if no answer comes within [`STEP`].
+pub(crate) async fn get(addr: SocketAddr, target: &str) -> std::io::Result<Response> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!("GET {target} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = within_for(STEP, "an HTTP answer", exchange).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| invalid("no end of the HTTP header"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| invalid("no HTTP status"))?;
+    Ok(Response {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
+}
