@@ -158,7 +158,7 @@ impl Channel {
     /// Counts a message received on this channel for the metrics.
     pub(super) fn count_publish(&self, body_len: usize, unroutable: bool, mandatory: bool) {
         let stats = &self.stats;
-        let counters = &stats.messages;
+        let counters = stats.messages();
         counters.received(body_len);
         if unroutable {
             if mandatory {

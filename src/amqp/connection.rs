@@ -148,7 +148,6 @@ pub(super) async fn serve(
         .set_identity(crate::stats::ConnectionIdentity {
             user: user.clone(),
             vhost: negotiated.vhost.name.clone(),
-            client: String::new(),
         });
     let mut connection = Box::new(Connection::new(
         core,

@@ -73,7 +73,7 @@ impl Connection {
     pub(super) fn basic_get(&mut self, channel: u16, get: m::BasicGet) -> Result<(), Failure> {
         let queue = self.vhost.queue(&get.queue, self.id)?;
         let Some(result) = queue.get(get.no_ack) else {
-            self.channel(channel)?.stats.messages.get_empty.bump();
+            self.channel(channel)?.stats.messages().get_empty.bump();
             self.send_method(
                 channel,
                 &Method::BasicGetEmpty(m::BasicGetEmpty {
@@ -85,7 +85,7 @@ impl Connection {
         let state = self.channel(channel)?;
         let tag = state.next_delivery_tag;
         state.next_delivery_tag += 1;
-        let counters = &state.stats.messages;
+        let counters = state.stats.messages();
         if get.no_ack {
             counters.delivered_get_auto_ack.bump();
         } else {
@@ -140,7 +140,7 @@ impl Connection {
                 format!("PRECONDITION_FAILED - unknown delivery tag {tag}"),
             ));
         }
-        let counters = &state.stats.messages;
+        let counters = state.stats.messages();
         match requeue {
             None => counters.acknowledged.add(taken.len() as u64),
             Some(_) => counters.rejected.add(taken.len() as u64),
@@ -153,7 +153,7 @@ impl Connection {
         let state = self.channel(channel)?;
         let mut taken = Vec::new();
         state.unacked.take_up_to(0, &mut taken);
-        state.stats.messages.rejected.add(taken.len() as u64);
+        state.stats.messages().rejected.add(taken.len() as u64);
         settle(taken, true);
         Ok(())
     }
@@ -192,7 +192,7 @@ impl Connection {
                 let channel = route.channel;
                 let tag = state.next_delivery_tag;
                 state.next_delivery_tag += 1;
-                let counters = &state.stats.messages;
+                let counters = state.stats.messages();
                 if route.no_ack {
                     counters.delivered_consume_auto_ack.bump();
                 } else {

@@ -325,7 +325,7 @@ impl Connection {
                     let multiple = tag > state.confirmed_seq + 1;
                     state
                         .stats
-                        .messages
+                        .messages()
                         .confirmed
                         .add(tag - state.confirmed_seq);
                     state.confirmed_seq = tag;
@@ -362,7 +362,7 @@ impl Connection {
             let tag = state.published_seq;
             state
                 .stats
-                .messages
+                .messages()
                 .confirmed
                 .add(tag - state.confirmed_seq);
             state.confirmed_seq = tag;

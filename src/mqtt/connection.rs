@@ -449,7 +449,6 @@ async fn accept_connect(
         .set_identity(crate::stats::ConnectionIdentity {
             user: user.clone(),
             vhost: vhost.name.clone(),
-            client: client_id.clone(),
         });
     let client_receive_maximum = connect
         .properties

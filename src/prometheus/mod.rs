@@ -319,7 +319,7 @@ impl Exporter {
                 }
                 for channel in channels {
                     totals.channel_count += 1;
-                    let counts = channel.messages.totals();
+                    let counts = channel.message_totals();
                     totals.messages[index].add(&counts);
                     totals.publishers[index] += u64::from(channel.publisher.load(Relaxed));
                     let consumers = channel.consumers.load(Relaxed);

@@ -123,7 +123,11 @@ macro_rules! message_counters {
         /// received are counted by size only: their number is the histogram's count, and
         /// routed messages are those received minus the unroutable, so a publish costs two
         /// increments (three with confirms).
+        ///
+        /// Aligned to a cache line: counters of different connections, written on different
+        /// cores, must not share one (measured: 10% of AMQP 4p/4c throughput lost to that).
         #[derive(Debug, Default)]
+        #[repr(align(64))]
         pub struct MessageCounters {
             /// Messages received, by [`MESSAGE_SIZE_BUCKETS`].
             received_by_size: [Counter; MESSAGE_SIZE_BUCKETS.len() + 1],
@@ -244,8 +248,8 @@ impl MessageTotals {
 pub struct ChannelStats {
     /// The channel number.
     pub number: u16,
-    /// Its message counters.
-    pub messages: MessageCounters,
+    /// Its message counters, allocated on first use (idle channels do not carry them).
+    messages: OnceLock<Box<MessageCounters>>,
     /// Consumers on the channel.
     pub consumers: AtomicU32,
     /// The prefetch count set by basic.qos.
@@ -258,6 +262,22 @@ pub struct ChannelStats {
     pub publisher: AtomicBool,
 }
 
+impl ChannelStats {
+    /// The channel's message counters, for its connection's task to count in.
+    #[inline]
+    pub fn messages(&self) -> &MessageCounters {
+        self.messages.get_or_init(Box::default)
+    }
+
+    /// What [`ChannelStats::messages`] counted (zero when nothing was).
+    pub fn message_totals(&self) -> MessageTotals {
+        self.messages
+            .get()
+            .map(|counters| counters.totals())
+            .unwrap_or_default()
+    }
+}
+
 /// Who a connection is once its handshake is done.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionIdentity {
@@ -265,8 +285,6 @@ pub struct ConnectionIdentity {
     pub user: String,
     /// The vhost.
     pub vhost: String,
-    /// The MQTT client id, or the AMQP `connection_name` client property.
-    pub client: String,
 }
 
 /// One connection as the scrape sees it.
@@ -506,7 +524,7 @@ impl Registry {
     }
 
     fn retire_channel(state: &mut RegistryState, protocol: Protocol, channel: &ChannelStats) {
-        state.retired[protocol.index()].add(&channel.messages.totals());
+        state.retired[protocol.index()].add(&channel.message_totals());
     }
 }
 
@@ -597,14 +615,14 @@ mod tests {
         let registry = Registry::new();
         let connection = registry.open_connection(Protocol::Amqp091, "tcp", peer(), None);
         let channel = connection.open_channel(1);
-        channel.messages.received(10);
-        channel.messages.received(5_000);
-        channel.messages.unroutable_dropped.bump();
+        channel.messages().received(10);
+        channel.messages().received(5_000);
+        channel.messages().unroutable_dropped.bump();
         let live = registry.visit(|retired, connections| {
             let mut totals = retired[0];
             for connection in connections {
                 for channel in connection.channels() {
-                    totals.add(&channel.messages.totals());
+                    totals.add(&channel.message_totals());
                 }
             }
             totals
