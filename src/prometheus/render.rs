@@ -225,11 +225,20 @@ impl Output {
         let recorder = PrometheusBuilder::new().build_recorder();
         static METADATA: Metadata<'static> =
             Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+        // Families with one series per object go straight to the exporter's formatting
+        // functions once they are that large: registering each series in a recorder costs
+        // microseconds (hashing, sanitising, allocating), which with 10,000 queues and
+        // 10,000 connections made /metrics/per-object take 1.5 s.
+        let mut direct = String::new();
         for family in &self.order {
             let name = self.full_name(family);
             let Some(series) = self.series.get(&(*family as *const Family)) else {
                 continue;
             };
+            if series.len() > DIRECT_RENDER_SERIES {
+                write_family(&mut direct, &name, family, series);
+                continue;
+            }
             match family.kind {
                 Kind::Counter => {
                     recorder.describe_counter(name.clone().into(), None, family.help.into())
@@ -253,6 +262,7 @@ impl Output {
             }
         }
         let mut text = recorder.handle().render();
+        text.push_str(&direct);
         for (family, series) in &self.histograms {
             let name = self.full_name(family);
             write_help_line(&mut text, &name, family.help);
@@ -301,10 +311,122 @@ impl Output {
     }
 }
 
+/// Families with more series than this are written directly (see [`Output::render`]).
+const DIRECT_RENDER_SERIES: usize = 64;
+
+/// Writes a counter or gauge family with the exporter's formatting functions.
+fn write_family(text: &mut String, name: &str, family: &Family, series: &[(Labels, f64)]) {
+    write_help_line(text, name, family.help);
+    let kind = match family.kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+    };
+    write_type_line(text, name, kind);
+    let mut labels = Vec::new();
+    for (pairs, value) in series {
+        labels.clear();
+        labels.extend(
+            pairs
+                .iter()
+                .map(|(key, value)| format!("{key}=\"{}\"", escape(value))),
+        );
+        match family.kind {
+            Kind::Counter => write_metric_line::<&str, u64>(
+                text,
+                name,
+                None,
+                &labels,
+                None,
+                value.max(0.0) as u64,
+                None,
+            ),
+            Kind::Gauge => {
+                write_metric_line::<&str, f64>(text, name, None, &labels, None, *value, None)
+            }
+        }
+    }
+    text.push('\n');
+}
+
 /// Escapes a label value for the text format.
 fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prometheus::families as f;
+
+    fn queue_labels(index: usize) -> Labels {
+        vec![("vhost", "/".to_string()), ("queue", format!("q\"{index}"))]
+    }
+
+    /// Large families (written directly) and small ones (through the recorder) come out in
+    /// the same form.
+    #[test]
+    fn both_rendering_paths_write_the_same_lines() {
+        let mut output = Output::new(View::PerObject);
+        for index in 0..(DIRECT_RENDER_SERIES + 10) {
+            output.object(
+                &f::QUEUE_MESSAGES_READY,
+                Some("/"),
+                || queue_labels(index),
+                index as f64,
+            );
+        }
+        for index in 0..3 {
+            output.object(
+                &f::QUEUE_CONSUMER_COUNT,
+                Some("/"),
+                || queue_labels(index),
+                index as f64,
+            );
+            output.object(
+                &f::QUEUE_MESSAGES_PUBLISHED,
+                Some("/"),
+                || queue_labels(index),
+                (index * 1000) as f64,
+            );
+        }
+        let text = output.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.contains(&r#"rabbitmq_queue_messages_ready{vhost="/",queue="q\"7"} 7"#));
+        assert!(lines.contains(&r#"rabbitmq_queue_consumers{vhost="/",queue="q\"2"} 2"#));
+        assert!(lines
+            .contains(&r#"rabbitmq_queue_messages_published_total{vhost="/",queue="q\"2"} 2000"#));
+        assert!(lines.contains(&"# TYPE rabbitmq_queue_messages_ready gauge"));
+        assert!(lines.contains(&"# TYPE rabbitmq_queue_consumers gauge"));
+        assert!(lines.contains(&"# TYPE rabbitmq_queue_messages_published_total counter"));
+        let ready = lines
+            .iter()
+            .filter(|line| line.starts_with("rabbitmq_queue_messages_ready{"))
+            .count();
+        assert_eq!(ready, DIRECT_RENDER_SERIES + 10);
+    }
+
+    /// `/metrics` sums a per-object family into one unlabelled series.
+    #[test]
+    fn the_aggregated_view_sums_objects() {
+        let mut output = Output::new(View::Aggregated);
+        output.declare(&f::QUEUE_MESSAGES_UNACKED);
+        for index in 0..5 {
+            output.object(
+                &f::QUEUE_MESSAGES_READY,
+                Some("/"),
+                || queue_labels(index),
+                2.0,
+            );
+        }
+        let text = output.render();
+        assert!(text
+            .lines()
+            .any(|line| line == "rabbitmq_queue_messages_ready 10"));
+        assert!(text
+            .lines()
+            .any(|line| line == "rabbitmq_queue_messages_unacked 0"));
+    }
 }
