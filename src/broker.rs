@@ -16,7 +16,7 @@ use crate::tls::TlsAcceptor;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A listener's address could not be bound.
-    #[error("cannot bind the {listener} listener to {address}: {source} (move it with {flag})")]
+    #[error("cannot bind the {listener} listener to {address}: {source} (move it with {flag}, or {key} in warren.conf)")]
     Bind {
         /// Which listener ("AMQP", ...).
         listener: &'static str,
@@ -24,6 +24,8 @@ pub enum StartError {
         address: SocketAddr,
         /// The flag that sets the listener's port.
         flag: &'static str,
+        /// The `warren.conf` key that sets it.
+        key: &'static str,
         /// The operating system's reason.
         source: std::io::Error,
     },
@@ -54,6 +56,7 @@ enum Protocol {
 struct ListenerSpec {
     name: &'static str,
     flag: &'static str,
+    key: &'static str,
     protocol: Protocol,
     transport: Transport,
     port: Option<u16>,
@@ -85,6 +88,7 @@ impl Broker {
             ListenerSpec {
                 name: "AMQP 0-9-1",
                 flag: "--amqp-port",
+                key: "listeners.tcp.default",
                 protocol: Protocol::Amqp,
                 transport: Transport::Tcp,
                 port: Some(config.amqp_port),
@@ -92,6 +96,7 @@ impl Broker {
             ListenerSpec {
                 name: "MQTT 3.1.1/5.0",
                 flag: "--mqtt-port",
+                key: "mqtt.listeners.tcp.default",
                 protocol: Protocol::Mqtt,
                 transport: Transport::Tcp,
                 port: Some(config.mqtt_port),
@@ -99,6 +104,7 @@ impl Broker {
             ListenerSpec {
                 name: "AMQP 0-9-1 over TLS",
                 flag: "--amqps-port",
+                key: "listeners.ssl.default",
                 protocol: Protocol::Amqp,
                 transport: Transport::Tls,
                 port: config.amqps_port,
@@ -106,6 +112,7 @@ impl Broker {
             ListenerSpec {
                 name: "MQTT over TLS",
                 flag: "--mqtts-port",
+                key: "mqtt.listeners.ssl.default",
                 protocol: Protocol::Mqtt,
                 transport: Transport::Tls,
                 port: config.mqtts_port,
@@ -113,6 +120,7 @@ impl Broker {
             ListenerSpec {
                 name: "MQTT over WebSocket",
                 flag: "--ws-port",
+                key: "web_mqtt.tcp.port",
                 protocol: Protocol::Mqtt,
                 transport: Transport::WebSocket,
                 port: config.ws_port,
@@ -120,6 +128,7 @@ impl Broker {
             ListenerSpec {
                 name: "MQTT over secure WebSocket",
                 flag: "--wss-port",
+                key: "web_mqtt.ssl.port",
                 protocol: Protocol::Mqtt,
                 transport: Transport::SecureWebSocket,
                 port: config.wss_port,
@@ -163,6 +172,7 @@ impl Broker {
                             listener: "Prometheus",
                             address,
                             flag: "--prometheus-port",
+                            key: "prometheus.tcp.port",
                             source,
                         })?;
                 let bound_address = socket.local_addr().unwrap_or(address);
@@ -332,6 +342,7 @@ async fn bind(
         listener: spec.name,
         address,
         flag: spec.flag,
+        key: spec.key,
         source,
     };
     let socket = TcpListener::bind(address).await.map_err(failed)?;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use warren::config::file::FileSettings;
 use warren::{Broker, Config};
 
 /// warren: a message broker speaking AMQP 0-9-1 and MQTT 3.1.1/5.0, a drop-in for RabbitMQ.
@@ -15,75 +16,91 @@ struct Args {
     /// Run a tool instead of the broker.
     #[command(subcommand)]
     command: Option<Command>,
-    /// Address every listener binds to.
-    #[arg(long, default_value = "0.0.0.0", env = "WARREN_BIND")]
-    bind: IpAddr,
-    /// AMQP 0-9-1 port (0 = ephemeral).
-    #[arg(long, default_value_t = 5672, env = "WARREN_AMQP_PORT")]
-    amqp_port: u16,
-    /// MQTT 3.1.1/5.0 port (0 = ephemeral).
-    #[arg(long, default_value_t = 1883, env = "WARREN_MQTT_PORT")]
-    mqtt_port: u16,
-    /// AMQP over TLS port (0 = ephemeral); on at 5671 when --tls-cert is given.
+    /// A configuration file in RabbitMQ's `rabbitmq.conf` format (see warren.conf.example);
+    /// flags and environment variables override what it sets.
+    #[arg(long, env = "WARREN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address every listener binds to [default: 0.0.0.0] (key: the address part of
+    /// listeners.tcp.default).
+    #[arg(long, env = "WARREN_BIND")]
+    bind: Option<IpAddr>,
+    /// AMQP 0-9-1 port, 0 = ephemeral [default: 5672] (key: listeners.tcp.default).
+    #[arg(long, env = "WARREN_AMQP_PORT")]
+    amqp_port: Option<u16>,
+    /// MQTT 3.1.1/5.0 port, 0 = ephemeral [default: 1883] (key: mqtt.listeners.tcp.default).
+    #[arg(long, env = "WARREN_MQTT_PORT")]
+    mqtt_port: Option<u16>,
+    /// AMQP over TLS port, 0 = ephemeral; on at 5671 once there is a certificate (key:
+    /// listeners.ssl.default).
     #[arg(long, env = "WARREN_AMQPS_PORT")]
     amqps_port: Option<u16>,
-    /// MQTT over TLS port (0 = ephemeral); on at 8883 when --tls-cert is given.
+    /// MQTT over TLS port, 0 = ephemeral; on at 8883 once there is a certificate (key:
+    /// mqtt.listeners.ssl.default).
     #[arg(long, env = "WARREN_MQTTS_PORT")]
     mqtts_port: Option<u16>,
-    /// MQTT over WebSocket port, path /ws (0 = ephemeral).
-    #[arg(long, default_value_t = 15675, env = "WARREN_WS_PORT")]
-    ws_port: u16,
-    /// MQTT over secure WebSocket port (0 = ephemeral); on at 15676 when --tls-cert is given.
+    /// MQTT over WebSocket port, path /ws, 0 = ephemeral [default: 15675] (key:
+    /// web_mqtt.tcp.port).
+    #[arg(long, env = "WARREN_WS_PORT")]
+    ws_port: Option<u16>,
+    /// MQTT over secure WebSocket port, 0 = ephemeral; on at 15676 once there is a
+    /// certificate (key: web_mqtt.ssl.port).
     #[arg(long, env = "WARREN_WSS_PORT")]
     wss_port: Option<u16>,
-    /// Prometheus metrics port: /metrics, /metrics/per-object, /metrics/detailed
-    /// (0 = ephemeral).
-    #[arg(long, default_value_t = 15692, env = "WARREN_PROMETHEUS_PORT")]
-    prometheus_port: u16,
-    /// Server certificate chain (PEM); turns the TLS listeners on.
-    #[arg(long, env = "WARREN_TLS_CERT", requires = "tls_key")]
+    /// Prometheus metrics port: /metrics, /metrics/per-object, /metrics/detailed;
+    /// 0 = ephemeral [default: 15692] (key: prometheus.tcp.port).
+    #[arg(long, env = "WARREN_PROMETHEUS_PORT")]
+    prometheus_port: Option<u16>,
+    /// Server certificate chain (PEM); turns the TLS listeners on (key:
+    /// ssl_options.certfile).
+    #[arg(long, env = "WARREN_TLS_CERT")]
     tls_cert: Option<PathBuf>,
-    /// Server private key (PEM).
-    #[arg(long, env = "WARREN_TLS_KEY", requires = "tls_cert")]
+    /// Server private key, PEM (key: ssl_options.keyfile).
+    #[arg(long, env = "WARREN_TLS_KEY")]
     tls_key: Option<PathBuf>,
-    /// CA bundle (PEM) that client certificates must chain to.
+    /// CA bundle (PEM) that client certificates must chain to (key: ssl_options.cacertfile).
     #[arg(long, env = "WARREN_TLS_CA")]
     tls_ca: Option<PathBuf>,
-    /// Ask TLS clients for a certificate and verify it against --tls-ca.
+    /// Ask TLS clients for a certificate and verify it against --tls-ca (key:
+    /// ssl_options.verify = verify_peer).
     #[arg(long, env = "WARREN_TLS_VERIFY_PEER")]
     tls_verify_peer: bool,
-    /// Refuse TLS clients without a valid certificate (implies --tls-verify-peer).
+    /// Refuse TLS clients without a valid certificate; implies --tls-verify-peer (key:
+    /// ssl_options.fail_if_no_peer_cert).
     #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT")]
     tls_fail_if_no_peer_cert: bool,
-    /// MQTT clients with a verified certificate and no user name log in as its CN.
+    /// MQTT clients with a verified certificate and no user name log in as its CN (key:
+    /// mqtt.ssl_cert_login).
     #[arg(long, env = "WARREN_MQTT_SSL_CERT_LOGIN")]
     mqtt_ssl_cert_login: bool,
     /// Seconds a client may take for each handshake (TLS or WebSocket, then AMQP or MQTT);
-    /// slower clients are dropped.
-    #[arg(long, default_value_t = 10)]
-    handshake_timeout: u64,
-    /// Connections open at once at most, over all listeners (default: no limit).
+    /// slower clients are dropped [default: 10] (key: handshake_timeout, milliseconds).
+    #[arg(long)]
+    handshake_timeout: Option<u64>,
+    /// Connections open at once at most, over all listeners [default: no limit] (key:
+    /// connection_max).
     #[arg(long)]
     max_connections: Option<usize>,
-    /// Exchange MQTT topics map onto.
-    #[arg(long, default_value = "amq.topic")]
-    mqtt_exchange: String,
-    /// Directory for durable state.
-    #[arg(long, default_value = "./data", env = "WARREN_DATA_DIR")]
-    data_dir: PathBuf,
-    /// Heartbeat interval proposed to clients, in seconds (0 = off).
-    #[arg(long, default_value_t = 60)]
-    heartbeat: u16,
-    /// Largest frame proposed to clients, in bytes.
-    #[arg(long, default_value_t = 131_072)]
-    frame_max: u32,
-    /// Bytes of queued message data above which publishers are blocked
-    /// (default: 40% of physical memory).
+    /// Exchange MQTT topics map onto [default: amq.topic] (key: mqtt.exchange).
+    #[arg(long)]
+    mqtt_exchange: Option<String>,
+    /// Directory for durable state [default: ./data] (key: data_dir).
+    #[arg(long, env = "WARREN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Heartbeat interval proposed to clients, in seconds, 0 = off [default: 60] (key:
+    /// heartbeat).
+    #[arg(long)]
+    heartbeat: Option<u16>,
+    /// Largest frame proposed to clients, in bytes [default: 131072] (key: frame_max).
+    #[arg(long)]
+    frame_max: Option<u32>,
+    /// Bytes of queued message data above which publishers are blocked [default: 40% of
+    /// physical memory] (keys: vm_memory_high_watermark.absolute, .relative).
     #[arg(long)]
     memory_high_watermark: Option<u64>,
-    /// Free disk space, in bytes, under which the disk alarm shows in the metrics.
-    #[arg(long, default_value_t = 50_000_000)]
-    disk_free_limit: u64,
+    /// Free disk space, in bytes, under which the disk alarm shows in the metrics
+    /// [default: 50000000] (key: disk_free_limit.absolute).
+    #[arg(long)]
+    disk_free_limit: Option<u64>,
 }
 
 /// Subcommands; without one, `warren` runs the broker.
@@ -137,47 +154,15 @@ fn main() -> ExitCode {
 
 /// Runs the broker until SIGTERM or Ctrl-C.
 async fn run_broker(args: Args) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(certificate), Some(key)) => Some(warren::tls::TlsSettings {
-            certificate: certificate.clone(),
-            key: key.clone(),
-            ca: args.tls_ca.clone(),
-            verify_peer: args.tls_verify_peer,
-            fail_if_no_peer_certificate: args.tls_fail_if_no_peer_cert,
-        }),
-        _ => None,
+    let file = match &args.config {
+        Some(path) => warren::config::file::load(path)?,
+        None => FileSettings::default(),
     };
-    // The TLS listeners come on at RabbitMQ's ports once there is a certificate.
-    let tls_port = |flag: Option<u16>, default: u16| flag.or(tls.as_ref().map(|_| default));
-    let mut config = Config {
-        bind: args.bind,
-        amqp_port: args.amqp_port,
-        mqtt_port: args.mqtt_port,
-        amqps_port: tls_port(args.amqps_port, 5671),
-        mqtts_port: tls_port(args.mqtts_port, 8883),
-        ws_port: Some(args.ws_port),
-        wss_port: tls_port(args.wss_port, 15676),
-        tls,
-        mqtt_ssl_cert_login: args.mqtt_ssl_cert_login,
-        handshake_timeout: std::time::Duration::from_secs(args.handshake_timeout),
-        max_connections: args.max_connections.unwrap_or(usize::MAX),
-        mqtt_exchange: args.mqtt_exchange,
-        data_dir: args.data_dir,
-        heartbeat_secs: args.heartbeat,
-        frame_max: args.frame_max,
-        prometheus_port: Some(args.prometheus_port),
-        disk_free_limit: args.disk_free_limit,
-        ..Config::default()
-    };
-    if let Some(limit) = args.memory_high_watermark {
-        config.memory_high_watermark = limit;
+    init_logging(&file)?;
+    if let Some(path) = &args.config {
+        tracing::info!(config = %path.display(), "configuration file read");
     }
+    let config = build_config(&args, &file)?;
     // Signal handlers go in before anything starts, so a stop during start-up or a long
     // recovery is still a graceful one.
     let stop = stop_signal()?;
@@ -206,6 +191,117 @@ async fn run_broker(args: Args) -> anyhow::Result<()> {
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Logs to the console, or to `log.file`, at `log.console.level` (RUST_LOG wins), with
+/// colour codes only on a terminal.
+fn init_logging(file: &FileSettings) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(file.log_level.as_deref().unwrap_or("info"))
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file.log_file.clone().flatten() {
+        Some(path) => {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|error| {
+                    anyhow::anyhow!("cannot open log.file {}: {error}", path.display())
+                })?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(log))
+                .init();
+        }
+        None => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+    }
+    Ok(())
+}
+
+/// The broker's configuration: built-in defaults, then the file, then flags and
+/// environment variables.
+fn build_config(args: &Args, file: &FileSettings) -> anyhow::Result<Config> {
+    let defaults = Config::default();
+    let tls = match (
+        args.tls_cert.clone().or(file.tls_cert.clone()),
+        args.tls_key.clone().or(file.tls_key.clone()),
+    ) {
+        (Some(certificate), Some(key)) => Some(warren::tls::TlsSettings {
+            certificate,
+            key,
+            ca: args.tls_ca.clone().or(file.tls_ca.clone()),
+            verify_peer: args.tls_verify_peer || file.tls_verify_peer.unwrap_or(false),
+            fail_if_no_peer_certificate: args.tls_fail_if_no_peer_cert
+                || file.tls_fail_if_no_peer_cert.unwrap_or(false),
+        }),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!(
+            "a TLS certificate without a key: give --tls-key (ssl_options.keyfile) too"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "a TLS key without a certificate: give --tls-cert (ssl_options.certfile) too"
+        ),
+    };
+    // The TLS listeners come on at RabbitMQ's ports once there is a certificate.
+    let tls_port = |flag: Option<u16>, key: Option<u16>, default: u16| {
+        flag.or(key).or(tls.as_ref().map(|_| default))
+    };
+    let handshake_timeout = match (args.handshake_timeout, file.handshake_timeout_ms) {
+        (Some(seconds), _) => std::time::Duration::from_secs(seconds),
+        (None, Some(ms)) => std::time::Duration::from_millis(ms),
+        (None, None) => std::time::Duration::from_secs(10),
+    };
+    Ok(Config {
+        bind: args.bind.or(file.bind).unwrap_or(defaults.bind),
+        amqp_port: args.amqp_port.or(file.amqp_port).unwrap_or(5672),
+        mqtt_port: args.mqtt_port.or(file.mqtt_port).unwrap_or(1883),
+        amqps_port: tls_port(args.amqps_port, file.amqps_port, 5671),
+        mqtts_port: tls_port(args.mqtts_port, file.mqtts_port, 8883),
+        ws_port: Some(args.ws_port.or(file.ws_port).unwrap_or(15675)),
+        wss_port: tls_port(args.wss_port, file.wss_port, 15676),
+        mqtt_ssl_cert_login: args.mqtt_ssl_cert_login || file.mqtt_ssl_cert_login.unwrap_or(false),
+        tls,
+        handshake_timeout,
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(usize::MAX),
+        mqtt_exchange: args
+            .mqtt_exchange
+            .clone()
+            .or(file.mqtt_exchange.clone())
+            .unwrap_or(defaults.mqtt_exchange),
+        data_dir: args
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or(defaults.data_dir),
+        heartbeat_secs: args
+            .heartbeat
+            .or(file.heartbeat)
+            .unwrap_or(defaults.heartbeat_secs),
+        frame_max: args
+            .frame_max
+            .or(file.frame_max)
+            .unwrap_or(defaults.frame_max),
+        channel_max: file.channel_max.unwrap_or(defaults.channel_max),
+        memory_high_watermark: args
+            .memory_high_watermark
+            .or(file.memory_high_watermark)
+            .unwrap_or(defaults.memory_high_watermark),
+        prometheus_port: Some(
+            args.prometheus_port
+                .or(file.prometheus_port)
+                .unwrap_or(15692),
+        ),
+        disk_free_limit: args
+            .disk_free_limit
+            .or(file.disk_free_limit)
+            .unwrap_or(defaults.disk_free_limit),
+        ..defaults
+    })
 }
 
 /// Registers SIGTERM and Ctrl-C handlers now; the returned future resolves on either.

@@ -3,6 +3,8 @@
 //! Every listener has its own port (0 = ephemeral, as tests use); the binary fills this from
 //! command-line flags and environment variables.
 
+pub mod file;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
@@ -81,10 +83,18 @@ impl Default for Config {
     }
 }
 
-/// 40% of physical memory, as RabbitMQ's `vm_memory_high_watermark.relative = 0.4`; 1 GiB if
-/// the total cannot be read.
+/// 40% of physical memory, as RabbitMQ's `vm_memory_high_watermark.relative = 0.4`; 40% of
+/// [`FALLBACK_MEMORY`] if the total cannot be read.
 pub fn default_memory_high_watermark() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
+    total_memory().unwrap_or(FALLBACK_MEMORY) / 10 * 4
+}
+
+/// The memory assumed when the machine's cannot be read.
+pub const FALLBACK_MEMORY: u64 = 2560 << 20;
+
+/// The machine's physical memory in bytes (`MemTotal` of `/proc/meminfo`).
+pub fn total_memory() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
             text.lines()
@@ -92,9 +102,5 @@ pub fn default_memory_high_watermark() -> u64 {
                 .and_then(|line| line.split_whitespace().nth(1))
                 .and_then(|kib| kib.parse::<u64>().ok())
         })
-        .map(|kib| kib * 1024);
-    match total {
-        Some(bytes) => bytes / 10 * 4,
-        None => 1 << 30,
-    }
+        .map(|kib| kib * 1024)
 }

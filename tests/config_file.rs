@@ -1,0 +1,197 @@
+//! `warren --config FILE` as an operator uses it: the repository's `warren.conf.example` (its
+//! ports moved to free ones) starts a broker with those listeners, flags override the file,
+//! and a file with an unknown key or a bad value stops warren naming the file and the line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use lapin::{Connection, ConnectionProperties};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The sample file with `key = value` lines replaced where `changes` says.
+fn sample_with(changes: &[(&str, String)]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sample = std::fs::read_to_string(root.join("warren.conf.example")).unwrap();
+    sample
+        .lines()
+        .map(|line| {
+            let key = line.split('=').next().unwrap_or("").trim();
+            match changes.iter().find(|(changed, _)| *changed == key) {
+                Some((key, value)) => format!("{key} = {value}"),
+                None => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn warren(config: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the warren binary starts")
+}
+
+/// Reads the broker's log until every address in `expected` has a "listener started" line.
+async fn wait_for_listeners(child: &mut Child, expected: &[SocketAddr]) -> Vec<String> {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line);
+            let started: Vec<&String> = seen
+                .iter()
+                .filter(|line| line.contains("listener started"))
+                .collect();
+            if expected.iter().all(|address| {
+                started
+                    .iter()
+                    .any(|line| line.contains(&address.to_string()))
+            }) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(found, Ok(true)),
+        "not every listener started: {seen:#?}"
+    );
+    seen
+}
+
+#[tokio::test]
+async fn the_sample_configuration_starts_its_listeners_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (amqp, mqtt, ws, prometheus) = (free_port(), free_port(), free_port(), free_port());
+    let config = dir.path().join("warren.conf");
+    std::fs::write(
+        &config,
+        sample_with(&[
+            ("listeners.tcp.default", format!("127.0.0.1:{amqp}")),
+            ("mqtt.listeners.tcp.default", mqtt.to_string()),
+            ("web_mqtt.tcp.port", ws.to_string()),
+            ("prometheus.tcp.port", prometheus.to_string()),
+            ("data_dir", dir.path().join("data").display().to_string()),
+        ]),
+    )
+    .unwrap();
+    let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+
+    let mut broker = warren(&config, &[]);
+    let log = wait_for_listeners(
+        &mut broker,
+        &[
+            address(amqp),
+            address(mqtt),
+            address(ws),
+            address(prometheus),
+        ],
+    )
+    .await;
+    assert!(
+        log.iter().all(|line| !line.contains('\u{1b}')),
+        "colour codes in a log that is not a terminal: {log:#?}"
+    );
+    let uri = format!("amqp://guest:guest@127.0.0.1:{amqp}/%2f");
+    let connection = common::within(
+        "AMQP connect to the configured port",
+        Connection::connect(&uri, ConnectionProperties::default()),
+    )
+    .await
+    .expect("AMQP on the configured listener");
+    connection.close(200, "bye").await.unwrap();
+    let metrics = common::http::get(address(prometheus), "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(metrics.status, 200);
+    broker.kill().await.unwrap();
+
+    // A flag wins over the file.
+    let flag_port = free_port();
+    let mut broker = warren(&config, &["--amqp-port", &flag_port.to_string()]);
+    wait_for_listeners(&mut broker, &[address(flag_port), address(mqtt)]).await;
+    broker.kill().await.unwrap();
+}
+
+async fn refused(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warren.conf");
+    std::fs::write(&config, text).unwrap();
+    let broker = warren(&config, &[]);
+    let output = tokio::time::timeout(Duration::from_secs(30), broker.wait_with_output())
+        .await
+        .expect("warren stops by itself")
+        .unwrap();
+    assert!(!output.status.success(), "warren started with {text:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        stderr.contains(&config.display().to_string()),
+        "the error names the file: {stderr}"
+    );
+    stderr
+}
+
+#[tokio::test]
+async fn an_unknown_key_or_a_bad_value_refuses_to_start_naming_the_line() {
+    let stderr = refused("heartbeat = 30\n# a comment\nheartbeet = 30\n").await;
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(stderr.contains("unknown key `heartbeet`"), "{stderr}");
+    let stderr = refused("listeners.tcp.default = 5672\nframe_max = large\n").await;
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(stderr.contains("frame_max = large"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_port_conflict_names_the_flag_and_the_key() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warren.conf");
+    std::fs::write(
+        &config,
+        sample_with(&[
+            ("listeners.tcp.default", format!("127.0.0.1:{port}")),
+            ("mqtt.listeners.tcp.default", "0".into()),
+            ("web_mqtt.tcp.port", "0".into()),
+            ("prometheus.tcp.port", "0".into()),
+            ("data_dir", dir.path().join("data").display().to_string()),
+        ]),
+    )
+    .unwrap();
+    let broker = warren(&config, &[]);
+    let output = tokio::time::timeout(Duration::from_secs(30), broker.wait_with_output())
+        .await
+        .expect("warren stops by itself")
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--amqp-port") && stderr.contains("listeners.tcp.default"),
+        "{stderr}"
+    );
+    drop(taken);
+}
