@@ -148,7 +148,11 @@ impl Broker {
         })?;
         let (store, recovered) =
             crate::store::Store::open(&config.data_dir).map_err(StartError::Store)?;
-        let core = Core::new(config.memory_high_watermark, Some(store.clone()));
+        let core = Core::with_users(
+            config.memory_high_watermark,
+            Some(store.clone()),
+            crate::auth::Users::new(&config.users),
+        );
         core.restore(&store, recovered);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();

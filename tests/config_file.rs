@@ -195,3 +195,39 @@ async fn a_port_conflict_names_the_flag_and_the_key() {
     );
     drop(taken);
 }
+
+#[tokio::test]
+async fn default_user_and_password_come_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (amqp, mqtt) = (free_port(), free_port());
+    let config = dir.path().join("warren.conf");
+    std::fs::write(
+        &config,
+        sample_with(&[
+            ("listeners.tcp.default", format!("127.0.0.1:{amqp}")),
+            ("mqtt.listeners.tcp.default", mqtt.to_string()),
+            ("web_mqtt.tcp.port", "0".into()),
+            ("prometheus.tcp.port", "0".into()),
+            ("default_user", "admin".into()),
+            ("default_pass", "s3cret".into()),
+            ("data_dir", dir.path().join("data").display().to_string()),
+        ]),
+    )
+    .unwrap();
+    let mut broker = warren(&config, &[]);
+    let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for_listeners(&mut broker, &[address(amqp), address(mqtt)]).await;
+    let connect = |user: &str, password: &str| {
+        let uri = format!("amqp://{user}:{password}@127.0.0.1:{amqp}/%2f");
+        async move { Connection::connect(&uri, ConnectionProperties::default()).await }
+    };
+    let admin = common::within("AMQP login as admin", connect("admin", "s3cret"))
+        .await
+        .expect("the configured user logs in");
+    admin.close(200, "bye").await.unwrap();
+    let refused = common::within("AMQP login as guest", connect("guest", "guest")).await;
+    assert!(refused.is_err(), "guest is not a user any more");
+    let wrong = common::within("AMQP login, wrong password", connect("admin", "guest")).await;
+    assert!(wrong.is_err());
+    broker.kill().await.unwrap();
+}

@@ -9,7 +9,7 @@ mod mqtt_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mqtt_support::{text, unique_id, unique_topic, Client3, External, TestBroker};
+use mqtt_support::{options3, text, unique_id, unique_topic, Client3, External, TestBroker};
 use rumqttc::QoS;
 
 fn qos(n: u8) -> QoS {
@@ -341,5 +341,32 @@ async fn unsubscribe_stops_delivery() {
     );
     subscriber.disconnect().await;
     publisher.disconnect().await;
+    broker.shutdown().await;
+}
+
+/// `mqtt.allow_anonymous = false`: a client without credentials is refused with a CONNACK
+/// refusal, as is one with a wrong password; one with the default user's credentials
+/// connects.
+#[tokio::test]
+async fn anonymous_clients_are_refused_when_not_allowed() {
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .config(|config| config.mqtt_allow_anonymous = false)
+        .start()
+        .await;
+    let anonymous = options3(broker.mqtt_addr(), &unique_id("anonymous"));
+    let refused = Client3::try_connect_with(anonymous).await;
+    assert!(
+        matches!(refused, Err(rumqttc::ConnectionError::ConnectionRefused(_))),
+        "{:?}",
+        refused.err()
+    );
+    let mut wrong = options3(broker.mqtt_addr(), &unique_id("wrong"));
+    wrong.set_credentials("guest", "nope");
+    assert!(Client3::try_connect_with(wrong).await.is_err());
+    let mut guest = options3(broker.mqtt_addr(), &unique_id("guest"));
+    guest.set_credentials("guest", "guest");
+    let client = Client3::connect_with(guest).await;
+    client.disconnect().await;
     broker.shutdown().await;
 }

@@ -201,7 +201,7 @@ async fn open(
         out: BytesMut::new(),
     };
     let negotiated = tokio::select! {
-        result = tokio::time::timeout(settings.handshake_timeout, handshake(&mut wire, core, settings, certificate_name)) => result,
+        result = tokio::time::timeout(settings.handshake_timeout, handshake(&mut wire, core, settings, certificate_name, peer)) => result,
         _ = shutdown.cancelled() => return None,
     };
     match negotiated {
@@ -650,8 +650,9 @@ async fn handshake(
     core: &Core,
     settings: &Settings,
     certificate_name: Option<&str>,
+    peer: SocketAddr,
 ) -> Result<Negotiated, HandshakeEnd> {
-    let mut machine = Handshake::new(settings, certificate_name);
+    let mut machine = Handshake::new(settings, certificate_name, peer);
     loop {
         let progress = machine.advance(&mut wire.link.read_buf, core, &mut wire.out);
         // What the machine produced goes out before anything else happens, refusals and
@@ -689,6 +690,8 @@ enum HandshakeStep {
 struct Handshake<'a> {
     settings: &'a Settings,
     certificate_name: Option<&'a str>,
+    /// The client's address (loopback-only users).
+    peer: SocketAddr,
     step: HandshakeStep,
     user: String,
     capabilities: ClientCapabilities,
@@ -698,10 +701,15 @@ struct Handshake<'a> {
 }
 
 impl<'a> Handshake<'a> {
-    fn new(settings: &'a Settings, certificate_name: Option<&'a str>) -> Handshake<'a> {
+    fn new(
+        settings: &'a Settings,
+        certificate_name: Option<&'a str>,
+        peer: SocketAddr,
+    ) -> Handshake<'a> {
         Handshake {
             settings,
             certificate_name,
+            peer,
             step: HandshakeStep::Header,
             user: String::new(),
             capabilities: ClientCapabilities::default(),
@@ -764,6 +772,8 @@ impl<'a> Handshake<'a> {
                         &start_ok.mechanism,
                         &start_ok.response,
                         self.certificate_name,
+                        core.users(),
+                        self.peer,
                     )?;
                     frame::encode_method_frame(
                         0,
@@ -914,6 +924,8 @@ fn authenticate(
     mechanism: &str,
     response: &Bytes,
     certificate_name: Option<&str>,
+    users: &crate::auth::Users,
+    peer: SocketAddr,
 ) -> Result<String, ConnectionException> {
     let refused = || {
         ConnectionException::new(
@@ -926,11 +938,13 @@ fn authenticate(
             // The certificate is the credential; a CN that names no user is refused like
             // a bad password.
             return match certificate_name {
-                Some(name) if crate::auth::user_exists(name) => Ok(name.to_string()),
-                Some(name) => {
-                    tracing::warn!(user = name, "EXTERNAL login refused: no such user");
-                    Err(refused())
-                }
+                Some(name) => match users.login_without_password(name, peer) {
+                    Ok(()) => Ok(name.to_string()),
+                    Err(error) => {
+                        tracing::warn!(%peer, %error, "EXTERNAL login refused");
+                        Err(refused())
+                    }
+                },
                 None => Err(ConnectionException::new(
                     c::ACCESS_REFUSED,
                     "ACCESS_REFUSED - EXTERNAL needs a verified client certificate",
@@ -972,8 +986,14 @@ fn authenticate(
         }
     };
     match credentials {
-        Some((user, password)) if crate::auth::check_password(&user, &password) => Ok(user),
-        _ => Err(refused()),
+        Some((user, password)) => match users.login(&user, &password, peer) {
+            Ok(()) => Ok(user),
+            Err(error) => {
+                tracing::warn!(%peer, %error, "AMQP login refused");
+                Err(refused())
+            }
+        },
+        None => Err(refused()),
     }
 }
 
@@ -1021,6 +1041,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    fn local_peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 40000))
+    }
 
     const HEARTBEAT_FRAME: [u8; 8] = [c::FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, c::FRAME_END];
 
@@ -1131,7 +1155,7 @@ mod tests {
     fn handshake_negotiates_without_a_socket() {
         let core = Core::new(1 << 30, None);
         let settings = settings();
-        let mut handshake = Handshake::new(&settings, None);
+        let mut handshake = Handshake::new(&settings, None, local_peer());
         let mut out = BytesMut::new();
         let mut input = BytesMut::from(&c::PROTOCOL_HEADER[..4]);
         assert!(matches!(
@@ -1197,14 +1221,15 @@ mod tests {
         // Another protocol: AMQP's header goes back (AMQP 0-9-1 §4.2.2).
         let mut out = BytesMut::new();
         let mut input = BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]);
-        let outcome = Handshake::new(&settings, None).advance(&mut input, &core, &mut out);
+        let outcome =
+            Handshake::new(&settings, None, local_peer()).advance(&mut input, &core, &mut out);
         assert!(matches!(outcome, Err(HandshakeEnd::Quiet(_))));
         assert_eq!(&out[..], &c::PROTOCOL_HEADER);
         // A wrong password: 403.
         let mut out = BytesMut::new();
         let mut input = BytesMut::from(&c::PROTOCOL_HEADER[..]);
         input.extend_from_slice(&start_ok("PLAIN", b"\0guest\0wrong"));
-        match Handshake::new(&settings, None).advance(&mut input, &core, &mut out) {
+        match Handshake::new(&settings, None, local_peer()).advance(&mut input, &core, &mut out) {
             Err(HandshakeEnd::Refused(exception)) => assert_eq!(exception.code, c::ACCESS_REFUSED),
             _ => panic!("a wrong password was accepted"),
         }
@@ -1212,7 +1237,7 @@ mod tests {
         let mut out = BytesMut::new();
         let mut input = BytesMut::from(&c::PROTOCOL_HEADER[..]);
         input.extend_from_slice(&start_ok("EXTERNAL", b""));
-        let mut handshake = Handshake::new(&settings, Some("guest"));
+        let mut handshake = Handshake::new(&settings, Some("guest"), local_peer());
         assert!(matches!(
             handshake.advance(&mut input, &core, &mut out),
             Ok(None)

@@ -300,6 +300,28 @@ fn build_config(args: &Args, file: &FileSettings) -> anyhow::Result<Config> {
             .disk_free_limit
             .or(file.disk_free_limit)
             .unwrap_or(defaults.disk_free_limit),
+        mqtt_allow_anonymous: file
+            .mqtt_allow_anonymous
+            .unwrap_or(defaults.mqtt_allow_anonymous),
+        mqtt_default_user: file
+            .mqtt_default_user
+            .clone()
+            .unwrap_or(defaults.mqtt_default_user.clone()),
+        mqtt_default_pass: file
+            .mqtt_default_pass
+            .clone()
+            .unwrap_or(defaults.mqtt_default_pass.clone()),
+        users: warren::auth::UserSettings {
+            default_user: file
+                .default_user
+                .clone()
+                .unwrap_or(defaults.users.default_user.clone()),
+            default_pass: file
+                .default_pass
+                .clone()
+                .unwrap_or(defaults.users.default_pass.clone()),
+            loopback_only: file.loopback_users(&defaults.users.loopback_only),
+        },
         ..defaults
     })
 }

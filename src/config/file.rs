@@ -61,6 +61,46 @@ pub struct FileSettings {
     pub log_level: Option<String>,
     /// `log.file`: where logs go instead of the console; `Some(None)` for `log.file = false`.
     pub log_file: Option<Option<PathBuf>>,
+    /// `mqtt.allow_anonymous`.
+    pub mqtt_allow_anonymous: Option<bool>,
+    /// `mqtt.default_user`.
+    pub mqtt_default_user: Option<String>,
+    /// `mqtt.default_pass`.
+    pub mqtt_default_pass: Option<String>,
+    /// `default_user`.
+    pub default_user: Option<String>,
+    /// `default_pass`.
+    pub default_pass: Option<String>,
+    /// `loopback_users = none` and `loopback_users.NAME = true|false`, in file order.
+    pub loopback_users: Vec<LoopbackRule>,
+}
+
+/// One `loopback_users` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoopbackRule {
+    /// `loopback_users = none`: no user is loopback-only.
+    None,
+    /// `loopback_users.NAME = true|false`.
+    User(String, bool),
+}
+
+impl FileSettings {
+    /// The loopback-only users: `defaults` changed by the file's `loopback_users` lines.
+    pub fn loopback_users(&self, defaults: &[String]) -> Vec<String> {
+        let mut users = defaults.to_vec();
+        for rule in &self.loopback_users {
+            match rule {
+                LoopbackRule::None => users.clear(),
+                LoopbackRule::User(name, true) => {
+                    if !users.contains(name) {
+                        users.push(name.clone());
+                    }
+                }
+                LoopbackRule::User(name, false) => users.retain(|user| user != name),
+            }
+        }
+        users
+    }
 }
 
 /// Why a `warren.conf` was refused.
@@ -89,16 +129,10 @@ pub enum ConfigFileError {
 /// RabbitMQ keys warren knows but does not act on yet: refused with a clear word rather
 /// than ignored, so nobody believes they took effect.
 const NOT_YET: &[(&str, &str)] = &[
-    ("default_user", "users"),
-    ("default_pass", "users"),
     ("default_vhost", "vhosts"),
     ("default_user_tags.", "users"),
     ("default_permissions.", "permissions"),
-    ("loopback_users", "users"),
     ("mqtt.vhost", "vhosts"),
-    ("mqtt.allow_anonymous", "users"),
-    ("mqtt.default_user", "users"),
-    ("mqtt.default_pass", "users"),
     ("load_definitions", "definitions import"),
     ("management.", "the management API"),
 ];
@@ -206,6 +240,18 @@ fn apply(settings: &mut FileSettings, key: &str, value: &str) -> Result<(), Stri
                 }
                 .to_string(),
             )
+        }
+        "mqtt.allow_anonymous" => s.mqtt_allow_anonymous = Some(boolean(key, value)?),
+        "mqtt.default_user" => s.mqtt_default_user = Some(value.to_string()),
+        "mqtt.default_pass" => s.mqtt_default_pass = Some(value.to_string()),
+        "default_user" => s.default_user = Some(value.to_string()),
+        "default_pass" => s.default_pass = Some(value.to_string()),
+        "loopback_users" if value == "none" => s.loopback_users.push(LoopbackRule::None),
+        "loopback_users" => return Err(bad(key, value, "`none`, or `loopback_users.NAME = true`")),
+        _ if key.starts_with("loopback_users.") => {
+            let name = &key["loopback_users.".len()..];
+            s.loopback_users
+                .push(LoopbackRule::User(name.to_string(), boolean(key, value)?));
         }
         "log.file" => {
             s.log_file = Some(match value {
@@ -367,6 +413,21 @@ mod tests {
         assert!(parse("prometheus.tcp.port = 70000\n").is_err());
         assert!(parse("vm_memory_high_watermark.absolute = 1XB\n").is_err());
         assert!(parse("vm_memory_high_watermark.relative = -1\n").is_err());
+    }
+
+    #[test]
+    fn loopback_rules_apply_in_order() {
+        let defaults = vec!["guest".to_string()];
+        let settings = parse("loopback_users.guest = false\nloopback_users.ops = true\n").unwrap();
+        assert_eq!(settings.loopback_users(&defaults), vec!["ops".to_string()]);
+        let settings = parse("loopback_users = none\n").unwrap();
+        assert!(settings.loopback_users(&defaults).is_empty());
+        assert_eq!(parse("").unwrap().loopback_users(&defaults), defaults);
+        assert!(parse("loopback_users = all\n").is_err());
+        assert!(parse("loopback_users.guest = maybe\n").is_err());
+        let settings = parse("default_user = admin\ndefault_pass = s3cret\n").unwrap();
+        assert_eq!(settings.default_user.as_deref(), Some("admin"));
+        assert_eq!(settings.default_pass.as_deref(), Some("s3cret"));
     }
 
     #[test]

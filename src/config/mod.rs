@@ -51,6 +51,15 @@ pub struct Config {
     pub memory_high_watermark: u64,
     /// Prometheus endpoint port (RabbitMQ's `prometheus.tcp.port`); None = off.
     pub prometheus_port: Option<u16>,
+    /// MQTT clients without credentials log in as `mqtt_default_user` (RabbitMQ's
+    /// `mqtt.allow_anonymous`, on by default).
+    pub mqtt_allow_anonymous: bool,
+    /// The user anonymous MQTT clients log in as (`mqtt.default_user`).
+    pub mqtt_default_user: String,
+    /// Its password (`mqtt.default_pass`).
+    pub mqtt_default_pass: String,
+    /// The default user and the loopback-only users.
+    pub users: crate::auth::UserSettings,
     /// Free disk space (bytes) under which the disk alarm shows (RabbitMQ's
     /// `disk_free_limit.absolute`, default 50 MB).
     pub disk_free_limit: u64,
@@ -79,6 +88,10 @@ impl Default for Config {
             memory_high_watermark: default_memory_high_watermark(),
             prometheus_port: None,
             disk_free_limit: 50_000_000,
+            users: crate::auth::UserSettings::default(),
+            mqtt_allow_anonymous: true,
+            mqtt_default_user: crate::auth::DEFAULT_USER.to_string(),
+            mqtt_default_pass: crate::auth::DEFAULT_USER.to_string(),
         }
     }
 }

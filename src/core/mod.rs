@@ -87,11 +87,22 @@ pub struct Core {
     memory: Arc<MemoryGauge>,
     next_id: AtomicU64,
     store: Option<Arc<Store>>,
+    users: crate::auth::Users,
 }
 
 impl Core {
-    /// Creates the core with the default vhost `/`, persisting durable state in `store`.
+    /// Creates the core with the default vhost `/` and RabbitMQ's default user, persisting
+    /// durable state in `store`.
     pub fn new(memory_high_watermark: u64, store: Option<Arc<Store>>) -> Arc<Core> {
+        Core::with_users(memory_high_watermark, store, crate::auth::Users::default())
+    }
+
+    /// Creates the core with these users.
+    pub fn with_users(
+        memory_high_watermark: u64,
+        store: Option<Arc<Store>>,
+        users: crate::auth::Users,
+    ) -> Arc<Core> {
         let memory = Arc::new(MemoryGauge::new(memory_high_watermark));
         let mut vhosts = HashMap::new();
         vhosts.insert(
@@ -103,6 +114,7 @@ impl Core {
             memory,
             next_id: AtomicU64::new(1),
             store,
+            users,
         })
     }
 
@@ -114,6 +126,11 @@ impl Core {
     /// Looks up a vhost.
     pub fn vhost(&self, name: &str) -> Option<Arc<Vhost>> {
         self.vhosts.read().get(name).cloned()
+    }
+
+    /// The users and how they log in.
+    pub fn users(&self) -> &crate::auth::Users {
+        &self.users
     }
 
     /// The message store, if the broker persists anything.

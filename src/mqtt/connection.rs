@@ -319,6 +319,14 @@ async fn accept_connect(
     let version = connect.protocol;
     let peer = login.peer;
     let bad_login = |log: String| Refusal::new(version, rc::BAD_USER_NAME_OR_PASSWORD, log);
+    let users = shared.core.users();
+    // A loopback-only user from elsewhere is not authorised; anything else is a bad login.
+    let refusal = |error: crate::auth::LoginError| match error {
+        crate::auth::LoginError::LoopbackOnly(_) => {
+            Refusal::new(version, rc::NOT_AUTHORIZED, error.to_string())
+        }
+        crate::auth::LoginError::InvalidCredentials(_) => bad_login(error.to_string()),
+    };
     // Authentication: anonymous clients act as the default user, as RabbitMQ allows; with
     // certificate login on, a client with a verified certificate and no user name logs in
     // as the certificate's CN (RabbitMQ's `mqtt.ssl_cert_login`).
@@ -326,23 +334,30 @@ async fn accept_connect(
         (Some(username), _) => {
             let (vhost, user) = split_vhost_user(username);
             let password = connect.password.clone().unwrap_or_default();
-            if !crate::auth::check_password(user, &password) {
-                return Err(bad_login(format!("login refused for user {user}")));
-            }
+            users.login(user, &password, peer).map_err(refusal)?;
             (vhost.unwrap_or("/").to_string(), user.to_string())
         }
         (None, _) if connect.password.is_some() => {
             return Err(bad_login("password without a user name".into()));
         }
         (None, Some(name)) if shared.settings.ssl_cert_login => {
-            if !crate::auth::user_exists(name) {
-                return Err(bad_login(format!(
-                    "certificate login refused: no user {name}"
-                )));
-            }
+            users.login_without_password(name, peer).map_err(refusal)?;
             ("/".to_string(), name.clone())
         }
-        (None, _) => ("/".to_string(), crate::auth::DEFAULT_USER.to_string()),
+        (None, _) => {
+            // Anonymous clients log in as `mqtt.default_user`, as RabbitMQ's plugin does.
+            let settings = &shared.settings;
+            if !settings.allow_anonymous {
+                return Err(bad_login(
+                    "anonymous login refused (mqtt.allow_anonymous = false)".into(),
+                ));
+            }
+            let user = settings.default_user.as_str();
+            users
+                .login(user, settings.default_pass.as_bytes(), peer)
+                .map_err(refusal)?;
+            ("/".to_string(), user.to_string())
+        }
     };
     let Some(vhost) = shared.core.vhost(&vhost_name) else {
         return Err(Refusal::new(

@@ -52,6 +52,14 @@ pub struct Settings {
     /// A client with a verified TLS certificate and no user name logs in as the
     /// certificate's CN (RabbitMQ's `mqtt.ssl_cert_login`).
     pub ssl_cert_login: bool,
+    /// Clients without credentials log in as [`Settings::default_user`]
+    /// (`mqtt.allow_anonymous`); otherwise they are refused.
+    pub allow_anonymous: bool,
+    /// The user and password anonymous clients log in with (`mqtt.default_user`,
+    /// `mqtt.default_pass`).
+    pub default_user: String,
+    /// See [`Settings::default_user`].
+    pub default_pass: String,
 }
 
 impl Settings {
@@ -65,6 +73,9 @@ impl Settings {
             topic_alias_maximum: 64,
             connect_timeout: config.handshake_timeout,
             ssl_cert_login: config.mqtt_ssl_cert_login,
+            allow_anonymous: config.mqtt_allow_anonymous,
+            default_user: config.mqtt_default_user.clone(),
+            default_pass: config.mqtt_default_pass.clone(),
         }
     }
 }
