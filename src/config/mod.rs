@@ -1,7 +1,8 @@
 //! Broker configuration: listener addresses, data directory and protocol limits.
 //!
 //! Every listener has its own port (0 = ephemeral, as tests use); the binary fills this from
-//! command-line flags and environment variables.
+//! its built-in defaults, then a `warren.conf` ([`file`]), then command-line flags and
+//! environment variables.
 
 pub mod file;
 
