@@ -337,6 +337,9 @@ start_warren() {
     if "$WARREN_BIN" --help 2>/dev/null | grep -q -- '--prometheus-port'; then
         extra+=(--prometheus-port 0)
     fi
+    if "$WARREN_BIN" --help 2>/dev/null | grep -q -- '--management-port'; then
+        extra+=(--management-port 0)
+    fi
     (ulimit -n "$NOFILE" && exec "$WARREN_BIN" --bind 127.0.0.1 --amqp-port "$aport" \
         --mqtt-port "$mport" --data-dir "$dir" "${extra[@]}") >>"$TMP/warren.log" 2>&1 &
     PID[warren]=$!

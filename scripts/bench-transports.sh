@@ -48,7 +48,7 @@ start_broker() {
     AMQP=$(port); AMQPS=$(port); MQTT=$(port); MQTTS=$(port); WS=$(port); WSS=$(port)
     rm -rf "$TMP/data"
     "$WARREN_BIN" --bind 127.0.0.1 --data-dir "$TMP/data" --amqp-port "$AMQP" --amqps-port "$AMQPS" \
-        --mqtt-port "$MQTT" --mqtts-port "$MQTTS" --ws-port "$WS" --wss-port "$WSS" --prometheus-port 0 \
+        --mqtt-port "$MQTT" --mqtts-port "$MQTTS" --ws-port "$WS" --wss-port "$WSS" --prometheus-port 0 --management-port 0 \
         --tls-cert "$TMP/certs/server_certificate.pem" --tls-key "$TMP/certs/server_key.pem" \
         >"$TMP/broker.log" 2>&1 &
     BROKER_PID=$!

@@ -31,7 +31,7 @@ ulimit -n 20000 2>/dev/null || true
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 AMQP=$(port); MQTT=$(port); METRICS=$(port)
 "$WARREN_BIN" --bind 127.0.0.1 --amqp-port "$AMQP" --mqtt-port "$MQTT" --ws-port 0 \
-    --prometheus-port "$METRICS" --data-dir "$TMP/data" >"$TMP/broker.log" 2>&1 &
+    --prometheus-port "$METRICS" --management-port 0 --data-dir "$TMP/data" >"$TMP/broker.log" 2>&1 &
 BROKER=$!
 PIDS+=("$BROKER")
 for _ in $(seq 1 100); do

@@ -64,6 +64,7 @@ struct ListenerSpec {
 
 /// A running broker: its bound addresses and the handles that stop it.
 pub struct Broker {
+    management_addr: Option<SocketAddr>,
     prometheus_addr: Option<SocketAddr>,
     mqtt: crate::mqtt::Mqtt,
     store: Arc<crate::store::Store>,
@@ -184,6 +185,25 @@ impl Broker {
             }
             None => None,
         };
+        let identity = crate::prometheus::NodeIdentity::load(&store);
+        let management = match config.management_port {
+            Some(port) => {
+                let address = SocketAddr::new(config.bind, port);
+                let socket =
+                    TcpListener::bind(address)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            listener: "management API",
+                            address,
+                            flag: "--management-port",
+                            key: "management.tcp.port",
+                            source,
+                        })?;
+                let bound_address = socket.local_addr().unwrap_or(address);
+                Some((socket, bound_address))
+            }
+            None => None,
+        };
         let mqtt = crate::mqtt::Mqtt::new(
             core.clone(),
             crate::mqtt::Settings::from_config(&config),
@@ -201,7 +221,7 @@ impl Broker {
                     stats: stats.clone(),
                     store: store.clone(),
                     mqtt: mqtt.shared(),
-                    identity: crate::prometheus::NodeIdentity::load(&store),
+                    identity: identity.clone(),
                     max_connections: config.max_connections,
                     disk_free_limit: config.disk_free_limit,
                     started: std::time::Instant::now(),
@@ -249,7 +269,40 @@ impl Broker {
                 }
             }
         }
+        let management_addr = match management {
+            Some((socket, address)) => {
+                let mut listeners: Vec<(&'static str, SocketAddr)> = addresses
+                    .iter()
+                    .map(|(protocol, transport, address)| {
+                        let name = match (protocol, transport) {
+                            (Protocol::Amqp, Transport::Tcp) => "amqp",
+                            (Protocol::Amqp, _) => "amqp/ssl",
+                            (Protocol::Mqtt, Transport::Tcp) => "mqtt",
+                            (Protocol::Mqtt, Transport::Tls) => "mqtt/ssl",
+                            (Protocol::Mqtt, Transport::WebSocket) => "http/web-mqtt",
+                            (Protocol::Mqtt, Transport::SecureWebSocket) => "https/web-mqtt",
+                        };
+                        (name, *address)
+                    })
+                    .collect();
+                listeners.push(("http", address));
+                if let Some(prometheus) = prometheus_addr {
+                    listeners.push(("http/prometheus", prometheus));
+                }
+                let api = Arc::new(crate::management::Management {
+                    core: core.clone(),
+                    stats: stats.clone(),
+                    identity,
+                    listeners,
+                });
+                tracing::info!(%address, "management API listener started (/api/...)");
+                tasks.spawn(crate::management::serve(socket, api, shutdown.clone()));
+                Some(address)
+            }
+            None => None,
+        };
         Ok(Broker {
+            management_addr,
             prometheus_addr,
             mqtt,
             store,
@@ -288,6 +341,11 @@ impl Broker {
     /// The bound MQTTS address, when that listener is on.
     pub fn mqtts_addr(&self) -> Option<SocketAddr> {
         self.address(Protocol::Mqtt, Transport::Tls)
+    }
+
+    /// The bound management API address, when it is on.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
     }
 
     /// The bound Prometheus endpoint address, when it is on.

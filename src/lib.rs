@@ -16,6 +16,7 @@
 //! - [`stats`]: message counters per channel and connection, and the registry of live
 //!   connections the Prometheus endpoint reads.
 //! - `prometheus`: the metrics endpoint (15692) under RabbitMQ's names and layout.
+//! - `management`: the management HTTP API (15672), RabbitMQ's paths and JSON fields.
 //! - [`broker`]: wires the core and the listeners together and owns shutdown.
 //! - [`config`]: what the broker needs to start.
 //!
@@ -30,6 +31,7 @@ pub mod broker;
 pub mod config;
 pub mod core;
 pub(crate) mod listener;
+pub(crate) mod management;
 pub mod mqtt;
 pub(crate) mod prometheus;
 pub mod stats;

@@ -87,6 +87,7 @@ async fn wait_for_listeners(child: &mut Child, expected: &[SocketAddr]) -> Vec<S
 async fn the_sample_configuration_starts_its_listeners_and_flags_override_it() {
     let dir = tempfile::tempdir().unwrap();
     let (amqp, mqtt, ws, prometheus) = (free_port(), free_port(), free_port(), free_port());
+    let management = free_port();
     let config = dir.path().join("warren.conf");
     std::fs::write(
         &config,
@@ -95,6 +96,7 @@ async fn the_sample_configuration_starts_its_listeners_and_flags_override_it() {
             ("mqtt.listeners.tcp.default", mqtt.to_string()),
             ("web_mqtt.tcp.port", ws.to_string()),
             ("prometheus.tcp.port", prometheus.to_string()),
+            ("management.tcp.port", management.to_string()),
             ("data_dir", dir.path().join("data").display().to_string()),
         ]),
     )
@@ -178,6 +180,7 @@ async fn a_port_conflict_names_the_flag_and_the_key() {
             ("mqtt.listeners.tcp.default", "0".into()),
             ("web_mqtt.tcp.port", "0".into()),
             ("prometheus.tcp.port", "0".into()),
+            ("management.tcp.port", "0".into()),
             ("data_dir", dir.path().join("data").display().to_string()),
         ]),
     )
@@ -208,6 +211,7 @@ async fn default_user_and_password_come_from_the_file() {
             ("mqtt.listeners.tcp.default", mqtt.to_string()),
             ("web_mqtt.tcp.port", "0".into()),
             ("prometheus.tcp.port", "0".into()),
+            ("management.tcp.port", "0".into()),
             ("default_user", "admin".into()),
             ("default_pass", "s3cret".into()),
             ("data_dir", dir.path().join("data").display().to_string()),

@@ -120,6 +120,15 @@ impl Users {
         self.check_peer(user, peer)
     }
 
+    /// The tags of `user` (none for an unknown user).
+    pub fn tags(&self, user: &str) -> Vec<String> {
+        self.users
+            .read()
+            .get(user)
+            .map(|known| known.tags.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether `user` exists.
     pub fn exists(&self, user: &str) -> bool {
         self.users.read().contains_key(user)

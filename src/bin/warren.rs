@@ -50,6 +50,10 @@ struct Args {
     /// 0 = ephemeral [default: 15692] (key: prometheus.tcp.port).
     #[arg(long, env = "WARREN_PROMETHEUS_PORT")]
     prometheus_port: Option<u16>,
+    /// Management HTTP API port (/api/...), 0 = ephemeral [default: 15672] (key:
+    /// management.tcp.port).
+    #[arg(long, env = "WARREN_MANAGEMENT_PORT")]
+    management_port: Option<u16>,
     /// Server certificate chain (PEM); turns the TLS listeners on (key:
     /// ssl_options.certfile).
     #[arg(long, env = "WARREN_TLS_CERT")]
@@ -295,6 +299,11 @@ fn build_config(args: &Args, file: &FileSettings) -> anyhow::Result<Config> {
             args.prometheus_port
                 .or(file.prometheus_port)
                 .unwrap_or(15692),
+        ),
+        management_port: Some(
+            args.management_port
+                .or(file.management_port)
+                .unwrap_or(15672),
         ),
         disk_free_limit: args
             .disk_free_limit

@@ -27,6 +27,8 @@ pub struct FileSettings {
     pub wss_port: Option<u16>,
     /// `prometheus.tcp.port`.
     pub prometheus_port: Option<u16>,
+    /// `management.tcp.port`.
+    pub management_port: Option<u16>,
     /// `ssl_options.certfile`.
     pub tls_cert: Option<PathBuf>,
     /// `ssl_options.keyfile`.
@@ -134,7 +136,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("default_permissions.", "permissions"),
     ("mqtt.vhost", "vhosts"),
     ("load_definitions", "definitions import"),
-    ("management.", "the management API"),
 ];
 
 /// Reads and parses `path`.
@@ -182,6 +183,7 @@ fn apply(settings: &mut FileSettings, key: &str, value: &str) -> Result<(), Stri
         "web_mqtt.tcp.port" => s.ws_port = Some(port(key, value)?),
         "web_mqtt.ssl.port" => s.wss_port = Some(port(key, value)?),
         "prometheus.tcp.port" => s.prometheus_port = Some(port(key, value)?),
+        "management.tcp.port" => s.management_port = Some(port(key, value)?),
         "ssl_options.certfile" => s.tls_cert = Some(PathBuf::from(value)),
         "ssl_options.keyfile" => s.tls_key = Some(PathBuf::from(value)),
         "ssl_options.cacertfile" => s.tls_ca = Some(PathBuf::from(value)),
@@ -400,7 +402,7 @@ mod tests {
         let (line, message) = parse("listeners.tcp.default\n").unwrap_err();
         assert_eq!(line, 1);
         assert!(message.contains("key = value"), "{message}");
-        let (_, message) = parse("management.tcp.port = 15672\n").unwrap_err();
+        let (_, message) = parse("load_definitions = /etc/warren/definitions.json\n").unwrap_err();
         assert!(message.contains("does not support yet"), "{message}");
         let (_, message) = parse("ssl_options.verify = maybe\n").unwrap_err();
         assert!(message.contains("verify_peer"), "{message}");

@@ -52,6 +52,8 @@ pub struct Config {
     pub memory_high_watermark: u64,
     /// Prometheus endpoint port (RabbitMQ's `prometheus.tcp.port`); None = off.
     pub prometheus_port: Option<u16>,
+    /// Management HTTP API port (RabbitMQ's `management.tcp.port`); None = off.
+    pub management_port: Option<u16>,
     /// MQTT clients without credentials log in as `mqtt_default_user` (RabbitMQ's
     /// `mqtt.allow_anonymous`, on by default).
     pub mqtt_allow_anonymous: bool,
@@ -88,6 +90,7 @@ impl Default for Config {
             channel_max: 2047,
             memory_high_watermark: default_memory_high_watermark(),
             prometheus_port: None,
+            management_port: None,
             disk_free_limit: 50_000_000,
             users: crate::auth::UserSettings::default(),
             mqtt_allow_anonymous: true,

@@ -499,6 +499,8 @@ impl BrokerProcess {
                 "0",
                 "--prometheus-port",
                 "0",
+                "--management-port",
+                "0",
             ])
             .arg("--data-dir")
             .arg(data_dir)

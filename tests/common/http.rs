@@ -20,9 +20,15 @@ pub(crate) struct Response {
 
 /// `GET target` from `addr`; fails the test if no answer comes within [`STEP`].
 pub(crate) async fn get(addr: SocketAddr, target: &str) -> std::io::Result<Response> {
+    request(addr, target, "").await
+}
+
+/// `GET target` with `headers` (each line ending in CRLF).
+async fn request(addr: SocketAddr, target: &str, headers: &str) -> std::io::Result<Response> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
-        let request = format!("GET {target} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
+        let request =
+            format!("GET {target} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n{headers}\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
@@ -44,4 +50,22 @@ pub(crate) async fn get(addr: SocketAddr, target: &str) -> std::io::Result<Respo
         head: head.to_string(),
         body: body.to_string(),
     })
+}
+
+/// `GET target` with HTTP basic authentication as `user` / `password`.
+pub(crate) async fn get_as(
+    addr: SocketAddr,
+    target: &str,
+    user: &str,
+    password: &str,
+) -> std::io::Result<Response> {
+    use base64::Engine;
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    request(
+        addr,
+        target,
+        &format!("Authorization: Basic {credentials}\r\n"),
+    )
+    .await
 }

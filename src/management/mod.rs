@@ -1,0 +1,306 @@
+//! The management HTTP API on port 15672, with RabbitMQ's paths, JSON field names, HTTP basic
+//! authentication and error shape (`{"error": …, "reason": …}`).
+//!
+//! So far it serves what monitoring tools read first: `/api/overview`, `/api/whoami`,
+//! `/api/queues[/vhost[/name]]` and `/api/health/checks/alarms`. Every request needs a user
+//! with a management tag (`administrator`, `monitoring`, `management`, `policymaker`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::{Core, Queue};
+use crate::prometheus::NodeIdentity;
+use crate::stats::Registry;
+
+/// Tags that may use the management API, as RabbitMQ's management plugin has them.
+const MANAGEMENT_TAGS: [&str; 4] = ["administrator", "monitoring", "management", "policymaker"];
+
+/// What the API reads.
+pub(crate) struct Management {
+    pub(crate) core: Arc<Core>,
+    pub(crate) stats: Arc<Registry>,
+    pub(crate) identity: NodeIdentity,
+    /// Every listener: protocol name as RabbitMQ's overview writes it, and address.
+    pub(crate) listeners: Vec<(&'static str, SocketAddr)>,
+}
+
+/// The authenticated user of a request.
+#[derive(Clone)]
+struct Caller {
+    name: String,
+    tags: Vec<String>,
+}
+
+/// Serves the API on `listener` until `shutdown`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    management: Arc<Management>,
+    shutdown: CancellationToken,
+) {
+    let app = Router::new()
+        .route("/api/overview", get(overview))
+        .route("/api/whoami", get(whoami))
+        .route("/api/queues", get(all_queues))
+        .route("/api/queues/{vhost}", get(vhost_queues))
+        .route("/api/queues/{vhost}/{name}", get(one_queue))
+        .route("/api/health/checks/alarms", get(alarms))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            management.clone(),
+            authenticate,
+        ))
+        .with_state(management);
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "management listener failed");
+    }
+}
+
+/// A JSON answer.
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// RabbitMQ's error shape.
+fn error(status: StatusCode, error: &str, reason: &str) -> Response {
+    json_response(status, &json!({ "error": error, "reason": reason }))
+}
+
+/// HTTP basic authentication against the broker's users; a user needs a management tag.
+async fn authenticate(
+    State(management): State<Arc<Management>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let unauthorised = || {
+        let mut response = error(StatusCode::UNAUTHORIZED, "not_authorised", "Login failed");
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
+        );
+        response
+    };
+    let Some((user, password)) = basic_credentials(request.headers()) else {
+        return unauthorised();
+    };
+    let users = management.core.users();
+    if let Err(login) = users.login(&user, password.as_bytes(), peer) {
+        tracing::warn!(%peer, %login, "management API login refused");
+        return unauthorised();
+    }
+    let tags = users.tags(&user);
+    if !tags
+        .iter()
+        .any(|tag| MANAGEMENT_TAGS.contains(&tag.as_str()))
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "not_authorised",
+            "Not management user",
+        );
+    }
+    request.extensions_mut().insert(Caller { name: user, tags });
+    next.run(request).await
+}
+
+/// The user and password of an `Authorization: Basic` header.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found")
+}
+
+async fn whoami(request: Request) -> Response {
+    match request.extensions().get::<Caller>() {
+        Some(caller) => json_response(
+            StatusCode::OK,
+            &json!({ "name": caller.name, "tags": caller.tags }),
+        ),
+        None => error(StatusCode::UNAUTHORIZED, "not_authorised", "Login failed"),
+    }
+}
+
+async fn overview(State(management): State<Arc<Management>>) -> Response {
+    let (mut ready, mut unacked, mut queues, mut consumers, mut exchanges) = (0u64, 0u64, 0, 0, 0);
+    for vhost in management.core.vhosts() {
+        exchanges += vhost.exchanges().len();
+        for queue in vhost.queues() {
+            let counts = queue.counts();
+            queues += 1;
+            ready += u64::from(counts.ready);
+            unacked += u64::from(counts.unacked);
+            consumers += u64::from(counts.consumers);
+        }
+    }
+    let connections = management.stats.connections();
+    let channels: usize = connections.iter().map(|c| c.channel_count()).sum();
+    let node = &management.identity.node;
+    let listeners: Vec<Value> = management
+        .listeners
+        .iter()
+        .map(|(protocol, address)| {
+            json!({
+                "node": node,
+                "protocol": protocol,
+                "ip_address": address.ip().to_string(),
+                "port": address.port(),
+            })
+        })
+        .collect();
+    let version = env!("CARGO_PKG_VERSION");
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "management_version": version,
+            "product_name": "warren",
+            "product_version": version,
+            "rabbitmq_version": version,
+            "erlang_version": "none (warren is written in Rust)",
+            "cluster_name": management.identity.cluster,
+            "node": node,
+            "queue_totals": {
+                "messages": ready + unacked,
+                "messages_ready": ready,
+                "messages_unacknowledged": unacked,
+            },
+            "object_totals": {
+                "connections": connections.len(),
+                "channels": channels,
+                "exchanges": exchanges,
+                "queues": queues,
+                "consumers": consumers,
+            },
+            "listeners": listeners,
+        }),
+    )
+}
+
+/// A queue as RabbitMQ's `/api/queues` lists it (the fields tools read).
+fn queue_json(vhost: &str, node: &str, queue: &Queue) -> Value {
+    let metrics = queue.metrics();
+    let counts = metrics.counts;
+    let arguments = crate::core::definitions::table_to_json(&queue.arguments);
+    json!({
+        "name": queue.name,
+        "vhost": vhost,
+        "node": node,
+        "type": "classic",
+        "state": "running",
+        "durable": queue.durable,
+        "auto_delete": queue.auto_delete,
+        "exclusive": queue.exclusive_owner.is_some(),
+        "arguments": arguments,
+        "consumers": counts.consumers,
+        "messages": u64::from(counts.ready) + u64::from(counts.unacked),
+        "messages_ready": counts.ready,
+        "messages_unacknowledged": counts.unacked,
+        "message_bytes": metrics.bytes,
+        "message_bytes_ready": metrics.bytes.saturating_sub(metrics.unacked_bytes),
+        "message_bytes_unacknowledged": metrics.unacked_bytes,
+        "message_bytes_paged_out": metrics.paged_bytes,
+        "messages_paged_out": metrics.paged,
+        "messages_persistent": metrics.persistent,
+    })
+}
+
+fn queues_of(management: &Management, vhost_name: Option<&str>) -> Option<Vec<Value>> {
+    let node = &management.identity.node;
+    let vhosts = match vhost_name {
+        Some(name) => vec![management.core.vhost(name)?],
+        None => management.core.vhosts(),
+    };
+    let mut queues = Vec::new();
+    for vhost in vhosts {
+        let mut listed: Vec<Arc<Queue>> = vhost.queues();
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        queues.extend(
+            listed
+                .iter()
+                .map(|queue| queue_json(&vhost.name, node, queue)),
+        );
+    }
+    Some(queues)
+}
+
+async fn all_queues(State(management): State<Arc<Management>>) -> Response {
+    let queues = queues_of(&management, None).unwrap_or_default();
+    json_response(StatusCode::OK, &Value::Array(queues))
+}
+
+async fn vhost_queues(
+    State(management): State<Arc<Management>>,
+    Path(vhost): Path<String>,
+) -> Response {
+    match queues_of(&management, Some(&vhost)) {
+        Some(queues) => json_response(StatusCode::OK, &Value::Array(queues)),
+        None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
+    }
+}
+
+async fn one_queue(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, name)): Path<(String, String)>,
+) -> Response {
+    // Looked up among all queues: the API sees exclusive queues of any connection.
+    let found = management.core.vhost(&vhost_name).and_then(|vhost| {
+        let queue = vhost
+            .queues()
+            .into_iter()
+            .find(|queue| queue.name == name)?;
+        Some((vhost, queue))
+    });
+    match found {
+        Some((vhost, queue)) => json_response(
+            StatusCode::OK,
+            &queue_json(&vhost.name, &management.identity.node, &queue),
+        ),
+        None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
+    }
+}
+
+/// RabbitMQ's `/api/health/checks/alarms`: 200 `{"status":"ok"}` or 503 with the alarms.
+async fn alarms(State(management): State<Arc<Management>>) -> Response {
+    if management.core.memory().over_limit() {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({
+                "status": "failed",
+                "reason": "resource alarm(s) in effect in the cluster",
+                "alarms": [{ "node": management.identity.node, "resource": "memory" }],
+            }),
+        )
+    } else {
+        json_response(StatusCode::OK, &json!({ "status": "ok" }))
+    }
+}

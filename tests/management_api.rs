@@ -1,0 +1,177 @@
+//! The management HTTP API as monitoring tools read it: HTTP basic authentication (401 with
+//! RabbitMQ's error shape without it), `/api/whoami`, `/api/overview` totals and listeners,
+//! `/api/queues` with RabbitMQ's field names for a queue holding ready and unacknowledged
+//! messages, 404 for a missing queue or vhost, and `/api/health/checks/alarms`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::http::{get, get_as};
+use common::{External, TestBroker};
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use serde_json::Value;
+
+async fn broker() -> (TestBroker, SocketAddr) {
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .config(|config| config.management_port = Some(0))
+        .start()
+        .await;
+    let address = broker
+        .in_process()
+        .management_addr()
+        .expect("the management listener is on");
+    (broker, address)
+}
+
+async fn json_as_guest(api: SocketAddr, path: &str) -> (u16, Value) {
+    let response = get_as(api, path, "guest", "guest").await.unwrap();
+    assert!(
+        response
+            .head
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{}",
+        response.head
+    );
+    let value = serde_json::from_str(&response.body)
+        .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {}", response.body));
+    (response.status, value)
+}
+
+#[tokio::test]
+async fn requests_need_a_management_user() {
+    let (broker, api) = broker().await;
+    let anonymous = get(api, "/api/overview").await.unwrap();
+    assert_eq!(anonymous.status, 401);
+    assert!(
+        anonymous
+            .head
+            .to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
+        "{}",
+        anonymous.head
+    );
+    let body: Value = serde_json::from_str(&anonymous.body).unwrap();
+    assert_eq!(body["error"], "not_authorised");
+    let wrong = get_as(api, "/api/overview", "guest", "wrong")
+        .await
+        .unwrap();
+    assert_eq!(wrong.status, 401);
+    let (status, whoami) = json_as_guest(api, "/api/whoami").await;
+    assert_eq!(status, 200);
+    assert_eq!(whoami["name"], "guest");
+    assert_eq!(whoami["tags"], serde_json::json!(["administrator"]));
+    let (status, missing) = json_as_guest(api, "/api/no-such-thing").await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["error"], "Object Not Found");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn queues_and_overview_show_ready_and_unacknowledged_messages() {
+    let (broker, api) = broker().await;
+    let connection = common::connect(&broker).await;
+    let channel = common::channel(&connection).await;
+    let queue = common::exclusive_queue(&channel, "api").await;
+    for _ in 0..5 {
+        channel
+            .basic_publish(
+                "",
+                &queue,
+                BasicPublishOptions::default(),
+                b"0123456789",
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+    }
+    // Two deliveries held unacknowledged: prefetch 2, never acked.
+    channel
+        .basic_qos(2, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            &queue,
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        common::within("delivery", consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let path = format!("/api/queues/%2F/{queue}");
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        let (status, value) = json_as_guest(api, &path).await;
+        assert_eq!(status, 200, "{value}");
+        if value["messages_unacknowledged"] == 2 {
+            shown = value;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(shown["name"], queue.as_str());
+    assert_eq!(shown["vhost"], "/");
+    assert_eq!(shown["messages"], 5);
+    assert_eq!(shown["messages_ready"], 3);
+    assert_eq!(shown["messages_unacknowledged"], 2);
+    assert_eq!(shown["consumers"], 1);
+    assert_eq!(shown["message_bytes"], 50);
+    assert_eq!(shown["durable"], false);
+    assert_eq!(shown["exclusive"], true);
+    assert_eq!(shown["type"], "classic");
+
+    let (_, all) = json_as_guest(api, "/api/queues").await;
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|q| q["name"] == queue.as_str()));
+    let (_, in_vhost) = json_as_guest(api, "/api/queues/%2F").await;
+    assert!(in_vhost
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|q| q["name"] == queue.as_str()));
+    let (status, _) = json_as_guest(api, "/api/queues/%2F/no-such-queue").await;
+    assert_eq!(status, 404);
+    let (status, _) = json_as_guest(api, "/api/queues/no-such-vhost").await;
+    assert_eq!(status, 404);
+
+    let (status, overview) = json_as_guest(api, "/api/overview").await;
+    assert_eq!(status, 200);
+    assert_eq!(overview["queue_totals"]["messages_ready"], 3);
+    assert_eq!(overview["queue_totals"]["messages_unacknowledged"], 2);
+    assert_eq!(overview["object_totals"]["queues"], 1);
+    assert_eq!(overview["object_totals"]["connections"], 1);
+    assert_eq!(overview["object_totals"]["channels"], 1);
+    assert_eq!(overview["object_totals"]["consumers"], 1);
+    let listeners = overview["listeners"].as_array().unwrap();
+    let amqp_port = broker.amqp_addr().port();
+    assert!(
+        listeners
+            .iter()
+            .any(|l| l["protocol"] == "amqp" && l["port"] == amqp_port),
+        "{listeners:?}"
+    );
+    assert!(listeners
+        .iter()
+        .any(|l| l["protocol"] == "http" && l["port"] == api.port()));
+
+    let (status, alarms) = json_as_guest(api, "/api/health/checks/alarms").await;
+    assert_eq!(status, 200);
+    assert_eq!(alarms["status"], "ok");
+    connection.close(200, "bye").await.unwrap();
+    broker.shutdown().await;
+}
