@@ -175,3 +175,105 @@ async fn queues_and_overview_show_ready_and_unacknowledged_messages() {
     connection.close(200, "bye").await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn lists_page_sort_and_filter_as_rabbitmq_does() {
+    let (broker, api) = broker().await;
+    let connection = common::connect(&broker).await;
+    let channel = common::channel(&connection).await;
+    let prefix = common::unique("paged");
+    for index in 0..120 {
+        channel
+            .queue_declare(
+                &format!("{prefix}-{index:03}"),
+                lapin::options::QueueDeclareOptions {
+                    exclusive: true,
+                    ..lapin::options::QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let (status, page) = json_as_guest(
+        api,
+        &format!("/api/queues/%2F?page=2&page_size=50&name={prefix}&sort=name&sort_reverse=true"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["filtered_count"], 120);
+    assert_eq!(page["page_count"], 3);
+    assert_eq!(page["item_count"], 50);
+    assert_eq!(page["items"][0]["name"], format!("{prefix}-069"));
+    let (status, bad) = json_as_guest(api, "/api/queues?page=0").await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["error"], "bad_request");
+    let (_, columns) = json_as_guest(
+        api,
+        &format!("/api/queues?name={prefix}-00[0-2]$&use_regex=true&columns=name,messages"),
+    )
+    .await;
+    assert_eq!(columns.as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        columns[0],
+        serde_json::json!({"name": format!("{prefix}-000"), "messages": 0})
+    );
+
+    // Exchanges, connections (AMQP and MQTT side by side), vhosts, users.
+    let (_, topic) = json_as_guest(api, "/api/exchanges/%2F/amq.topic").await;
+    assert_eq!(topic["type"], "topic");
+    assert_eq!(topic["durable"], true);
+    let (_, exchanges) = json_as_guest(api, "/api/exchanges").await;
+    assert!(exchanges
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "amq.fanout"));
+    let (status, _) = json_as_guest(api, "/api/exchanges/%2F/no-such-exchange").await;
+    assert_eq!(status, 404);
+    let mqtt = rumqttc::MqttOptions::new(
+        common::unique("api-mqtt"),
+        broker.mqtt_addr().ip().to_string(),
+        broker.mqtt_addr().port(),
+    );
+    let (mqtt_client, mut mqtt_loop) = rumqttc::AsyncClient::new(mqtt, 10);
+    let mqtt_task = tokio::spawn(async move { while mqtt_loop.poll().await.is_ok() {} });
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        let (_, value) = json_as_guest(api, "/api/connections").await;
+        let ready = value.as_array().is_some_and(|all| {
+            all.len() == 2 && all.iter().all(|c| c["user"].as_str() != Some(""))
+        });
+        if ready {
+            listed = value;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let protocols: Vec<&str> = listed
+        .as_array()
+        .expect("two connections listed")
+        .iter()
+        .filter_map(|c| c["protocol"].as_str())
+        .collect();
+    assert!(protocols.contains(&"AMQP 0-9-1"), "{listed}");
+    assert!(protocols.contains(&"MQTT 3.1.1"), "{listed}");
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["user"] == "guest" && c["vhost"] == "/"));
+    let (_, vhosts) = json_as_guest(api, "/api/vhosts").await;
+    assert_eq!(vhosts[0]["name"], "/");
+    let (_, users) = json_as_guest(api, "/api/users").await;
+    assert_eq!(users[0]["name"], "guest");
+    assert_eq!(
+        users[0]["hashing_algorithm"],
+        "rabbit_password_hashing_sha256"
+    );
+    assert!(!users[0]["password_hash"].as_str().unwrap().is_empty());
+    mqtt_client.disconnect().await.ok();
+    mqtt_task.abort();
+    connection.close(200, "bye").await.unwrap();
+    broker.shutdown().await;
+}

@@ -120,6 +120,13 @@ impl Users {
         self.check_peer(user, peer)
     }
 
+    /// Every user, by name.
+    pub fn list(&self) -> Vec<User> {
+        let mut users: Vec<User> = self.users.read().values().cloned().collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        users
+    }
+
     /// The tags of `user` (none for an unknown user).
     pub fn tags(&self, user: &str) -> Vec<String> {
         self.users

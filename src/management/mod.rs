@@ -2,13 +2,19 @@
 //! authentication and error shape (`{"error": …, "reason": …}`).
 //!
 //! So far it serves what monitoring tools read first: `/api/overview`, `/api/whoami`,
-//! `/api/queues[/vhost[/name]]` and `/api/health/checks/alarms`. Every request needs a user
-//! with a management tag (`administrator`, `monitoring`, `management`, `policymaker`).
+//! `/api/queues[/vhost[/name]]`, `/api/exchanges[/vhost[/name]]`, `/api/connections`,
+//! `/api/vhosts`, `/api/users` and `/api/health/checks/alarms`; lists take RabbitMQ's `page`,
+//! `page_size`, `name`, `use_regex`, `sort`, `sort_reverse` and `columns` ([`listing`]).
+//! Every request needs a user with a management tag (`administrator`, `monitoring`,
+//! `management`, `policymaker`).
 
+mod listing;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -54,6 +60,12 @@ pub(crate) async fn serve(
         .route("/api/queues", get(all_queues))
         .route("/api/queues/{vhost}", get(vhost_queues))
         .route("/api/queues/{vhost}/{name}", get(one_queue))
+        .route("/api/exchanges", get(all_exchanges))
+        .route("/api/exchanges/{vhost}", get(vhost_exchanges))
+        .route("/api/exchanges/{vhost}/{name}", get(one_exchange))
+        .route("/api/connections", get(connections))
+        .route("/api/vhosts", get(vhosts))
+        .route("/api/users", get(users))
         .route("/api/health/checks/alarms", get(alarms))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -253,19 +265,211 @@ fn queues_of(management: &Management, vhost_name: Option<&str>) -> Option<Vec<Va
     Some(queues)
 }
 
-async fn all_queues(State(management): State<Arc<Management>>) -> Response {
+/// A list answer after RabbitMQ's list parameters; 400 for bad ones.
+fn list_response(items: Vec<Value>, query: &HashMap<String, String>) -> Response {
+    match listing::list(items, query) {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(listing::BadRequest(reason)) => error(StatusCode::BAD_REQUEST, "bad_request", &reason),
+    }
+}
+
+async fn all_queues(
+    State(management): State<Arc<Management>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let queues = queues_of(&management, None).unwrap_or_default();
-    json_response(StatusCode::OK, &Value::Array(queues))
+    list_response(queues, &query)
 }
 
 async fn vhost_queues(
     State(management): State<Arc<Management>>,
     Path(vhost): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     match queues_of(&management, Some(&vhost)) {
-        Some(queues) => json_response(StatusCode::OK, &Value::Array(queues)),
+        Some(queues) => list_response(queues, &query),
         None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
     }
+}
+
+/// An exchange as RabbitMQ's `/api/exchanges` lists it.
+fn exchange_json(vhost: &str, exchange: &crate::core::Exchange) -> Value {
+    json!({
+        "name": exchange.name,
+        "vhost": vhost,
+        "type": exchange.kind.as_str(),
+        "durable": exchange.durable,
+        "auto_delete": exchange.auto_delete,
+        "internal": exchange.internal,
+        "arguments": crate::core::definitions::table_to_json(&exchange.arguments),
+    })
+}
+
+fn exchanges_of(management: &Management, vhost_name: Option<&str>) -> Option<Vec<Value>> {
+    let vhosts = match vhost_name {
+        Some(name) => vec![management.core.vhost(name)?],
+        None => management.core.vhosts(),
+    };
+    let mut exchanges = Vec::new();
+    for vhost in vhosts {
+        let mut listed = vhost.exchanges();
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        exchanges.extend(
+            listed
+                .iter()
+                .map(|exchange| exchange_json(&vhost.name, exchange)),
+        );
+    }
+    Some(exchanges)
+}
+
+async fn all_exchanges(
+    State(management): State<Arc<Management>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let exchanges = exchanges_of(&management, None).unwrap_or_default();
+    list_response(exchanges, &query)
+}
+
+async fn vhost_exchanges(
+    State(management): State<Arc<Management>>,
+    Path(vhost): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match exchanges_of(&management, Some(&vhost)) {
+        Some(exchanges) => list_response(exchanges, &query),
+        None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
+    }
+}
+
+async fn one_exchange(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, name)): Path<(String, String)>,
+) -> Response {
+    let found = management
+        .core
+        .vhost(&vhost_name)
+        .and_then(|vhost| vhost.exchange(&name).ok().map(|exchange| (vhost, exchange)));
+    match found {
+        Some((vhost, exchange)) => {
+            json_response(StatusCode::OK, &exchange_json(&vhost.name, &exchange))
+        }
+        None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
+    }
+}
+
+/// Every client connection, AMQP and MQTT, as RabbitMQ's `/api/connections` lists them.
+async fn connections(
+    State(management): State<Arc<Management>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let node = &management.identity.node;
+    let mut listed: Vec<Value> = management
+        .stats
+        .connections()
+        .iter()
+        .map(|connection| {
+            let identity = connection.identity().unwrap_or_default();
+            let protocol = match connection.protocol() {
+                crate::stats::Protocol::Amqp091 => "AMQP 0-9-1",
+                crate::stats::Protocol::Mqtt310 => "MQTT 3.1",
+                crate::stats::Protocol::Mqtt311 => "MQTT 3.1.1",
+                crate::stats::Protocol::Mqtt50 => "MQTT 5.0",
+            };
+            let local = connection.local;
+            json!({
+                "name": connection.name(),
+                "node": node,
+                "type": "network",
+                "state": "running",
+                "protocol": protocol,
+                "user": identity.user,
+                "vhost": identity.vhost,
+                "peer_host": connection.peer.ip().to_string(),
+                "peer_port": connection.peer.port(),
+                "host": local.map(|l| l.ip().to_string()),
+                "port": local.map(|l| l.port()),
+                "ssl": matches!(connection.transport, "tls" | "wss"),
+                "transport": connection.transport,
+                "channels": connection.channel_count(),
+                "recv_oct": connection.bytes_in.get(),
+                "send_oct": connection.bytes_out.get(),
+                "recv_cnt": connection.reads.get(),
+                "send_cnt": connection.writes.get(),
+            })
+        })
+        .collect();
+    listed.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    list_response(listed, &query)
+}
+
+async fn vhosts(
+    State(management): State<Arc<Management>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let mut listed: Vec<Value> = management
+        .core
+        .vhosts()
+        .iter()
+        .map(|vhost| {
+            let (mut ready, mut unacked) = (0u64, 0u64);
+            for queue in vhost.queues() {
+                let counts = queue.counts();
+                ready += u64::from(counts.ready);
+                unacked += u64::from(counts.unacked);
+            }
+            json!({
+                "name": vhost.name,
+                "description": "",
+                "tags": [],
+                "tracing": false,
+                "messages": ready + unacked,
+                "messages_ready": ready,
+                "messages_unacknowledged": unacked,
+            })
+        })
+        .collect();
+    listed.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    list_response(listed, &query)
+}
+
+/// Users, for administrators only (RabbitMQ answers others 401 "Not administrator user").
+async fn users(
+    State(management): State<Arc<Management>>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let administrator = request
+        .extensions()
+        .get::<Caller>()
+        .is_some_and(|caller| caller.tags.iter().any(|tag| tag == "administrator"));
+    if !administrator {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "not_authorised",
+            "Not administrator user",
+        );
+    }
+    let listed: Vec<Value> = management
+        .core
+        .users()
+        .list()
+        .iter()
+        .map(|user| {
+            json!({
+                "name": user.name,
+                "password_hash": user
+                    .password_hash
+                    .as_deref()
+                    .map(crate::auth::encode_hash)
+                    .unwrap_or_default(),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": user.tags,
+                "limits": {},
+            })
+        })
+        .collect();
+    list_response(listed, &query)
 }
 
 async fn one_queue(
