@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Times Prometheus scrapes of a warren holding many queues and connections: starts the release
-# binary on free ports, creates QUEUES queues (each with a few messages) with `warren perf
-# --keep-queues`, holds CONNECTIONS idle AMQP connections open with `warren perf --idle`, then
-# times SCRAPES scrapes each of /metrics, /metrics/per-object and /metrics/detailed
-# (queue families) with curl and prints min / median / max in milliseconds and the size of
-# each response. Bounded: everything it starts stops by itself or at exit.
+# Times Prometheus scrapes and management API lists of a warren holding many queues and
+# connections: starts the release binary on free ports, creates QUEUES queues (each with a few
+# messages) with `warren perf --keep-queues`, holds CONNECTIONS idle AMQP connections open
+# with `warren perf --idle`, then times SCRAPES requests each of /metrics,
+# /metrics/per-object, /metrics/detailed (queue families), /api/overview and paged
+# /api/queues with curl, and prints min / median / max in milliseconds and the size of each
+# response. Bounded: everything it starts stops by itself or at exit.
 #
 #   scripts/scrape-bench.sh [QUEUES] [CONNECTIONS] [SCRAPES]     (defaults 10000 10000 20)
 #
@@ -29,9 +30,9 @@ cleanup() {
 trap cleanup EXIT
 ulimit -n 20000 2>/dev/null || true
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-AMQP=$(port); MQTT=$(port); METRICS=$(port)
+AMQP=$(port); MQTT=$(port); METRICS=$(port); API=$(port)
 "$WARREN_BIN" --bind 127.0.0.1 --amqp-port "$AMQP" --mqtt-port "$MQTT" --ws-port 0 \
-    --prometheus-port "$METRICS" --management-port 0 --data-dir "$TMP/data" >"$TMP/broker.log" 2>&1 &
+    --prometheus-port "$METRICS" --management-port "$API" --data-dir "$TMP/data" >"$TMP/broker.log" 2>&1 &
 BROKER=$!
 PIDS+=("$BROKER")
 for _ in $(seq 1 100); do
@@ -53,9 +54,9 @@ for _ in $(seq 1 600); do
 done
 curl -sf "http://127.0.0.1:$METRICS/metrics" | awk '$1 == "rabbitmq_connections" || $1 == "rabbitmq_queues"'
 time_path() {
-    local path="$1" times=() size
+    local path="$1" base="${2:-http://127.0.0.1:$METRICS}" times=() size
     for _ in $(seq 1 "$SCRAPES"); do
-        times+=("$(curl -s -o "$TMP/body" -w '%{time_total}' "http://127.0.0.1:$METRICS$path")")
+        times+=("$(curl -s -u guest:guest -o "$TMP/body" -w '%{time_total}' "$base$path")")
     done
     size=$(wc -c <"$TMP/body")
     printf '%s\n' "${times[@]}" | sort -n | awk -v path="$path" -v size="$size" '
@@ -65,3 +66,6 @@ time_path() {
 time_path /metrics
 time_path /metrics/per-object
 time_path '/metrics/detailed?family=queue_coarse_metrics&family=queue_consumer_count&family=queue_metrics'
+time_path '/api/overview' "http://127.0.0.1:$API"
+time_path '/api/queues?page=1&page_size=100' "http://127.0.0.1:$API"
+time_path '/api/queues/%2F?page=50&page_size=100&sort=messages&sort_reverse=true' "http://127.0.0.1:$API"
