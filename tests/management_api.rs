@@ -277,3 +277,84 @@ async fn lists_page_sort_and_filter_as_rabbitmq_does() {
     connection.close(200, "bye").await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn queues_exchanges_and_bindings_are_declared_and_deleted_over_http() {
+    let (broker, api) = broker().await;
+    let guest = ("guest", "guest");
+    let queue = common::unique("api-put");
+    let exchange = common::unique("api-x");
+    let send = |method: &'static str, target: String, body: &'static str| async move {
+        common::http::send_as(api, method, &target, guest, body)
+            .await
+            .unwrap()
+    };
+    let queue_path = format!("/api/queues/%2F/{queue}");
+    let created = send(
+        "PUT",
+        queue_path.clone(),
+        r#"{"durable":false,"arguments":{"x-message-ttl":60000}}"#,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let again = send(
+        "PUT",
+        queue_path.clone(),
+        r#"{"durable":false,"arguments":{"x-message-ttl":60000}}"#,
+    )
+    .await;
+    assert_eq!(again.status, 204, "{}", again.body);
+    let inequivalent = send("PUT", queue_path.clone(), r#"{"durable":true}"#).await;
+    assert_eq!(inequivalent.status, 400, "{}", inequivalent.body);
+    let (_, shown) = json_as_guest(api, &queue_path).await;
+    assert_eq!(shown["arguments"]["x-message-ttl"], 60000);
+
+    let exchange_path = format!("/api/exchanges/%2F/{exchange}");
+    let created = send(
+        "PUT",
+        exchange_path.clone(),
+        r#"{"type":"topic","durable":false}"#,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let no_type = send("PUT", format!("{exchange_path}-2"), "{}").await;
+    assert_eq!(no_type.status, 400);
+    let bound = send(
+        "POST",
+        format!("/api/bindings/%2F/e/{exchange}/q/{queue}"),
+        r#"{"routing_key":"sensor.#"}"#,
+    )
+    .await;
+    assert_eq!(bound.status, 201, "{}", bound.body);
+    let (_, bindings) = json_as_guest(api, "/api/bindings/%2F").await;
+    assert!(bindings
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["source"] == exchange.as_str()
+            && b["destination"] == queue.as_str()
+            && b["destination_type"] == "queue"
+            && b["routing_key"] == "sensor.#"));
+
+    // A message published through the new binding shows in the queue, and a purge empties it.
+    let connection = common::connect(&broker).await;
+    let channel = common::confirm_channel(&connection).await;
+    common::publish(&channel, &exchange, "sensor.kitchen", b"21.5").await;
+    let (_, shown) = json_as_guest(api, &queue_path).await;
+    assert_eq!(shown["messages_ready"], 1);
+    let purged = send("DELETE", format!("{queue_path}/contents"), "").await;
+    assert_eq!(purged.status, 204, "{}", purged.body);
+    let (_, shown) = json_as_guest(api, &queue_path).await;
+    assert_eq!(shown["messages_ready"], 0);
+
+    let deleted = send("DELETE", exchange_path.clone(), "").await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let deleted = send("DELETE", queue_path.clone(), "").await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let gone = send("DELETE", queue_path.clone(), "").await;
+    assert_eq!(gone.status, 404);
+    let (status, _) = json_as_guest(api, &queue_path).await;
+    assert_eq!(status, 404);
+    connection.close(200, "bye").await.unwrap();
+    broker.shutdown().await;
+}

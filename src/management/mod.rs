@@ -2,13 +2,16 @@
 //! authentication and error shape (`{"error": …, "reason": …}`).
 //!
 //! So far it serves what monitoring tools read first: `/api/overview`, `/api/whoami`,
-//! `/api/queues[/vhost[/name]]`, `/api/exchanges[/vhost[/name]]`, `/api/connections`,
-//! `/api/vhosts`, `/api/users` and `/api/health/checks/alarms`; lists take RabbitMQ's `page`,
+//! `/api/queues[/vhost[/name]]`, `/api/exchanges[/vhost[/name]]`, `/api/bindings[/vhost]`,
+//! `/api/connections`, `/api/vhosts`, `/api/users` and `/api/health/checks/alarms`, and the
+//! writes of [`write`] (declare, delete and purge queues, declare and delete exchanges, bind
+//! queues); lists take RabbitMQ's `page`,
 //! `page_size`, `name`, `use_regex`, `sort`, `sort_reverse` and `columns` ([`listing`]).
 //! Every request needs a user with a management tag (`administrator`, `monitoring`,
 //! `management`, `policymaker`).
 
 mod listing;
+mod write;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,7 +21,7 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Router;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -59,10 +62,30 @@ pub(crate) async fn serve(
         .route("/api/whoami", get(whoami))
         .route("/api/queues", get(all_queues))
         .route("/api/queues/{vhost}", get(vhost_queues))
-        .route("/api/queues/{vhost}/{name}", get(one_queue))
+        .route(
+            "/api/queues/{vhost}/{name}",
+            get(one_queue)
+                .put(write::put_queue)
+                .delete(write::delete_queue),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/contents",
+            delete(write::purge_queue),
+        )
         .route("/api/exchanges", get(all_exchanges))
         .route("/api/exchanges/{vhost}", get(vhost_exchanges))
-        .route("/api/exchanges/{vhost}/{name}", get(one_exchange))
+        .route(
+            "/api/exchanges/{vhost}/{name}",
+            get(one_exchange)
+                .put(write::put_exchange)
+                .delete(write::delete_exchange),
+        )
+        .route("/api/bindings", get(write::all_bindings))
+        .route("/api/bindings/{vhost}", get(write::vhost_bindings))
+        .route(
+            "/api/bindings/{vhost}/e/{exchange}/q/{queue}",
+            post(write::bind_queue),
+        )
         .route("/api/connections", get(connections))
         .route("/api/vhosts", get(vhosts))
         .route("/api/users", get(users))

@@ -25,10 +25,39 @@ pub(crate) async fn get(addr: SocketAddr, target: &str) -> std::io::Result<Respo
 
 /// `GET target` with `headers` (each line ending in CRLF).
 async fn request(addr: SocketAddr, target: &str, headers: &str) -> std::io::Result<Response> {
+    send(addr, "GET", target, headers, "").await
+}
+
+/// `method target` as `user` / `password` with a JSON `body` (may be empty).
+pub(crate) async fn send_as(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    (user, password): (&str, &str),
+    body: &str,
+) -> std::io::Result<Response> {
+    use base64::Engine;
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let headers = format!(
+        "Authorization: Basic {credentials}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    send(addr, method, target, &headers, body).await
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<Response> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
-        let request =
-            format!("GET {target} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n{headers}\r\n");
+        let request = format!(
+            "{method} {target} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n{headers}\r\n{body}"
+        );
         stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;

@@ -1,0 +1,340 @@
+//! The management API's writes, as `rabbitmqadmin` and other tools send them: declare and
+//! delete queues and exchanges, purge a queue, bind a queue, and list bindings.
+//!
+//! Until permissions exist, writes need the `administrator` tag.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use super::{error, list_response, Caller, Management};
+use crate::core::definitions::{table_from_json, table_to_json};
+use crate::core::exchange::Destination;
+use crate::core::{ConnectionId, CoreError, ExchangeDeclare, QueueDeclare, Vhost};
+
+/// The connection id the API acts as: owns nothing, so exclusive queues are out of reach.
+const API: ConnectionId = ConnectionId(0);
+
+/// 401 unless the caller is an administrator.
+fn administrator(request: &Request) -> Result<(), Response> {
+    let allowed = request
+        .extensions()
+        .get::<Caller>()
+        .is_some_and(|caller| caller.tags.iter().any(|tag| tag == "administrator"));
+    if allowed {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "not_authorised",
+            "Not administrator user",
+        ))
+    }
+}
+
+/// The vhost named in the path, or 404.
+fn vhost(management: &Management, name: &str) -> Result<Arc<Vhost>, Response> {
+    management
+        .core
+        .vhost(name)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"))
+}
+
+/// A core refusal as RabbitMQ's API answers it.
+fn refused(core: CoreError) -> Response {
+    let reason = core.to_string();
+    match core {
+        CoreError::NotFound(_) => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
+        CoreError::AccessRefused(_) => error(StatusCode::FORBIDDEN, "access_refused", &reason),
+        CoreError::ResourceLocked(_) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "resource_locked", &reason)
+        }
+        _ => error(StatusCode::BAD_REQUEST, "bad_request", &reason),
+    }
+}
+
+/// The JSON object of a request body (an empty body is an empty object).
+fn body_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
+    if body.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body must be a JSON object",
+        )),
+        Err(parse) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("not JSON: {parse}"),
+        )),
+    }
+}
+
+fn flag(object: &Map<String, Value>, key: &str, default: bool) -> bool {
+    object.get(key).and_then(Value::as_bool).unwrap_or(default)
+}
+
+fn arguments(object: &Map<String, Value>) -> crate::core::Table {
+    match object.get("arguments") {
+        Some(Value::Object(arguments)) => table_from_json(arguments),
+        _ => crate::core::Table::default(),
+    }
+}
+
+/// 201 for something created, 204 for something that was already there.
+fn created_or_existing(created: bool) -> Response {
+    if created {
+        StatusCode::CREATED.into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// `PUT /api/queues/{vhost}/{name}` with `durable`, `auto_delete`, `arguments`.
+pub(super) async fn put_queue(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, name)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if let Err(response) = administrator(&request) {
+        return response;
+    }
+    let body = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
+        Ok(body) => body,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "bad_request", "body too large"),
+    };
+    let (vhost, object) = match (vhost(&management, &vhost_name), body_object(&body)) {
+        (Ok(vhost), Ok(object)) => (vhost, object),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    let existed = vhost.queues().iter().any(|queue| queue.name == name);
+    let declare = QueueDeclare {
+        name,
+        passive: false,
+        durable: flag(&object, "durable", true),
+        exclusive: false,
+        auto_delete: flag(&object, "auto_delete", false),
+        arguments: arguments(&object),
+    };
+    match vhost.declare_queue(declare, API) {
+        Ok(_) => created_or_existing(!existed),
+        Err(core) => refused(core),
+    }
+}
+
+/// `DELETE /api/queues/{vhost}/{name}` (`if-unused`, `if-empty`).
+pub(super) async fn delete_queue(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    if let Err(response) = administrator(&request) {
+        return response;
+    }
+    let vhost = match vhost(&management, &vhost_name) {
+        Ok(vhost) => vhost,
+        Err(response) => return response,
+    };
+    if !vhost.queues().iter().any(|queue| queue.name == name) {
+        return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found");
+    }
+    let if_unused = query.get("if-unused").is_some_and(|v| v == "true");
+    let if_empty = query.get("if-empty").is_some_and(|v| v == "true");
+    match vhost.delete_queue(&name, if_unused, if_empty, API) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(core) => refused(core),
+    }
+}
+
+/// `DELETE /api/queues/{vhost}/{name}/contents`: purge.
+pub(super) async fn purge_queue(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, name)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if let Err(response) = administrator(&request) {
+        return response;
+    }
+    let vhost = match vhost(&management, &vhost_name) {
+        Ok(vhost) => vhost,
+        Err(response) => return response,
+    };
+    match vhost.purge_queue(&name, API) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(core) => refused(core),
+    }
+}
+
+/// `PUT /api/exchanges/{vhost}/{name}` with `type`, `durable`, `auto_delete`, `internal`,
+/// `arguments`.
+pub(super) async fn put_exchange(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, name)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if let Err(response) = administrator(&request) {
+        return response;
+    }
+    let body = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
+        Ok(body) => body,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "bad_request", "body too large"),
+    };
+    let (vhost, object) = match (vhost(&management, &vhost_name), body_object(&body)) {
+        (Ok(vhost), Ok(object)) => (vhost, object),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    let Some(kind) = object.get("type").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the exchange type is missing",
+        );
+    };
+    let existed = vhost.exchange(&name).is_ok();
+    let declare = ExchangeDeclare {
+        name,
+        kind: kind.to_string(),
+        passive: false,
+        durable: flag(&object, "durable", true),
+        auto_delete: flag(&object, "auto_delete", false),
+        internal: flag(&object, "internal", false),
+        arguments: arguments(&object),
+    };
+    match vhost.declare_exchange(declare) {
+        Ok(_) => created_or_existing(!existed),
+        Err(core) => refused(core),
+    }
+}
+
+/// `DELETE /api/exchanges/{vhost}/{name}` (`if-unused`).
+pub(super) async fn delete_exchange(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    if let Err(response) = administrator(&request) {
+        return response;
+    }
+    let vhost = match vhost(&management, &vhost_name) {
+        Ok(vhost) => vhost,
+        Err(response) => return response,
+    };
+    if vhost.exchange(&name).is_err() {
+        return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found");
+    }
+    let if_unused = query.get("if-unused").is_some_and(|v| v == "true");
+    match vhost.delete_exchange(&name, if_unused) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(core) => refused(core),
+    }
+}
+
+/// `POST /api/bindings/{vhost}/e/{exchange}/q/{queue}` with `routing_key`, `arguments`;
+/// 201 with the binding's `Location`.
+pub(super) async fn bind_queue(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, exchange, queue)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    if let Err(response) = administrator(&request) {
+        return response;
+    }
+    let body = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
+        Ok(body) => body,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "bad_request", "body too large"),
+    };
+    let (vhost, object) = match (vhost(&management, &vhost_name), body_object(&body)) {
+        (Ok(vhost), Ok(object)) => (vhost, object),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    let routing_key = object
+        .get("routing_key")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    match vhost.bind_queue(&queue, &exchange, &routing_key, arguments(&object), API) {
+        Ok(()) => {
+            let location = format!(
+                "/api/bindings/{}/e/{exchange}/q/{queue}/{}",
+                encode(&vhost_name),
+                encode(&routing_key)
+            );
+            (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
+        }
+        Err(core) => refused(core),
+    }
+}
+
+/// Percent-encodes a path segment.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Every binding of the vhosts given, as RabbitMQ's `/api/bindings` lists them.
+fn bindings_of(vhosts: Vec<Arc<Vhost>>) -> Vec<Value> {
+    let mut listed = Vec::new();
+    for vhost in vhosts {
+        let mut exchanges = vhost.exchanges();
+        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        for exchange in exchanges {
+            for binding in exchange.bindings() {
+                let (destination, destination_type) = match &binding.destination {
+                    Destination::Queue(queue) => (queue.name.clone(), "queue"),
+                    Destination::Exchange(target) => (target.name.clone(), "exchange"),
+                };
+                listed.push(json!({
+                    "source": exchange.name,
+                    "vhost": vhost.name,
+                    "destination": destination,
+                    "destination_type": destination_type,
+                    "routing_key": binding.routing_key,
+                    "arguments": table_to_json(&binding.arguments),
+                    "properties_key": if binding.routing_key.is_empty() {
+                        "~".to_string()
+                    } else {
+                        binding.routing_key.clone()
+                    },
+                }));
+            }
+        }
+    }
+    listed
+}
+
+/// `GET /api/bindings`.
+pub(super) async fn all_bindings(
+    State(management): State<Arc<Management>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    list_response(bindings_of(management.core.vhosts()), &query)
+}
+
+/// `GET /api/bindings/{vhost}`.
+pub(super) async fn vhost_bindings(
+    State(management): State<Arc<Management>>,
+    Path(vhost_name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match vhost(&management, &vhost_name) {
+        Ok(vhost) => list_response(bindings_of(vec![vhost]), &query),
+        Err(response) => response,
+    }
+}
