@@ -342,6 +342,51 @@ async fn queues_exchanges_and_bindings_are_declared_and_deleted_over_http() {
     common::publish(&channel, &exchange, "sensor.kitchen", b"21.5").await;
     let (_, shown) = json_as_guest(api, &queue_path).await;
     assert_eq!(shown["messages_ready"], 1);
+    // Publish and get over HTTP, as the management UI and rabbitmqadmin do.
+    let published = send(
+        "POST",
+        format!("/api/exchanges/%2F/{exchange}/publish"),
+        r#"{"routing_key":"sensor.hall","payload":"19.0","payload_encoding":"string","properties":{"content_type":"text/plain","headers":{"unit":"C"}}}"#,
+    )
+    .await;
+    assert_eq!(published.status, 200, "{}", published.body);
+    let routed: Value = serde_json::from_str(&published.body).unwrap();
+    assert_eq!(routed["routed"], true);
+    let unroutable = send(
+        "POST",
+        format!("/api/exchanges/%2F/{exchange}/publish"),
+        r#"{"routing_key":"other","payload":"x","payload_encoding":"string","properties":{}}"#,
+    )
+    .await;
+    let routed: Value = serde_json::from_str(&unroutable.body).unwrap();
+    assert_eq!(routed["routed"], false);
+    let peeked = send(
+        "POST",
+        format!("{queue_path}/get"),
+        r#"{"count":5,"ackmode":"ack_requeue_true","encoding":"auto"}"#,
+    )
+    .await;
+    assert_eq!(peeked.status, 200, "{}", peeked.body);
+    let peeked: Value = serde_json::from_str(&peeked.body).unwrap();
+    let peeked = peeked.as_array().unwrap();
+    assert_eq!(peeked.len(), 2, "{peeked:?}");
+    assert_eq!(peeked[0]["payload"], "21.5");
+    assert_eq!(peeked[1]["payload"], "19.0");
+    assert_eq!(peeked[1]["routing_key"], "sensor.hall");
+    assert_eq!(peeked[1]["properties"]["content_type"], "text/plain");
+    assert_eq!(peeked[1]["properties"]["headers"]["unit"], "C");
+    let (_, shown) = json_as_guest(api, &queue_path).await;
+    assert_eq!(shown["messages_ready"], 2, "requeued by ack_requeue_true");
+    let taken = send(
+        "POST",
+        format!("{queue_path}/get"),
+        r#"{"count":1,"ackmode":"ack_requeue_false","encoding":"base64"}"#,
+    )
+    .await;
+    let taken: Value = serde_json::from_str(&taken.body).unwrap();
+    assert_eq!(taken[0]["payload_encoding"], "base64");
+    assert_eq!(taken[0]["payload"], "MjEuNQ==");
+    assert_eq!(taken[0]["message_count"], 1);
     let purged = send("DELETE", format!("{queue_path}/contents"), "").await;
     assert_eq!(purged.status, 204, "{}", purged.body);
     let (_, shown) = json_as_guest(api, &queue_path).await;

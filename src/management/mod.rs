@@ -5,12 +5,13 @@
 //! `/api/queues[/vhost[/name]]`, `/api/exchanges[/vhost[/name]]`, `/api/bindings[/vhost]`,
 //! `/api/connections`, `/api/vhosts`, `/api/users` and `/api/health/checks/alarms`, and the
 //! writes of [`write`] (declare, delete and purge queues, declare and delete exchanges, bind
-//! queues); lists take RabbitMQ's `page`,
+//! queues) and [`messages`] (publish to an exchange, get from a queue); lists take RabbitMQ's `page`,
 //! `page_size`, `name`, `use_regex`, `sort`, `sort_reverse` and `columns` ([`listing`]).
 //! Every request needs a user with a management tag (`administrator`, `monitoring`,
 //! `management`, `policymaker`).
 
 mod listing;
+mod messages;
 mod write;
 
 use std::collections::HashMap;
@@ -71,6 +72,11 @@ pub(crate) async fn serve(
         .route(
             "/api/queues/{vhost}/{name}/contents",
             delete(write::purge_queue),
+        )
+        .route("/api/queues/{vhost}/{name}/get", post(messages::get))
+        .route(
+            "/api/exchanges/{vhost}/{name}/publish",
+            post(messages::publish),
         )
         .route("/api/exchanges", get(all_exchanges))
         .route("/api/exchanges/{vhost}", get(vhost_exchanges))
