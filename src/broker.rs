@@ -294,6 +294,10 @@ impl Broker {
                     stats: stats.clone(),
                     identity,
                     listeners,
+                    data_dir: config.data_dir.clone(),
+                    disk_free_limit: config.disk_free_limit,
+                    max_connections: config.max_connections,
+                    started: std::time::Instant::now(),
                 });
                 tracing::info!(%address, "management API listener started (/api/...)");
                 tasks.spawn(crate::management::serve(socket, api, shutdown.clone()));

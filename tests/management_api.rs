@@ -403,3 +403,44 @@ async fn queues_exchanges_and_bindings_are_declared_and_deleted_over_http() {
     connection.close(200, "bye").await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn health_checks_nodes_and_aliveness() {
+    let (broker, api) = broker().await;
+    let amqp_port = broker.amqp_addr().port();
+    for path in [
+        "/api/health/checks/alarms".to_string(),
+        "/api/health/checks/local-alarms".to_string(),
+        "/api/health/checks/virtual-hosts".to_string(),
+        format!("/api/health/checks/port-listener/{amqp_port}"),
+        "/api/health/checks/protocol-listener/amqp".to_string(),
+        "/api/health/checks/protocol-listener/mqtt".to_string(),
+        "/api/aliveness-test/%2F".to_string(),
+    ] {
+        let (status, body) = json_as_guest(api, &path).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("ok")),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = json_as_guest(api, "/api/health/checks/port-listener/1").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "failed");
+    assert_eq!(body["missing"], 1);
+    let (status, _) = json_as_guest(api, "/api/health/checks/protocol-listener/stomp").await;
+    assert_eq!(status, 503);
+    let (status, _) = json_as_guest(api, "/api/aliveness-test/no-such-vhost").await;
+    assert_eq!(status, 404);
+    let (_, nodes) = json_as_guest(api, "/api/nodes").await;
+    let node = &nodes[0];
+    assert_eq!(node["running"], true);
+    assert!(node["mem_limit"].as_u64().unwrap() > 0);
+    assert!(node["fd_total"].as_u64().unwrap() > 0);
+    assert_eq!(node["mem_alarm"], false);
+    let name = node["name"].as_str().unwrap().to_string();
+    let (status, one) = json_as_guest(api, &format!("/api/nodes/{name}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["name"], name.as_str());
+    broker.shutdown().await;
+}

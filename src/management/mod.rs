@@ -3,13 +3,15 @@
 //!
 //! So far it serves what monitoring tools read first: `/api/overview`, `/api/whoami`,
 //! `/api/queues[/vhost[/name]]`, `/api/exchanges[/vhost[/name]]`, `/api/bindings[/vhost]`,
-//! `/api/connections`, `/api/vhosts`, `/api/users` and `/api/health/checks/alarms`, and the
+//! `/api/connections`, `/api/vhosts`, `/api/users`, `/api/nodes[/name]`, the health checks and
+//! `/api/aliveness-test/{vhost}` ([`health`]), and the
 //! writes of [`write`] (declare, delete and purge queues, declare and delete exchanges, bind
 //! queues) and [`messages`] (publish to an exchange, get from a queue); lists take RabbitMQ's `page`,
 //! `page_size`, `name`, `use_regex`, `sort`, `sort_reverse` and `columns` ([`listing`]).
 //! Every request needs a user with a management tag (`administrator`, `monitoring`,
 //! `management`, `policymaker`).
 
+mod health;
 mod listing;
 mod messages;
 mod write;
@@ -43,6 +45,14 @@ pub(crate) struct Management {
     pub(crate) identity: NodeIdentity,
     /// Every listener: protocol name as RabbitMQ's overview writes it, and address.
     pub(crate) listeners: Vec<(&'static str, SocketAddr)>,
+    /// The data directory (free disk space).
+    pub(crate) data_dir: std::path::PathBuf,
+    /// The free disk space limit, in bytes.
+    pub(crate) disk_free_limit: u64,
+    /// Connections allowed at most.
+    pub(crate) max_connections: usize,
+    /// When the broker started.
+    pub(crate) started: std::time::Instant,
 }
 
 /// The authenticated user of a request.
@@ -95,7 +105,23 @@ pub(crate) async fn serve(
         .route("/api/connections", get(connections))
         .route("/api/vhosts", get(vhosts))
         .route("/api/users", get(users))
-        .route("/api/health/checks/alarms", get(alarms))
+        .route("/api/health/checks/alarms", get(health::alarms))
+        .route("/api/health/checks/local-alarms", get(health::alarms))
+        .route(
+            "/api/health/checks/port-listener/{port}",
+            get(health::port_listener),
+        )
+        .route(
+            "/api/health/checks/protocol-listener/{protocol}",
+            get(health::protocol_listener),
+        )
+        .route(
+            "/api/health/checks/virtual-hosts",
+            get(health::virtual_hosts),
+        )
+        .route("/api/aliveness-test/{vhost}", get(health::aliveness))
+        .route("/api/nodes", get(health::nodes))
+        .route("/api/nodes/{name}", get(health::node))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             management.clone(),
@@ -519,21 +545,5 @@ async fn one_queue(
             &queue_json(&vhost.name, &management.identity.node, &queue),
         ),
         None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
-    }
-}
-
-/// RabbitMQ's `/api/health/checks/alarms`: 200 `{"status":"ok"}` or 503 with the alarms.
-async fn alarms(State(management): State<Arc<Management>>) -> Response {
-    if management.core.memory().over_limit() {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({
-                "status": "failed",
-                "reason": "resource alarm(s) in effect in the cluster",
-                "alarms": [{ "node": management.identity.node, "resource": "memory" }],
-            }),
-        )
-    } else {
-        json_response(StatusCode::OK, &json!({ "status": "ok" }))
     }
 }

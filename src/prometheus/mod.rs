@@ -25,7 +25,7 @@ use crate::core::Core;
 use crate::stats::{MessageTotals, Protocol, Registry, MESSAGE_SIZE_BUCKETS};
 use crate::store::{Store, FSYNC_BUCKETS};
 use families as f;
-pub(crate) use node::NodeIdentity;
+pub(crate) use node::{disk_free, process, NodeIdentity};
 use render::{HistogramSeries, Output, View};
 
 /// What a scrape reads.
