@@ -169,6 +169,16 @@ async fn queues_and_overview_show_ready_and_unacknowledged_messages() {
         .iter()
         .any(|l| l["protocol"] == "http" && l["port"] == api.port()));
 
+    let (_, channels) = json_as_guest(api, "/api/channels").await;
+    let channel_shown = &channels[0];
+    assert_eq!(channel_shown["number"], 1);
+    assert_eq!(channel_shown["user"], "guest");
+    assert_eq!(channel_shown["consumer_count"], 1);
+    assert_eq!(channel_shown["prefetch_count"], 2);
+    assert_eq!(channel_shown["messages_unacknowledged"], 2);
+    assert_eq!(channel_shown["message_stats"]["publish"], 5);
+    assert_eq!(channel_shown["message_stats"]["deliver"], 2);
+
     let (status, alarms) = json_as_guest(api, "/api/health/checks/alarms").await;
     assert_eq!(status, 200);
     assert_eq!(alarms["status"], "ok");

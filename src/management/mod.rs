@@ -3,10 +3,10 @@
 //!
 //! So far it serves what monitoring tools read first: `/api/overview`, `/api/whoami`,
 //! `/api/queues[/vhost[/name]]`, `/api/exchanges[/vhost[/name]]`, `/api/bindings[/vhost]`,
-//! `/api/connections`, `/api/vhosts`, `/api/users`, `/api/nodes[/name]`, the health checks and
-//! `/api/aliveness-test/{vhost}` ([`health`]), and the
-//! writes of [`write`] (declare, delete and purge queues, declare and delete exchanges, bind
-//! queues) and [`messages`] (publish to an exchange, get from a queue); lists take RabbitMQ's `page`,
+//! `/api/connections`, `/api/channels`, `/api/vhosts`, `/api/users`, `/api/nodes[/name]`,
+//! the health checks and `/api/aliveness-test/{vhost}` ([`health`]); the writes of [`write`]
+//! (declare, delete and purge queues, declare and delete exchanges, bind queues); and
+//! [`messages`] (publish to an exchange, get from a queue). Lists take RabbitMQ's `page`,
 //! `page_size`, `name`, `use_regex`, `sort`, `sort_reverse` and `columns` ([`listing`]).
 //! Every request needs a user with a management tag (`administrator`, `monitoring`,
 //! `management`, `policymaker`).
@@ -103,6 +103,7 @@ pub(crate) async fn serve(
             post(write::bind_queue),
         )
         .route("/api/connections", get(connections))
+        .route("/api/channels", get(channels))
         .route("/api/vhosts", get(vhosts))
         .route("/api/users", get(users))
         .route("/api/health/checks/alarms", get(health::alarms))
@@ -454,6 +455,56 @@ async fn connections(
             })
         })
         .collect();
+    listed.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    list_response(listed, &query)
+}
+
+/// Every AMQP channel, as RabbitMQ's `/api/channels` lists them.
+async fn channels(
+    State(management): State<Arc<Management>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let node = &management.identity.node;
+    let mut listed = Vec::new();
+    for connection in management.stats.connections() {
+        let identity = connection.identity().unwrap_or_default();
+        let connection_name = connection.name();
+        for channel in connection.channels() {
+            let counts = channel.message_totals();
+            listed.push(json!({
+                "name": format!("{connection_name} ({})", channel.number),
+                "number": channel.number,
+                "node": node,
+                "state": "running",
+                "user": identity.user,
+                "vhost": identity.vhost,
+                "connection_details": {
+                    "name": connection_name,
+                    "peer_host": connection.peer.ip().to_string(),
+                    "peer_port": connection.peer.port(),
+                },
+                "consumer_count": channel.consumers.load(Relaxed),
+                "prefetch_count": channel.prefetch.load(Relaxed),
+                "messages_unacknowledged": counts.unacknowledged(),
+                "messages_unconfirmed": counts.unconfirmed(),
+                "message_stats": {
+                    "publish": counts.received(),
+                    "confirm": counts.confirmed,
+                    "return_unroutable": counts.unroutable_returned,
+                    "drop_unroutable": counts.unroutable_dropped,
+                    "deliver": counts.delivered_consume_manual_ack,
+                    "deliver_no_ack": counts.delivered_consume_auto_ack,
+                    "get": counts.delivered_get_manual_ack,
+                    "get_no_ack": counts.delivered_get_auto_ack,
+                    "get_empty": counts.get_empty,
+                    "deliver_get": counts.delivered(),
+                    "redeliver": counts.redelivered,
+                    "ack": counts.acknowledged,
+                },
+            }));
+        }
+    }
     listed.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     list_response(listed, &query)
 }

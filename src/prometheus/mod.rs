@@ -330,12 +330,8 @@ impl Exporter {
                             format!("{} ({})", connection_name, channel.number),
                         )
                     };
-                    let unacked = counts
-                        .delivered_consume_manual_ack
-                        .wrapping_add(counts.delivered_get_manual_ack)
-                        .saturating_sub(counts.acknowledged)
-                        .saturating_sub(counts.rejected);
-                    let unconfirmed = counts.received_confirm.saturating_sub(counts.confirmed);
+                    let unacked = counts.unacknowledged();
+                    let unconfirmed = counts.unconfirmed();
                     out.object(&f::CHANNEL_CONSUMERS, vhost, name, f64::from(consumers));
                     out.object(&f::CHANNEL_MESSAGES_UNACKED, vhost, name, unacked as f64);
                     out.object(

@@ -234,6 +234,19 @@ impl MessageTotals {
             .saturating_sub(self.unroutable_returned)
     }
 
+    /// Deliveries still awaiting acknowledgement (AMQP channels).
+    pub fn unacknowledged(&self) -> u64 {
+        self.delivered_consume_manual_ack
+            .wrapping_add(self.delivered_get_manual_ack)
+            .saturating_sub(self.acknowledged)
+            .saturating_sub(self.rejected)
+    }
+
+    /// Publishes still awaiting their confirm.
+    pub fn unconfirmed(&self) -> u64 {
+        self.received_confirm.saturating_sub(self.confirmed)
+    }
+
     /// Messages delivered to consumers and to basic.get.
     pub fn delivered(&self) -> u64 {
         self.delivered_consume_auto_ack
