@@ -7,13 +7,15 @@
 
 mod mqtt_support;
 
+use mqtt_support::common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -141,17 +143,8 @@ async fn global_counters_and_queue_gauges_count_exactly_what_clients_did() {
     expect(&before, "rabbitmq_queue_messages_ready", &[], 0.0);
 
     // AMQP: 1,000 confirmed publishes into a queue, consumed with manual acks.
-    let connection = within(
-        "AMQP connect",
-        Connection::connect(&broker.amqp_uri(), ConnectionProperties::default()),
-    )
-    .await
-    .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let connection = common::connect(&broker).await;
+    let channel = common::confirm_channel(&connection).await;
     let queue = unique_id("metrics-amqp");
     channel
         .queue_declare(
@@ -538,17 +531,8 @@ async fn refused_logins_count_as_failed_auth_attempts() {
 #[tokio::test]
 async fn persistent_messages_show_in_queue_and_store_families() {
     let (broker, metrics) = broker().await;
-    let connection = within(
-        "AMQP connect",
-        Connection::connect(&broker.amqp_uri(), ConnectionProperties::default()),
-    )
-    .await
-    .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let connection = common::connect(&broker).await;
+    let channel = common::confirm_channel(&connection).await;
     let queue = unique_id("metrics-durable");
     channel
         .queue_declare(

@@ -98,8 +98,9 @@ pub(super) async fn aliveness(
     State(management): State<Arc<Management>>,
     Path(vhost_name): Path<String>,
 ) -> Response {
-    let Some(vhost) = management.core.vhost(&vhost_name) else {
-        return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found");
+    let vhost = match super::vhost_or_404(&management, &vhost_name) {
+        Ok(vhost) => vhost,
+        Err(response) => return response,
     };
     let failed = |reason: String| {
         json_response(

@@ -10,31 +10,9 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::{error, json_response, Caller, Management};
+use super::{administrator_body, error, json_response, vhost_or_404, Management};
 use crate::core::definitions::{table_from_json, table_to_json};
 use crate::core::{Message, Properties, RouteTargets, Routed};
-
-/// The largest request body accepted.
-const MAX_BODY: usize = 64 << 20;
-
-/// The caller may write (administrators, until permissions exist).
-fn administrator(request: &Request) -> bool {
-    request
-        .extensions()
-        .get::<Caller>()
-        .is_some_and(|caller| caller.tags.iter().any(|tag| tag == "administrator"))
-}
-
-async fn body_object(request: Request) -> Result<Map<String, Value>, Response> {
-    let bad = |reason: &str| error(StatusCode::BAD_REQUEST, "bad_request", reason);
-    let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| bad("body too large"))?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(object)) => Ok(object),
-        _ => Err(bad("the body must be a JSON object")),
-    }
-}
 
 /// Message properties from RabbitMQ's JSON (`delivery_mode`, `headers`, `content_type`, …).
 fn properties_from_json(object: Option<&Map<String, Value>>) -> Properties {
@@ -104,23 +82,16 @@ pub(super) async fn publish(
     Path((vhost_name, exchange_name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    if !administrator(&request) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "not_authorised",
-            "Not administrator user",
-        );
-    }
-    let object = match body_object(request).await {
+    let object = match administrator_body(request).await {
         Ok(object) => object,
         Err(response) => return response,
     };
-    let not_found = || error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found");
-    let Some(vhost) = management.core.vhost(&vhost_name) else {
-        return not_found();
+    let vhost = match vhost_or_404(&management, &vhost_name) {
+        Ok(vhost) => vhost,
+        Err(response) => return response,
     };
     let Ok(exchange) = vhost.exchange(&exchange_name) else {
-        return not_found();
+        return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found");
     };
     let payload = object.get("payload").and_then(Value::as_str).unwrap_or("");
     let body = match object.get("payload_encoding").and_then(Value::as_str) {
@@ -170,14 +141,7 @@ pub(super) async fn get(
     Path((vhost_name, queue_name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    if !administrator(&request) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "not_authorised",
-            "Not administrator user",
-        );
-    }
-    let object = match body_object(request).await {
+    let object = match administrator_body(request).await {
         Ok(object) => object,
         Err(response) => return response,
     };

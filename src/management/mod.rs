@@ -155,6 +155,51 @@ fn error(status: StatusCode, error: &str, reason: &str) -> Response {
     json_response(status, &json!({ "error": error, "reason": reason }))
 }
 
+/// 401 unless the caller is an administrator (what writes need until permissions exist).
+fn administrator(request: &Request) -> Result<(), Response> {
+    let allowed = request
+        .extensions()
+        .get::<Caller>()
+        .is_some_and(|caller| caller.tags.iter().any(|tag| tag == "administrator"));
+    if allowed {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "not_authorised",
+            "Not administrator user",
+        ))
+    }
+}
+
+/// The largest request body accepted (a published message included).
+const MAX_BODY: usize = 64 << 20;
+
+/// An administrator's request body as a JSON object (an empty body is an empty object).
+async fn administrator_body(request: Request) -> Result<serde_json::Map<String, Value>, Response> {
+    administrator(&request)?;
+    let bad = |reason: &str| error(StatusCode::BAD_REQUEST, "bad_request", reason);
+    let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| bad("body too large"))?;
+    if body.is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(bad("the body must be a JSON object")),
+        Err(parse) => Err(bad(&format!("not JSON: {parse}"))),
+    }
+}
+
+/// The vhost named in a path, or 404.
+fn vhost_or_404(management: &Management, name: &str) -> Result<Arc<crate::core::Vhost>, Response> {
+    management
+        .core
+        .vhost(name)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"))
+}
+
 /// HTTP basic authentication against the broker's users; a user needs a management tag.
 async fn authenticate(
     State(management): State<Arc<Management>>,
@@ -302,12 +347,20 @@ fn queue_json(vhost: &str, node: &str, queue: &Queue) -> Value {
     })
 }
 
+/// The vhost named, or every vhost; None when the named one does not exist.
+fn selected_vhosts(
+    management: &Management,
+    vhost_name: Option<&str>,
+) -> Option<Vec<Arc<crate::core::Vhost>>> {
+    match vhost_name {
+        Some(name) => Some(vec![management.core.vhost(name)?]),
+        None => Some(management.core.vhosts()),
+    }
+}
+
 fn queues_of(management: &Management, vhost_name: Option<&str>) -> Option<Vec<Value>> {
     let node = &management.identity.node;
-    let vhosts = match vhost_name {
-        Some(name) => vec![management.core.vhost(name)?],
-        None => management.core.vhosts(),
-    };
+    let vhosts = selected_vhosts(management, vhost_name)?;
     let mut queues = Vec::new();
     for vhost in vhosts {
         let mut listed: Vec<Arc<Queue>> = vhost.queues();
@@ -362,10 +415,7 @@ fn exchange_json(vhost: &str, exchange: &crate::core::Exchange) -> Value {
 }
 
 fn exchanges_of(management: &Management, vhost_name: Option<&str>) -> Option<Vec<Value>> {
-    let vhosts = match vhost_name {
-        Some(name) => vec![management.core.vhost(name)?],
-        None => management.core.vhosts(),
-    };
+    let vhosts = selected_vhosts(management, vhost_name)?;
     let mut exchanges = Vec::new();
     for vhost in vhosts {
         let mut listed = vhost.exchanges();
@@ -545,16 +595,8 @@ async fn users(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    let administrator = request
-        .extensions()
-        .get::<Caller>()
-        .is_some_and(|caller| caller.tags.iter().any(|tag| tag == "administrator"));
-    if !administrator {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "not_authorised",
-            "Not administrator user",
-        );
+    if let Err(refused) = administrator(&request) {
+        return refused;
     }
     let listed: Vec<Value> = management
         .core

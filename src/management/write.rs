@@ -6,13 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::{error, list_response, Caller, Management};
+use super::{administrator, administrator_body, error, list_response, vhost_or_404, Management};
 use crate::core::definitions::{table_from_json, table_to_json};
 use crate::core::exchange::Destination;
 use crate::core::{ConnectionId, CoreError, ExchangeDeclare, QueueDeclare, Vhost};
@@ -20,29 +19,14 @@ use crate::core::{ConnectionId, CoreError, ExchangeDeclare, QueueDeclare, Vhost}
 /// The connection id the API acts as: owns nothing, so exclusive queues are out of reach.
 const API: ConnectionId = ConnectionId(0);
 
-/// 401 unless the caller is an administrator.
-fn administrator(request: &Request) -> Result<(), Response> {
-    let allowed = request
-        .extensions()
-        .get::<Caller>()
-        .is_some_and(|caller| caller.tags.iter().any(|tag| tag == "administrator"));
-    if allowed {
-        Ok(())
-    } else {
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "not_authorised",
-            "Not administrator user",
-        ))
-    }
-}
-
-/// The vhost named in the path, or 404.
-fn vhost(management: &Management, name: &str) -> Result<Arc<Vhost>, Response> {
-    management
-        .core
-        .vhost(name)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"))
+/// An administrator's JSON body and the vhost named in the path.
+async fn read(
+    management: &Management,
+    vhost_name: &str,
+    request: Request,
+) -> Result<(Map<String, Value>, Arc<Vhost>), Response> {
+    let object = administrator_body(request).await?;
+    Ok((object, vhost_or_404(management, vhost_name)?))
 }
 
 /// A core refusal as RabbitMQ's API answers it.
@@ -55,26 +39,6 @@ fn refused(core: CoreError) -> Response {
             error(StatusCode::METHOD_NOT_ALLOWED, "resource_locked", &reason)
         }
         _ => error(StatusCode::BAD_REQUEST, "bad_request", &reason),
-    }
-}
-
-/// The JSON object of a request body (an empty body is an empty object).
-fn body_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
-    if body.is_empty() {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the body must be a JSON object",
-        )),
-        Err(parse) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!("not JSON: {parse}"),
-        )),
     }
 }
 
@@ -104,16 +68,9 @@ pub(super) async fn put_queue(
     Path((vhost_name, name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    if let Err(response) = administrator(&request) {
-        return response;
-    }
-    let body = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
-        Ok(body) => body,
-        Err(_) => return error(StatusCode::BAD_REQUEST, "bad_request", "body too large"),
-    };
-    let (vhost, object) = match (vhost(&management, &vhost_name), body_object(&body)) {
-        (Ok(vhost), Ok(object)) => (vhost, object),
-        (Err(response), _) | (_, Err(response)) => return response,
+    let (object, vhost) = match read(&management, &vhost_name, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
     };
     let existed = vhost.queues().iter().any(|queue| queue.name == name);
     let declare = QueueDeclare {
@@ -137,10 +94,8 @@ pub(super) async fn delete_queue(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    if let Err(response) = administrator(&request) {
-        return response;
-    }
-    let vhost = match vhost(&management, &vhost_name) {
+    let vhost = match administrator(&request).and_then(|()| vhost_or_404(&management, &vhost_name))
+    {
         Ok(vhost) => vhost,
         Err(response) => return response,
     };
@@ -161,10 +116,8 @@ pub(super) async fn purge_queue(
     Path((vhost_name, name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    if let Err(response) = administrator(&request) {
-        return response;
-    }
-    let vhost = match vhost(&management, &vhost_name) {
+    let vhost = match administrator(&request).and_then(|()| vhost_or_404(&management, &vhost_name))
+    {
         Ok(vhost) => vhost,
         Err(response) => return response,
     };
@@ -181,16 +134,9 @@ pub(super) async fn put_exchange(
     Path((vhost_name, name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    if let Err(response) = administrator(&request) {
-        return response;
-    }
-    let body = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
-        Ok(body) => body,
-        Err(_) => return error(StatusCode::BAD_REQUEST, "bad_request", "body too large"),
-    };
-    let (vhost, object) = match (vhost(&management, &vhost_name), body_object(&body)) {
-        (Ok(vhost), Ok(object)) => (vhost, object),
-        (Err(response), _) | (_, Err(response)) => return response,
+    let (object, vhost) = match read(&management, &vhost_name, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
     };
     let Some(kind) = object.get("type").and_then(Value::as_str) else {
         return error(
@@ -222,10 +168,8 @@ pub(super) async fn delete_exchange(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    if let Err(response) = administrator(&request) {
-        return response;
-    }
-    let vhost = match vhost(&management, &vhost_name) {
+    let vhost = match administrator(&request).and_then(|()| vhost_or_404(&management, &vhost_name))
+    {
         Ok(vhost) => vhost,
         Err(response) => return response,
     };
@@ -246,16 +190,9 @@ pub(super) async fn bind_queue(
     Path((vhost_name, exchange, queue)): Path<(String, String, String)>,
     request: Request,
 ) -> Response {
-    if let Err(response) = administrator(&request) {
-        return response;
-    }
-    let body = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
-        Ok(body) => body,
-        Err(_) => return error(StatusCode::BAD_REQUEST, "bad_request", "body too large"),
-    };
-    let (vhost, object) = match (vhost(&management, &vhost_name), body_object(&body)) {
-        (Ok(vhost), Ok(object)) => (vhost, object),
-        (Err(response), _) | (_, Err(response)) => return response,
+    let (object, vhost) = match read(&management, &vhost_name, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
     };
     let routing_key = object
         .get("routing_key")
@@ -333,7 +270,7 @@ pub(super) async fn vhost_bindings(
     Path(vhost_name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    match vhost(&management, &vhost_name) {
+    match vhost_or_404(&management, &vhost_name) {
         Ok(vhost) => list_response(bindings_of(vec![vhost]), &query),
         Err(response) => response,
     }

@@ -170,9 +170,9 @@ impl Exporter {
         self.collect_identity(out);
         let totals = self.collect_connections(out);
         self.collect_globals(out, &totals);
-        self.collect_queues(out);
+        let paged_bytes = self.collect_queues(out);
         self.collect_node(out, &totals);
-        self.collect_warren(out, &totals);
+        self.collect_warren(out, &totals, paged_bytes);
     }
 
     fn collect_identity(&self, out: &mut Output) {
@@ -495,7 +495,8 @@ impl Exporter {
         out.histogram(&f::MESSAGE_SIZE, size_series);
     }
 
-    fn collect_queues(&self, out: &mut Output) {
+    /// Queue, exchange and vhost families; returns the bytes paged out over all queues.
+    fn collect_queues(&self, out: &mut Output) -> u64 {
         let detailed_groups = match out.view() {
             View::Detailed { groups, .. } => groups.clone(),
             _ => Vec::new(),
@@ -528,6 +529,7 @@ impl Exporter {
             out.declare(family);
         }
         let mut queue_count = 0u64;
+        let mut paged_bytes = 0u64;
         let mut consumer_count = 0u64;
         for vhost in self.core.vhosts() {
             let name = vhost.name.as_str();
@@ -552,6 +554,7 @@ impl Exporter {
             }
             for queue in vhost.queues() {
                 let metrics = queue.metrics();
+                paged_bytes += metrics.paged_bytes;
                 let counts = metrics.counts;
                 queue_count += 1;
                 consumer_count += u64::from(counts.consumers);
@@ -600,6 +603,7 @@ impl Exporter {
         }
         out.sample(&f::QUEUES, Vec::new(), queue_count as f64);
         out.sample(&f::CONSUMERS, Vec::new(), consumer_count as f64);
+        paged_bytes
     }
 
     fn collect_node(&self, out: &mut Output, totals: &Totals) {
@@ -642,7 +646,7 @@ impl Exporter {
         out.sample(&f::IO_SYNC_TIME, Vec::new(), store.fsync_seconds);
     }
 
-    fn collect_warren(&self, out: &mut Output, totals: &Totals) {
+    fn collect_warren(&self, out: &mut Output, totals: &Totals, paged_bytes: u64) {
         for (index, protocol) in Protocol::ALL.iter().enumerate() {
             for (transport_index, transport) in TRANSPORTS.iter().enumerate() {
                 out.sample(
@@ -756,13 +760,7 @@ impl Exporter {
         );
         out.sample(&f::W_STORE_BYTES, Vec::new(), store.disk_bytes as f64);
         out.sample(&f::W_STORE_SEGMENTS, Vec::new(), store.segments as f64);
-        let mut paged = 0u64;
-        for vhost in self.core.vhosts() {
-            for queue in vhost.queues() {
-                paged += queue.metrics().paged_bytes;
-            }
-        }
-        out.sample(&f::W_PAGED_BYTES, Vec::new(), paged as f64);
+        out.sample(&f::W_PAGED_BYTES, Vec::new(), paged_bytes as f64);
         let memory = self.core.memory();
         out.sample(&f::W_MESSAGE_MEMORY, Vec::new(), memory.used() as f64);
         out.sample(

@@ -267,10 +267,6 @@ pub struct ChannelStats {
     pub consumers: AtomicU32,
     /// The prefetch count set by basic.qos.
     pub prefetch: AtomicU32,
-    /// Deliveries awaiting acknowledgement.
-    pub unacked: AtomicU32,
-    /// Publishes awaiting their confirm.
-    pub unconfirmed: AtomicU32,
     /// Whether the channel has published.
     pub publisher: AtomicBool,
 }
