@@ -43,6 +43,29 @@ pub enum StartError {
     /// A TLS listener was asked for without TLS material, or the material is unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The definitions file of `load_definitions` could not be read or imported.
+    #[error("load_definitions {path}: {reason}")]
+    Definitions {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Imports the definitions file of `load_definitions` (at every start, as RabbitMQ does).
+fn load_definitions(core: &Core, path: &std::path::Path) -> Result<(), StartError> {
+    let failed = |reason: String| StartError::Definitions {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read(path).map_err(|error| failed(error.to_string()))?;
+    let definitions: crate::core::definitions::FullDefinitions =
+        serde_json::from_slice(&text).map_err(|error| failed(error.to_string()))?;
+    core.import_definitions(&definitions, None)
+        .map_err(|problems| failed(problems.join("; ")))?;
+    tracing::info!(path = %path.display(), "definitions loaded");
+    Ok(())
 }
 
 /// Which protocol a listener speaks.
@@ -149,12 +172,16 @@ impl Broker {
         })?;
         let (store, recovered) =
             crate::store::Store::open(&config.data_dir).map_err(StartError::Store)?;
-        let core = Core::with_users(
+        let core = Core::open(
             config.memory_high_watermark,
             Some(store.clone()),
-            crate::auth::Users::new(&config.users),
+            crate::auth::Users::open(&config.users, Some(store.clone())),
+            &config.users.default_vhost,
         );
         core.restore(&store, recovered);
+        if let Some(path) = &config.load_definitions {
+            load_definitions(&core, path)?;
+        }
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let limits = Limits::new(config.max_connections, config.handshake_timeout);

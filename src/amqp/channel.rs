@@ -11,6 +11,7 @@ use warren_amqp::method::{self as m, Method};
 use super::connection::{Connection, ConnectionException};
 use super::publish::PendingPublish;
 use super::translate::{reply_code, table_from_amqp};
+use crate::auth::{Access, Resource};
 use crate::core::{ConsumerId, CoreError, ExchangeDeclare, Message, Queue, QueueDeclare};
 
 /// A consumer as its connection knows it.
@@ -38,6 +39,15 @@ impl From<CoreError> for Failure {
         Failure::Channel(ChannelException {
             code: reply_code(&error),
             text: error.to_string(),
+        })
+    }
+}
+
+impl From<crate::auth::AccessRefused> for Failure {
+    fn from(refused: crate::auth::AccessRefused) -> Self {
+        Failure::Channel(ChannelException {
+            code: c::ACCESS_REFUSED,
+            text: format!("ACCESS_REFUSED - {refused}"),
         })
     }
 }
@@ -192,6 +202,30 @@ impl Channel {
 }
 
 impl Connection {
+    /// RabbitMQ's checks for a binding change: write on the destination, read on the source
+    /// exchange and, for a topic exchange with topic permissions, read on the binding key.
+    fn check_binding(
+        &mut self,
+        destination_kind: Resource,
+        destination: &str,
+        source: &str,
+        routing_key: &str,
+    ) -> Result<(), Failure> {
+        self.access
+            .check(Access::Write, destination_kind, destination)?;
+        self.access
+            .check(Access::Read, Resource::Exchange, source)?;
+        if self.access.has_topic_permissions()
+            && self
+                .vhost
+                .exchange(source)
+                .is_ok_and(|e| e.kind == crate::core::ExchangeKind::Topic)
+        {
+            self.access.check_topic(Access::Read, source, routing_key)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn handle_channel_method(
         &mut self,
         channel: u16,
@@ -334,6 +368,10 @@ impl Connection {
             }
             Method::ExchangeDeclare(declare) => {
                 let nowait = declare.nowait;
+                if !declare.passive {
+                    self.access
+                        .check(Access::Configure, Resource::Exchange, &declare.exchange)?;
+                }
                 self.vhost.declare_exchange(ExchangeDeclare {
                     name: declare.exchange,
                     kind: declare.kind,
@@ -351,6 +389,8 @@ impl Connection {
                 Ok(())
             }
             Method::ExchangeDelete(delete) => {
+                self.access
+                    .check(Access::Configure, Resource::Exchange, &delete.exchange)?;
                 self.vhost
                     .delete_exchange(&delete.exchange, delete.if_unused)?;
                 self.reply(
@@ -361,6 +401,12 @@ impl Connection {
                 Ok(())
             }
             Method::ExchangeBind(bind) => {
+                self.check_binding(
+                    Resource::Exchange,
+                    &bind.destination,
+                    &bind.source,
+                    &bind.routing_key,
+                )?;
                 self.vhost.bind_exchange(
                     &bind.destination,
                     &bind.source,
@@ -375,6 +421,12 @@ impl Connection {
                 Ok(())
             }
             Method::ExchangeUnbind(unbind) => {
+                self.check_binding(
+                    Resource::Exchange,
+                    &unbind.destination,
+                    &unbind.source,
+                    &unbind.routing_key,
+                )?;
                 self.vhost.unbind_exchange(
                     &unbind.destination,
                     &unbind.source,
@@ -390,6 +442,16 @@ impl Connection {
             }
             Method::QueueDeclare(declare) => {
                 let nowait = declare.nowait;
+                if !declare.passive {
+                    // A server-named queue is checked as `amq.gen-` (its name's prefix).
+                    let name = if declare.queue.is_empty() {
+                        "amq.gen-"
+                    } else {
+                        declare.queue.as_str()
+                    };
+                    self.access
+                        .check(Access::Configure, Resource::Queue, name)?;
+                }
                 let declared = self.vhost.declare_queue(
                     QueueDeclare {
                         name: declare.queue,
@@ -413,6 +475,12 @@ impl Connection {
                 Ok(())
             }
             Method::QueueBind(bind) => {
+                self.check_binding(
+                    Resource::Queue,
+                    &bind.queue,
+                    &bind.exchange,
+                    &bind.routing_key,
+                )?;
                 self.vhost.bind_queue(
                     &bind.queue,
                     &bind.exchange,
@@ -424,6 +492,12 @@ impl Connection {
                 Ok(())
             }
             Method::QueueUnbind(unbind) => {
+                self.check_binding(
+                    Resource::Queue,
+                    &unbind.queue,
+                    &unbind.exchange,
+                    &unbind.routing_key,
+                )?;
                 self.vhost.unbind_queue(
                     &unbind.queue,
                     &unbind.exchange,
@@ -435,6 +509,8 @@ impl Connection {
                 Ok(())
             }
             Method::QueuePurge(purge) => {
+                self.access
+                    .check(Access::Read, Resource::Queue, &purge.queue)?;
                 let message_count = self.vhost.purge_queue(&purge.queue, owner)?;
                 self.reply(
                     channel,
@@ -444,6 +520,8 @@ impl Connection {
                 Ok(())
             }
             Method::QueueDelete(delete) => {
+                self.access
+                    .check(Access::Configure, Resource::Queue, &delete.queue)?;
                 let message_count = self.vhost.delete_queue(
                     &delete.queue,
                     delete.if_unused,

@@ -71,6 +71,8 @@ pub(super) struct Connection {
     pub(super) out: BytesMut,
     pub(super) core: Arc<Core>,
     pub(super) vhost: Arc<Vhost>,
+    /// The user's permissions in the vhost, checked on every operation as RabbitMQ does.
+    pub(super) access: crate::auth::AccessCheck,
     pub(super) frame_max: u32,
     channel_max: u16,
     heartbeat: u16,
@@ -128,7 +130,7 @@ pub(super) async fn serve(
     } = opened;
     // The handshake runs as a boxed future and the connection state lives on the heap, so
     // the task's size while a connection idles is only the run loop's.
-    let Some(mut negotiated) = Box::pin(open(
+    let Some(negotiated) = Box::pin(open(
         &mut link,
         peer,
         &core,
@@ -142,13 +144,7 @@ pub(super) async fn serve(
         return;
     };
     let transport = link.stream.transport();
-    let user = std::mem::take(&mut negotiated.user);
-    registration
-        .stats()
-        .set_identity(crate::stats::ConnectionIdentity {
-            user: user.clone(),
-            vhost: negotiated.vhost.name.clone(),
-        });
+    let user = negotiated.user.clone();
     let mut connection = Box::new(Connection::new(
         core,
         peer,
@@ -156,8 +152,18 @@ pub(super) async fn serve(
         registration,
         Instant::now(),
     ));
+    connection
+        .registration
+        .stats()
+        .set_identity(crate::stats::ConnectionIdentity {
+            user: user.clone(),
+            vhost: connection.vhost.name.clone(),
+            connection: connection.id.0,
+        });
     tracing::info!(%peer, user = %user, vhost = %connection.vhost.name, protocol = "AMQP 0-9-1", transport, connection = connection.id.0, "connection opened");
-    let reason = match link.run(&mut *connection, &shutdown).await {
+    let kick = connection.registration.stats().kick.clone();
+    let stop = crate::listener::ShutdownOrKick(&shutdown, &kick);
+    let reason = match link.run(&mut *connection, &stop).await {
         Ended::Finished => {
             // Boxed: teardown state (timers) must not size the idle task.
             Box::pin(linger(&mut link)).await;
@@ -171,6 +177,15 @@ pub(super) async fn serve(
         }
         Ended::Closed(Closing::Silent(reason)) => reason.to_string(),
         Ended::Lost(reason) => reason,
+        Ended::Stopped if !shutdown.is_cancelled() => {
+            let reason = kick.reason().unwrap_or_default();
+            let exception = ConnectionException::new(
+                c::CONNECTION_FORCED,
+                format!("CONNECTION_FORCED - {reason}"),
+            );
+            Box::pin(close_with(&mut link, &mut connection, exception)).await;
+            reason
+        }
         Ended::Stopped => {
             let exception = ConnectionException::new(
                 c::CONNECTION_FORCED,
@@ -237,12 +252,19 @@ impl Connection {
         registration: crate::stats::Registration,
         now: Instant,
     ) -> Connection {
+        let access = crate::auth::AccessCheck::new(
+            core.users().clone(),
+            &negotiated.user,
+            &negotiated.vhost.name,
+            "",
+        );
         Connection {
             id: core.next_connection_id(),
             peer,
             out: BytesMut::new(),
             core,
             vhost: negotiated.vhost,
+            access,
             frame_max: negotiated.frame_max,
             channel_max: negotiated.channel_max,
             heartbeat: negotiated.heartbeat,
@@ -838,6 +860,16 @@ impl<'a> Handshake<'a> {
                         )
                         .into());
                     };
+                    if core.users().grant(&self.user, &vhost.name).is_none() {
+                        return Err(ConnectionException::new(
+                            c::NOT_ALLOWED,
+                            format!(
+                                "NOT_ALLOWED - access to vhost '{}' refused for user '{}'",
+                                vhost.name, self.user
+                            ),
+                        )
+                        .into());
+                    }
                     frame::encode_method_frame(
                         0,
                         &Method::ConnectionOpenOk(ConnectionOpenOk {

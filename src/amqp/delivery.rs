@@ -19,6 +19,11 @@ impl Connection {
         channel: u16,
         consume: m::BasicConsume,
     ) -> Result<(), Failure> {
+        self.access.check(
+            crate::auth::Access::Read,
+            crate::auth::Resource::Queue,
+            &consume.queue,
+        )?;
         let state = self.channel(channel)?;
         let tag = if consume.consumer_tag.is_empty() {
             format!("amq.ctag-{:032x}", rand::random::<u128>())
@@ -71,6 +76,11 @@ impl Connection {
     }
 
     pub(super) fn basic_get(&mut self, channel: u16, get: m::BasicGet) -> Result<(), Failure> {
+        self.access.check(
+            crate::auth::Access::Read,
+            crate::auth::Resource::Queue,
+            &get.queue,
+        )?;
         let queue = self.vhost.queue(&get.queue, self.id)?;
         let Some(result) = queue.get(get.no_ack) else {
             self.channel(channel)?.stats.messages().get_empty.bump();

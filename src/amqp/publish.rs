@@ -220,6 +220,20 @@ impl Connection {
             // The message is not shared yet, so this never clones.
             Arc::make_mut(&mut message).body = body;
         }
+        if let Err(refused) = self.check_publish(&message.exchange, &message.routing_key) {
+            self.fail_channel(
+                channel,
+                ChannelException {
+                    code: c::ACCESS_REFUSED,
+                    text: format!("ACCESS_REFUSED - {refused}"),
+                },
+                pending.class_method,
+            );
+            return Ok(());
+        }
+        let Some(state) = self.channels.get_mut(&channel) else {
+            return Ok(());
+        };
         if let Some(transaction) = state.transaction.as_mut() {
             transaction.publishes.push((message, pending.mandatory));
             return Ok(());
@@ -232,6 +246,30 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+
+    /// Checks that the user may publish to `exchange` (write permission) and, on a topic
+    /// exchange with topic permissions, with `routing_key`. Cached per connection: a repeat
+    /// publish to the same exchange costs a generation load and a short comparison.
+    fn check_publish(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), crate::auth::AccessRefused> {
+        use crate::auth::{Access, Resource};
+        self.access
+            .check(Access::Write, Resource::Exchange, exchange)?;
+        if self.access.has_topic_permissions() {
+            let topic = self
+                .vhost
+                .exchange(exchange)
+                .is_ok_and(|e| e.kind == crate::core::ExchangeKind::Topic);
+            if topic {
+                self.access
+                    .check_topic(Access::Write, exchange, routing_key)?;
+            }
+        }
+        Ok(())
     }
 
     /// Routes a complete message, returns it if unroutable and mandatory, and records the

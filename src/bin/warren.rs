@@ -329,8 +329,20 @@ fn build_config(args: &Args, file: &FileSettings) -> anyhow::Result<Config> {
                 .default_pass
                 .clone()
                 .unwrap_or(defaults.users.default_pass.clone()),
+            default_vhost: file
+                .default_vhost
+                .clone()
+                .unwrap_or(defaults.users.default_vhost.clone()),
             loopback_only: file.loopback_users(&defaults.users.loopback_only),
         },
+        mqtt_vhost: file
+            .mqtt_vhost
+            .clone()
+            .unwrap_or(defaults.mqtt_vhost.clone()),
+        load_definitions: file
+            .load_definitions
+            .clone()
+            .or(defaults.load_definitions.clone()),
         ..defaults
     })
 }

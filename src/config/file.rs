@@ -73,6 +73,12 @@ pub struct FileSettings {
     pub default_user: Option<String>,
     /// `default_pass`.
     pub default_pass: Option<String>,
+    /// `default_vhost`.
+    pub default_vhost: Option<String>,
+    /// `mqtt.vhost`: the vhost of MQTT clients whose user name names none.
+    pub mqtt_vhost: Option<String>,
+    /// `load_definitions`: a definitions file imported at every start.
+    pub load_definitions: Option<PathBuf>,
     /// `loopback_users = none` and `loopback_users.NAME = true|false`, in file order.
     pub loopback_users: Vec<LoopbackRule>,
 }
@@ -131,11 +137,8 @@ pub enum ConfigFileError {
 /// RabbitMQ keys warren knows but does not act on yet: refused with a clear word rather
 /// than ignored, so nobody believes they took effect.
 const NOT_YET: &[(&str, &str)] = &[
-    ("default_vhost", "vhosts"),
     ("default_user_tags.", "users"),
     ("default_permissions.", "permissions"),
-    ("mqtt.vhost", "vhosts"),
-    ("load_definitions", "definitions import"),
 ];
 
 /// Reads and parses `path`.
@@ -248,6 +251,9 @@ fn apply(settings: &mut FileSettings, key: &str, value: &str) -> Result<(), Stri
         "mqtt.default_pass" => s.mqtt_default_pass = Some(value.to_string()),
         "default_user" => s.default_user = Some(value.to_string()),
         "default_pass" => s.default_pass = Some(value.to_string()),
+        "default_vhost" => s.default_vhost = Some(value.to_string()),
+        "mqtt.vhost" => s.mqtt_vhost = Some(value.to_string()),
+        "load_definitions" => s.load_definitions = Some(PathBuf::from(value)),
         "loopback_users" if value == "none" => s.loopback_users.push(LoopbackRule::None),
         "loopback_users" => return Err(bad(key, value, "`none`, or `loopback_users.NAME = true`")),
         _ if key.starts_with("loopback_users.") => {
@@ -402,7 +408,7 @@ mod tests {
         let (line, message) = parse("listeners.tcp.default\n").unwrap_err();
         assert_eq!(line, 1);
         assert!(message.contains("key = value"), "{message}");
-        let (_, message) = parse("load_definitions = /etc/warren/definitions.json\n").unwrap_err();
+        let (_, message) = parse("default_user_tags.administrator = true\n").unwrap_err();
         assert!(message.contains("does not support yet"), "{message}");
         let (_, message) = parse("ssl_options.verify = maybe\n").unwrap_err();
         assert!(message.contains("verify_peer"), "{message}");

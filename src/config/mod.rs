@@ -61,8 +61,12 @@ pub struct Config {
     pub mqtt_default_user: String,
     /// Its password (`mqtt.default_pass`).
     pub mqtt_default_pass: String,
-    /// The default user and the loopback-only users.
+    /// The default user and vhost and the loopback-only users.
     pub users: crate::auth::UserSettings,
+    /// The vhost of MQTT clients whose user name names none (`mqtt.vhost`, default `/`).
+    pub mqtt_vhost: String,
+    /// A definitions file imported at every start (`load_definitions`).
+    pub load_definitions: Option<std::path::PathBuf>,
     /// Free disk space (bytes) under which the disk alarm shows (RabbitMQ's
     /// `disk_free_limit.absolute`, default 50 MB).
     pub disk_free_limit: u64,
@@ -93,6 +97,8 @@ impl Default for Config {
             management_port: None,
             disk_free_limit: 50_000_000,
             users: crate::auth::UserSettings::default(),
+            mqtt_vhost: crate::auth::DEFAULT_VHOST.to_string(),
+            load_definitions: None,
             mqtt_allow_anonymous: true,
             mqtt_default_user: crate::auth::DEFAULT_USER.to_string(),
             mqtt_default_pass: crate::auth::DEFAULT_USER.to_string(),

@@ -26,16 +26,20 @@ pub struct Definitions {
 pub struct ExchangeDefinition {
     /// Its name.
     pub name: String,
-    /// Its vhost.
+    /// Its vhost (absent in a per-vhost export).
+    #[serde(default)]
     pub vhost: String,
     /// Its type name.
     #[serde(rename = "type")]
     pub kind: String,
     /// Durable flag.
+    #[serde(default)]
     pub durable: bool,
     /// Auto-delete flag.
+    #[serde(default)]
     pub auto_delete: bool,
     /// Internal flag.
+    #[serde(default)]
     pub internal: bool,
     /// Declare arguments.
     #[serde(default)]
@@ -47,11 +51,14 @@ pub struct ExchangeDefinition {
 pub struct QueueDefinition {
     /// Its name.
     pub name: String,
-    /// Its vhost.
+    /// Its vhost (absent in a per-vhost export).
+    #[serde(default)]
     pub vhost: String,
     /// Durable flag.
+    #[serde(default)]
     pub durable: bool,
     /// Auto-delete flag.
+    #[serde(default)]
     pub auto_delete: bool,
     /// Declare arguments.
     #[serde(default)]
@@ -63,13 +70,15 @@ pub struct QueueDefinition {
 pub struct BindingDefinition {
     /// The source exchange.
     pub source: String,
-    /// Its vhost.
+    /// Its vhost (absent in a per-vhost export).
+    #[serde(default)]
     pub vhost: String,
     /// The destination queue or exchange.
     pub destination: String,
     /// "queue" or "exchange".
     pub destination_type: String,
     /// The binding key.
+    #[serde(default)]
     pub routing_key: String,
     /// Binding arguments.
     #[serde(default)]
@@ -128,4 +137,77 @@ fn value_from_json(value: &Json) -> Value {
         Json::Array(values) => Value::Array(values.iter().map(value_from_json).collect()),
         Json::Object(object) => Value::Table(table_from_json(object)),
     }
+}
+
+/// A vhost in definitions: RabbitMQ 3.10 writes its description and tags at the top level
+/// and in `metadata`; either is read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VhostDefinition {
+    /// Its name.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Tags.
+    #[serde(default, deserialize_with = "crate::auth::tags_from_json")]
+    pub tags: Vec<String>,
+    /// The queue type of queues declared without `x-queue-type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_queue_type: Option<String>,
+    /// RabbitMQ 3.10's nested form of description and tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Json>>,
+    /// Per-vhost limits (kept for round trips; not enforced).
+    #[serde(default, skip_serializing_if = "Json::is_null")]
+    pub limits: Json,
+}
+
+/// Everything definitions can carry, in RabbitMQ's format: `rabbitmqctl export_definitions`
+/// and `GET /api/definitions` write it; `import_definitions`, `POST /api/definitions` and
+/// `load_definitions` read it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct FullDefinitions {
+    /// The version that wrote it (RabbitMQ's field name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbit_version: Option<String>,
+    /// The version that wrote it (newer field name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbitmq_version: Option<String>,
+    /// The product that wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_name: Option<String>,
+    /// The product's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_version: Option<String>,
+    /// Users with their password hashes and tags.
+    #[serde(default)]
+    pub users: Vec<crate::auth::UserDefinition>,
+    /// Vhosts.
+    #[serde(default)]
+    pub vhosts: Vec<VhostDefinition>,
+    /// Permissions.
+    #[serde(default)]
+    pub permissions: Vec<crate::auth::PermissionDefinition>,
+    /// Topic permissions.
+    #[serde(default)]
+    pub topic_permissions: Vec<crate::auth::TopicPermissionDefinition>,
+    /// Runtime parameters (federation, shovels, limits): not supported, ignored on import
+    /// with a warning.
+    #[serde(default)]
+    pub parameters: Vec<Json>,
+    /// Global parameters (cluster name): ignored on import with a warning.
+    #[serde(default)]
+    pub global_parameters: Vec<Json>,
+    /// Policies.
+    #[serde(default)]
+    pub policies: Vec<crate::core::PolicyDefinition>,
+    /// Queues.
+    #[serde(default)]
+    pub queues: Vec<QueueDefinition>,
+    /// Exchanges.
+    #[serde(default)]
+    pub exchanges: Vec<ExchangeDefinition>,
+    /// Bindings.
+    #[serde(default)]
+    pub bindings: Vec<BindingDefinition>,
 }

@@ -96,6 +96,8 @@ pub struct Exchange {
     pub arguments: Table,
     deleted: AtomicBool,
     routing: RwLock<Routing>,
+    /// The effective policy (set by the vhost when policies or the exchange change).
+    policy: parking_lot::Mutex<Option<Arc<crate::core::policy::Policy>>>,
 }
 
 #[derive(Debug, Default)]
@@ -152,7 +154,18 @@ impl Exchange {
             arguments,
             deleted: AtomicBool::new(false),
             routing: RwLock::new(Routing::default()),
+            policy: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// The effective policy, if one matches.
+    pub fn policy(&self) -> Option<Arc<crate::core::policy::Policy>> {
+        self.policy.lock().clone()
+    }
+
+    /// Sets the effective policy.
+    pub fn set_policy(&self, policy: Option<Arc<crate::core::policy::Policy>>) {
+        *self.policy.lock() = policy;
     }
 
     /// Whether the exchange has been deleted (holders of an `Arc` may outlive it).

@@ -6,6 +6,8 @@
 pub mod definitions;
 pub mod error;
 pub mod exchange;
+mod import;
+pub mod policy;
 pub mod queue;
 pub mod topic;
 pub mod vhost;
@@ -25,12 +27,15 @@ pub use crate::store::{message, table};
 pub use error::{CoreError, CoreResult};
 pub use exchange::{Exchange, ExchangeKind, RouteTargets};
 pub use message::{Message, Properties, ShortString, WireCache};
+pub use policy::{Policy, PolicyDefinition};
 pub use queue::{
     ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, ConsumerSpec, Delivery, EventSink,
     GetResult, Queue, QueueCounts, QueueMetrics, WindowGrants,
 };
 pub use table::{Table, Value};
-pub use vhost::{ExchangeDeclare, QueueChurn, QueueDeclare, QueueDeclared, Routed, Vhost};
+pub use vhost::{
+    ExchangeDeclare, QueueChurn, QueueDeclare, QueueDeclared, Routed, Vhost, VhostMetadata,
+};
 
 /// A hash map with a fast hasher that still resists collision flooding (keys such as
 /// routing keys and queue names come from clients).
@@ -80,14 +85,29 @@ impl MemoryGauge {
     }
 }
 
-/// The broker's shared state: every vhost, and id allocation.
+/// The broker's shared state: every vhost, the users, and id allocation.
 #[derive(Debug)]
 pub struct Core {
     vhosts: RwLock<HashMap<String, Arc<Vhost>>>,
     memory: Arc<MemoryGauge>,
     next_id: AtomicU64,
     store: Option<Arc<Store>>,
-    users: crate::auth::Users,
+    users: Arc<crate::auth::Users>,
+    /// Orders saves of the vhosts document.
+    vhosts_save: parking_lot::Mutex<()>,
+}
+
+/// The store document listing the vhosts (with their metadata and policies).
+const VHOSTS_DOCUMENT: &str = "vhosts.json";
+
+/// One vhost in [`VHOSTS_DOCUMENT`].
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SavedVhost {
+    name: String,
+    #[serde(flatten)]
+    metadata: VhostMetadata,
+    #[serde(default)]
+    policies: Vec<PolicyDefinition>,
 }
 
 impl Core {
@@ -97,25 +117,77 @@ impl Core {
         Core::with_users(memory_high_watermark, store, crate::auth::Users::default())
     }
 
-    /// Creates the core with these users.
+    /// Creates the core with these users and the default vhost `/`.
     pub fn with_users(
         memory_high_watermark: u64,
         store: Option<Arc<Store>>,
         users: crate::auth::Users,
     ) -> Arc<Core> {
+        Core::open(
+            memory_high_watermark,
+            store,
+            users,
+            crate::auth::DEFAULT_VHOST,
+        )
+    }
+
+    /// Creates the core with these users and the vhosts saved in `store` by an earlier run,
+    /// or, on a fresh node, the vhost `default_vhost`. Queues and messages come back with
+    /// [`Core::restore`].
+    pub fn open(
+        memory_high_watermark: u64,
+        store: Option<Arc<Store>>,
+        users: crate::auth::Users,
+        default_vhost: &str,
+    ) -> Arc<Core> {
         let memory = Arc::new(MemoryGauge::new(memory_high_watermark));
-        let mut vhosts = HashMap::new();
-        vhosts.insert(
-            "/".to_string(),
-            Arc::new(Vhost::new("/".to_string(), memory.clone(), store.clone())),
-        );
-        Arc::new(Core {
-            vhosts: RwLock::new(vhosts),
+        let core = Arc::new(Core {
+            vhosts: RwLock::new(HashMap::new()),
             memory,
             next_id: AtomicU64::new(1),
             store,
-            users,
-        })
+            users: Arc::new(users),
+            vhosts_save: parking_lot::Mutex::new(()),
+        });
+        let saved = core
+            .store
+            .as_ref()
+            .and_then(|store| store.load_document(VHOSTS_DOCUMENT))
+            .map(|bytes| serde_json::from_slice::<Vec<SavedVhost>>(&bytes));
+        match saved {
+            Some(Ok(vhosts)) => {
+                for saved in vhosts {
+                    let vhost = core.insert_vhost(&saved.name, saved.metadata);
+                    for definition in saved.policies {
+                        match Policy::new(definition) {
+                            Ok(policy) => vhost.put_policy(policy),
+                            Err(error) => tracing::warn!(%error, "policy not restored"),
+                        }
+                    }
+                }
+            }
+            Some(Err(error)) => {
+                tracing::error!(%error, "vhosts document unreadable; starting with the default vhost");
+                core.insert_vhost(default_vhost, VhostMetadata::default());
+            }
+            None => {
+                // A data directory from before vhosts were saved holds the default vhost.
+                core.insert_vhost(default_vhost, VhostMetadata::default());
+                core.save_vhosts();
+            }
+        }
+        core
+    }
+
+    fn insert_vhost(&self, name: &str, metadata: VhostMetadata) -> Arc<Vhost> {
+        let vhost = Arc::new(Vhost::new(
+            name.to_string(),
+            self.memory.clone(),
+            self.store.clone(),
+        ));
+        vhost.set_metadata(metadata);
+        self.vhosts.write().insert(name.to_string(), vhost.clone());
+        vhost
     }
 
     /// Every vhost.
@@ -128,8 +200,87 @@ impl Core {
         self.vhosts.read().get(name).cloned()
     }
 
-    /// The users and how they log in.
-    pub fn users(&self) -> &crate::auth::Users {
+    /// Creates a vhost, or updates the metadata of an existing one; true when created.
+    pub fn add_vhost(&self, name: &str, metadata: VhostMetadata) -> bool {
+        let created = match self.vhost(name) {
+            Some(existing) => {
+                existing.set_metadata(metadata);
+                false
+            }
+            None => {
+                self.insert_vhost(name, metadata);
+                true
+            }
+        };
+        self.save_vhosts();
+        created
+    }
+
+    /// Deletes a vhost with everything in it and every permission on it; false when it did
+    /// not exist. The listeners close its connections.
+    pub fn delete_vhost(&self, name: &str) -> bool {
+        let Some(vhost) = self.vhosts.write().remove(name) else {
+            return false;
+        };
+        vhost.destroy();
+        self.users.vhost_deleted(name);
+        self.save_vhosts();
+        true
+    }
+
+    /// Adds or replaces a policy in its vhost (and saves it).
+    pub fn put_policy(&self, definition: PolicyDefinition) -> CoreResult<()> {
+        let vhost = self
+            .vhost(&definition.vhost)
+            .ok_or_else(|| CoreError::NotFound(format!("no vhost '{}'", definition.vhost)))?;
+        vhost.put_policy(Policy::new(definition)?);
+        self.save_vhosts();
+        Ok(())
+    }
+
+    /// Removes a policy; false when there was none.
+    pub fn delete_policy(&self, vhost: &str, name: &str) -> bool {
+        let removed = self
+            .vhost(vhost)
+            .is_some_and(|vhost| vhost.delete_policy(name));
+        if removed {
+            self.save_vhosts();
+        }
+        removed
+    }
+
+    /// Writes the vhosts, their metadata and policies to the store.
+    pub fn save_vhosts(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let _order = self.vhosts_save.lock();
+        let mut vhosts: Vec<SavedVhost> = self
+            .vhosts()
+            .iter()
+            .map(|vhost| SavedVhost {
+                name: vhost.name.clone(),
+                metadata: vhost.metadata(),
+                policies: vhost
+                    .policies()
+                    .iter()
+                    .map(|policy| policy.definition.clone())
+                    .collect(),
+            })
+            .collect();
+        vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+        match serde_json::to_vec_pretty(&vhosts) {
+            Ok(bytes) => {
+                if let Err(error) = store.save_document(VHOSTS_DOCUMENT, &bytes) {
+                    tracing::error!(%error, "cannot save vhosts");
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot encode vhosts"),
+        }
+    }
+
+    /// The users, their permissions and how they log in.
+    pub fn users(&self) -> &Arc<crate::auth::Users> {
         &self.users
     }
 
@@ -151,15 +302,14 @@ impl Core {
     /// Brings back what an earlier run left in `store`: the durable topology, then the
     /// messages of each durable queue. Messages whose queue no longer exists are released.
     pub fn restore(&self, store: &Store, recovered: Recovered) {
-        if let Some(bytes) = store.load_document(vhost::DEFINITIONS_DOCUMENT) {
+        for vhost in self.vhosts() {
+            let Some(bytes) = store.load_document(&vhost::definitions_document(&vhost.name)) else {
+                continue;
+            };
             match serde_json::from_slice::<definitions::Definitions>(&bytes) {
-                Ok(definitions) => {
-                    for vhost in self.vhosts.read().values() {
-                        vhost.restore_definitions(&definitions);
-                    }
-                }
+                Ok(definitions) => vhost.restore_definitions(&definitions),
                 Err(error) => {
-                    tracing::error!(%error, "definitions document unreadable; topology not restored")
+                    tracing::error!(%error, vhost = %vhost.name, "definitions document unreadable; topology not restored")
                 }
             }
         }

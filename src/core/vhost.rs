@@ -12,6 +12,7 @@ use super::definitions::{
 use super::error::{CoreError, CoreResult};
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind, RouteTargets};
 use super::message::Message;
+use super::policy::{self, Policy};
 use super::queue::{ConnectionId, ConsumerId, ConsumerSpec, Queue, QueueSpec, QueueStorage};
 use super::table::{Table, Value};
 use super::MemoryGauge;
@@ -104,6 +105,26 @@ pub struct Vhost {
     store: Option<Arc<Store>>,
     definitions_lock: parking_lot::Mutex<()>,
     churn: [AtomicU64; 3],
+    /// Description, tags and default queue type, as the management API shows them.
+    metadata: RwLock<VhostMetadata>,
+    /// Policies, in no particular order (the effective one is chosen per object).
+    policies: RwLock<Vec<Arc<Policy>>>,
+    /// Set once the vhost is deleted: nothing is persisted for it any more.
+    deleted: std::sync::atomic::AtomicBool,
+}
+
+/// What an operator says about a vhost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VhostMetadata {
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Tags.
+    #[serde(default, deserialize_with = "crate::auth::tags_from_json")]
+    pub tags: Vec<String>,
+    /// The queue type of queues declared without `x-queue-type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_queue_type: Option<String>,
 }
 
 /// Queue declarations, creations and deletions in a vhost since start, for the metrics.
@@ -133,6 +154,9 @@ impl Vhost {
             store,
             definitions_lock: parking_lot::Mutex::new(()),
             churn: Default::default(),
+            metadata: RwLock::new(VhostMetadata::default()),
+            policies: RwLock::new(Vec::new()),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         };
         let standard = [
             ("", ExchangeKind::Direct),
@@ -252,6 +276,11 @@ impl Vhost {
             })
             .clone();
         drop(exchanges);
+        exchange.set_policy(policy::effective(
+            &self.policies.read(),
+            false,
+            &exchange.name,
+        ));
         if exchange.durable {
             self.persist_definitions();
         }
@@ -401,6 +430,7 @@ impl Vhost {
                 pager: self.store.clone(),
             },
         ));
+        queue.set_policy(policy::effective(&self.policies.read(), true, &name));
         queues.insert(name, queue.clone());
         drop(queues);
         count(DECLARED);
@@ -824,9 +854,12 @@ impl Vhost {
         };
         // Serialised under a lock so concurrent changes cannot save an older snapshot last.
         let _guard = self.definitions_lock.lock();
+        if self.is_deleted() {
+            return;
+        }
         match serde_json::to_vec_pretty(&self.definitions()) {
             Ok(bytes) => {
-                if let Err(error) = store.save_document(DEFINITIONS_DOCUMENT, &bytes) {
+                if let Err(error) = store.save_document(&definitions_document(&self.name), &bytes) {
                     tracing::error!(%error, "cannot save definitions");
                 }
             }
@@ -896,8 +929,100 @@ impl Vhost {
     }
 }
 
-/// The store document holding the durable topology.
+/// The store document holding the durable topology of the default vhost.
 pub const DEFINITIONS_DOCUMENT: &str = "definitions.json";
+
+/// The store document holding the durable topology of `vhost` (the default vhost keeps the
+/// name it always had; others get their name in hex, which any file system takes).
+pub fn definitions_document(vhost: &str) -> String {
+    if vhost == crate::auth::DEFAULT_VHOST {
+        return DEFINITIONS_DOCUMENT.to_string();
+    }
+    let hex: String = vhost.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("definitions-{hex}.json")
+}
+
+impl Vhost {
+    /// Its description, tags and default queue type.
+    pub fn metadata(&self) -> VhostMetadata {
+        self.metadata.read().clone()
+    }
+
+    /// Replaces its description, tags and default queue type.
+    pub fn set_metadata(&self, metadata: VhostMetadata) {
+        *self.metadata.write() = metadata;
+    }
+
+    /// Whether the vhost was deleted (connections may still hold it).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Its policies, by name.
+    pub fn policies(&self) -> Vec<Arc<Policy>> {
+        let mut policies = self.policies.read().clone();
+        policies.sort_by(|a, b| a.name().cmp(b.name()));
+        policies
+    }
+
+    /// Adds or replaces a policy and hands the effective policies to every queue and
+    /// exchange again.
+    pub fn put_policy(&self, policy: Arc<Policy>) {
+        {
+            let mut policies = self.policies.write();
+            policies.retain(|p| p.name() != policy.name());
+            policies.push(policy);
+        }
+        self.apply_policies();
+    }
+
+    /// Removes a policy; false when there was none.
+    pub fn delete_policy(&self, name: &str) -> bool {
+        let removed = {
+            let mut policies = self.policies.write();
+            let before = policies.len();
+            policies.retain(|p| p.name() != name);
+            before != policies.len()
+        };
+        if removed {
+            self.apply_policies();
+        }
+        removed
+    }
+
+    fn apply_policies(&self) {
+        let policies = self.policies.read().clone();
+        for queue in self.queues() {
+            queue.set_policy(policy::effective(&policies, true, &queue.name));
+        }
+        for exchange in self.exchanges() {
+            exchange.set_policy(policy::effective(&policies, false, &exchange.name));
+        }
+    }
+
+    /// Deletes everything in the vhost: its queues (and their messages) and its stored
+    /// topology. Connections still holding it must be closed by the listeners.
+    pub fn destroy(&self) {
+        {
+            let _guard = self.definitions_lock.lock();
+            self.deleted.store(true, Ordering::Release);
+        }
+        let queues: Vec<Arc<Queue>> = self.queues.write().drain().map(|(_, q)| q).collect();
+        for queue in queues {
+            self.forget_queue(queue);
+        }
+        let exchanges: Vec<Arc<Exchange>> =
+            self.exchanges.write().drain().map(|(_, e)| e).collect();
+        for exchange in exchanges {
+            exchange.mark_deleted();
+        }
+        if let Some(store) = &self.store {
+            if let Err(error) = store.delete_document(&definitions_document(&self.name)) {
+                tracing::error!(%error, vhost = %self.name, "cannot delete the vhost's definitions");
+            }
+        }
+    }
+}
 
 /// Integer arguments compare by value whatever their width (clients pick different types).
 fn values_equivalent(a: Option<&Value>, b: Option<&Value>) -> bool {

@@ -89,6 +89,27 @@ impl StopSignal for CancellationToken {
     }
 }
 
+impl StopSignal for crate::stats::Kick {
+    fn stopped(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.kicked()
+    }
+}
+
+/// The broker's shutdown or the connection's kick, whichever comes first.
+pub(crate) struct ShutdownOrKick<'a>(
+    pub(crate) &'a CancellationToken,
+    pub(crate) &'a crate::stats::Kick,
+);
+
+impl StopSignal for ShutdownOrKick<'_> {
+    async fn stopped(&self) {
+        tokio::select! {
+            _ = self.0.cancelled() => {}
+            _ = self.1.kicked() => {}
+        }
+    }
+}
+
 /// Why [`Link::run`] returned.
 pub(crate) enum Ended<C> {
     /// The session asked to close the connection.

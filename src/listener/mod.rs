@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use driver::{
-    current_flow, start_flow, Ended, Flow, Link, Opened, ReadGate, Session, StopSignal,
+    current_flow, start_flow, Ended, Flow, Link, Opened, ReadGate, Session, ShutdownOrKick,
 };
 pub(crate) use stream::Stream;
 

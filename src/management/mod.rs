@@ -11,6 +11,7 @@
 //! Every request needs a user with a management tag (`administrator`, `monitoring`,
 //! `management`, `policymaker`).
 
+mod access;
 mod health;
 mod listing;
 mod messages;
@@ -62,6 +63,36 @@ struct Caller {
     tags: Vec<String>,
 }
 
+impl Caller {
+    fn is_administrator(&self) -> bool {
+        self.tags.iter().any(|tag| tag == "administrator")
+    }
+
+    /// Whether the caller sees `vhost`: administrators and monitoring users see every
+    /// vhost, management and policymaker users those they have permissions in.
+    fn sees_vhost(&self, management: &Management, vhost: &str) -> bool {
+        self.tags
+            .iter()
+            .any(|tag| tag == "administrator" || tag == "monitoring")
+            || management.core.users().grant(&self.name, vhost).is_some()
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Caller, Response> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "not_authorised", "Login failed"))
+    }
+}
+
 /// Serves the API on `listener` until `shutdown`.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -103,9 +134,73 @@ pub(crate) async fn serve(
             post(write::bind_queue),
         )
         .route("/api/connections", get(connections))
+        .route(
+            "/api/connections/{name}",
+            get(one_connection).delete(access::close_connection),
+        )
         .route("/api/channels", get(channels))
-        .route("/api/vhosts", get(vhosts))
-        .route("/api/users", get(users))
+        .route("/api/consumers", get(access::consumers))
+        .route("/api/consumers/{vhost}", get(access::vhost_consumers))
+        .route("/api/vhosts", get(access::vhosts))
+        .route(
+            "/api/vhosts/{name}",
+            get(access::vhost)
+                .put(access::put_vhost)
+                .delete(access::delete_vhost),
+        )
+        .route(
+            "/api/vhosts/{name}/permissions",
+            get(access::vhost_permissions),
+        )
+        .route(
+            "/api/vhosts/{name}/topic-permissions",
+            get(access::vhost_topic_permissions),
+        )
+        .route("/api/users", get(access::users))
+        .route(
+            "/api/users/{name}",
+            get(access::user)
+                .put(access::put_user)
+                .delete(access::delete_user),
+        )
+        .route(
+            "/api/users/{name}/permissions",
+            get(access::user_permissions),
+        )
+        .route(
+            "/api/users/{name}/topic-permissions",
+            get(access::user_topic_permissions),
+        )
+        .route("/api/permissions", get(access::permissions))
+        .route(
+            "/api/permissions/{vhost}/{user}",
+            get(access::permission)
+                .put(access::put_permission)
+                .delete(access::delete_permission),
+        )
+        .route("/api/topic-permissions", get(access::topic_permissions))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(access::topic_permission)
+                .put(access::put_topic_permission)
+                .delete(access::delete_topic_permission),
+        )
+        .route(
+            "/api/definitions",
+            get(access::definitions).post(access::import_definitions),
+        )
+        .route(
+            "/api/definitions/{vhost}",
+            get(access::vhost_definitions).post(access::import_vhost_definitions),
+        )
+        .route("/api/policies", get(access::policies))
+        .route("/api/policies/{vhost}", get(access::vhost_policies))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(access::policy)
+                .put(access::put_policy)
+                .delete(access::delete_policy),
+        )
         .route("/api/health/checks/alarms", get(health::alarms))
         .route("/api/health/checks/local-alarms", get(health::alarms))
         .route(
@@ -324,6 +419,7 @@ fn queue_json(vhost: &str, node: &str, queue: &Queue) -> Value {
     let metrics = queue.metrics();
     let counts = metrics.counts;
     let arguments = crate::core::definitions::table_to_json(&queue.arguments);
+    let policy = queue.policy();
     json!({
         "name": queue.name,
         "vhost": vhost,
@@ -344,23 +440,38 @@ fn queue_json(vhost: &str, node: &str, queue: &Queue) -> Value {
         "message_bytes_paged_out": metrics.paged_bytes,
         "messages_paged_out": metrics.paged,
         "messages_persistent": metrics.persistent,
+        "policy": policy.as_ref().map(|p| p.name().to_string()),
+        "effective_policy_definition": policy
+            .as_ref()
+            .map_or_else(|| json!({}), |p| Value::Object(p.definition.definition.clone())),
     })
 }
 
 /// The vhost named, or every vhost; None when the named one does not exist.
+/// Vhosts the caller does not see are left out (and a named one is missing).
 fn selected_vhosts(
     management: &Management,
+    caller: &Caller,
     vhost_name: Option<&str>,
 ) -> Option<Vec<Arc<crate::core::Vhost>>> {
-    match vhost_name {
-        Some(name) => Some(vec![management.core.vhost(name)?]),
-        None => Some(management.core.vhosts()),
+    let mut vhosts = match vhost_name {
+        Some(name) => vec![management.core.vhost(name)?],
+        None => management.core.vhosts(),
+    };
+    vhosts.retain(|vhost| caller.sees_vhost(management, &vhost.name));
+    if vhost_name.is_some() && vhosts.is_empty() {
+        return None;
     }
+    Some(vhosts)
 }
 
-fn queues_of(management: &Management, vhost_name: Option<&str>) -> Option<Vec<Value>> {
+fn queues_of(
+    management: &Management,
+    caller: &Caller,
+    vhost_name: Option<&str>,
+) -> Option<Vec<Value>> {
     let node = &management.identity.node;
-    let vhosts = selected_vhosts(management, vhost_name)?;
+    let vhosts = selected_vhosts(management, caller, vhost_name)?;
     let mut queues = Vec::new();
     for vhost in vhosts {
         let mut listed: Vec<Arc<Queue>> = vhost.queues();
@@ -385,8 +496,9 @@ fn list_response(items: Vec<Value>, query: &HashMap<String, String>) -> Response
 async fn all_queues(
     State(management): State<Arc<Management>>,
     Query(query): Query<HashMap<String, String>>,
+    caller: Caller,
 ) -> Response {
-    let queues = queues_of(&management, None).unwrap_or_default();
+    let queues = queues_of(&management, &caller, None).unwrap_or_default();
     list_response(queues, &query)
 }
 
@@ -394,8 +506,9 @@ async fn vhost_queues(
     State(management): State<Arc<Management>>,
     Path(vhost): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    caller: Caller,
 ) -> Response {
-    match queues_of(&management, Some(&vhost)) {
+    match queues_of(&management, &caller, Some(&vhost)) {
         Some(queues) => list_response(queues, &query),
         None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
     }
@@ -411,11 +524,16 @@ fn exchange_json(vhost: &str, exchange: &crate::core::Exchange) -> Value {
         "auto_delete": exchange.auto_delete,
         "internal": exchange.internal,
         "arguments": crate::core::definitions::table_to_json(&exchange.arguments),
+        "policy": exchange.policy().map(|p| p.name().to_string()),
     })
 }
 
-fn exchanges_of(management: &Management, vhost_name: Option<&str>) -> Option<Vec<Value>> {
-    let vhosts = selected_vhosts(management, vhost_name)?;
+fn exchanges_of(
+    management: &Management,
+    caller: &Caller,
+    vhost_name: Option<&str>,
+) -> Option<Vec<Value>> {
+    let vhosts = selected_vhosts(management, caller, vhost_name)?;
     let mut exchanges = Vec::new();
     for vhost in vhosts {
         let mut listed = vhost.exchanges();
@@ -432,8 +550,9 @@ fn exchanges_of(management: &Management, vhost_name: Option<&str>) -> Option<Vec
 async fn all_exchanges(
     State(management): State<Arc<Management>>,
     Query(query): Query<HashMap<String, String>>,
+    caller: Caller,
 ) -> Response {
-    let exchanges = exchanges_of(&management, None).unwrap_or_default();
+    let exchanges = exchanges_of(&management, &caller, None).unwrap_or_default();
     list_response(exchanges, &query)
 }
 
@@ -441,8 +560,9 @@ async fn vhost_exchanges(
     State(management): State<Arc<Management>>,
     Path(vhost): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    caller: Caller,
 ) -> Response {
-    match exchanges_of(&management, Some(&vhost)) {
+    match exchanges_of(&management, &caller, Some(&vhost)) {
         Some(exchanges) => list_response(exchanges, &query),
         None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
     }
@@ -464,60 +584,107 @@ async fn one_exchange(
     }
 }
 
+/// A connection as RabbitMQ's `/api/connections` lists it.
+fn connection_json(node: &str, connection: &crate::stats::ConnectionStats) -> Value {
+    let identity = connection.identity().unwrap_or_default();
+    let protocol = match connection.protocol() {
+        crate::stats::Protocol::Amqp091 => "AMQP 0-9-1",
+        crate::stats::Protocol::Mqtt310 => "MQTT 3.1",
+        crate::stats::Protocol::Mqtt311 => "MQTT 3.1.1",
+        crate::stats::Protocol::Mqtt50 => "MQTT 5.0",
+    };
+    let local = connection.local;
+    json!({
+        "name": connection.name(),
+        "node": node,
+        "type": "network",
+        "state": "running",
+        "protocol": protocol,
+        "user": identity.user,
+        "vhost": identity.vhost,
+        "peer_host": connection.peer.ip().to_string(),
+        "peer_port": connection.peer.port(),
+        "host": local.map(|l| l.ip().to_string()),
+        "port": local.map(|l| l.port()),
+        "ssl": matches!(connection.transport, "tls" | "wss"),
+        "transport": connection.transport,
+        "channels": connection.channel_count(),
+        "recv_oct": connection.bytes_in.get(),
+        "send_oct": connection.bytes_out.get(),
+        "recv_cnt": connection.reads.get(),
+        "send_cnt": connection.writes.get(),
+    })
+}
+
+/// Whether the caller sees a connection: one in a vhost it sees (management users: its own).
+fn sees_connection(
+    management: &Management,
+    caller: &Caller,
+    connection: &crate::stats::ConnectionStats,
+) -> bool {
+    let identity = connection.identity().unwrap_or_default();
+    if caller
+        .tags
+        .iter()
+        .any(|tag| tag == "administrator" || tag == "monitoring")
+    {
+        return true;
+    }
+    identity.user == caller.name && caller.sees_vhost(management, &identity.vhost)
+}
+
 /// Every client connection, AMQP and MQTT, as RabbitMQ's `/api/connections` lists them.
 async fn connections(
     State(management): State<Arc<Management>>,
     Query(query): Query<HashMap<String, String>>,
+    caller: Caller,
 ) -> Response {
     let node = &management.identity.node;
     let mut listed: Vec<Value> = management
         .stats
         .connections()
         .iter()
-        .map(|connection| {
-            let identity = connection.identity().unwrap_or_default();
-            let protocol = match connection.protocol() {
-                crate::stats::Protocol::Amqp091 => "AMQP 0-9-1",
-                crate::stats::Protocol::Mqtt310 => "MQTT 3.1",
-                crate::stats::Protocol::Mqtt311 => "MQTT 3.1.1",
-                crate::stats::Protocol::Mqtt50 => "MQTT 5.0",
-            };
-            let local = connection.local;
-            json!({
-                "name": connection.name(),
-                "node": node,
-                "type": "network",
-                "state": "running",
-                "protocol": protocol,
-                "user": identity.user,
-                "vhost": identity.vhost,
-                "peer_host": connection.peer.ip().to_string(),
-                "peer_port": connection.peer.port(),
-                "host": local.map(|l| l.ip().to_string()),
-                "port": local.map(|l| l.port()),
-                "ssl": matches!(connection.transport, "tls" | "wss"),
-                "transport": connection.transport,
-                "channels": connection.channel_count(),
-                "recv_oct": connection.bytes_in.get(),
-                "send_oct": connection.bytes_out.get(),
-                "recv_cnt": connection.reads.get(),
-                "send_cnt": connection.writes.get(),
-            })
-        })
+        .filter(|connection| sees_connection(&management, &caller, connection))
+        .map(|connection| connection_json(node, connection))
         .collect();
     listed.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     list_response(listed, &query)
+}
+
+/// `GET /api/connections/{name}`.
+async fn one_connection(
+    State(management): State<Arc<Management>>,
+    Path(name): Path<String>,
+    caller: Caller,
+) -> Response {
+    let found = management
+        .stats
+        .connections()
+        .into_iter()
+        .find(|connection| connection.name() == name)
+        .filter(|connection| sees_connection(&management, &caller, connection));
+    match found {
+        Some(connection) => json_response(
+            StatusCode::OK,
+            &connection_json(&management.identity.node, &connection),
+        ),
+        None => not_found().await,
+    }
 }
 
 /// Every AMQP channel, as RabbitMQ's `/api/channels` lists them.
 async fn channels(
     State(management): State<Arc<Management>>,
     Query(query): Query<HashMap<String, String>>,
+    caller: Caller,
 ) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
     let node = &management.identity.node;
     let mut listed = Vec::new();
     for connection in management.stats.connections() {
+        if !sees_connection(&management, &caller, &connection) {
+            continue;
+        }
         let identity = connection.identity().unwrap_or_default();
         let connection_name = connection.name();
         for channel in connection.channels() {
@@ -556,67 +723,6 @@ async fn channels(
         }
     }
     listed.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    list_response(listed, &query)
-}
-
-async fn vhosts(
-    State(management): State<Arc<Management>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let mut listed: Vec<Value> = management
-        .core
-        .vhosts()
-        .iter()
-        .map(|vhost| {
-            let (mut ready, mut unacked) = (0u64, 0u64);
-            for queue in vhost.queues() {
-                let counts = queue.counts();
-                ready += u64::from(counts.ready);
-                unacked += u64::from(counts.unacked);
-            }
-            json!({
-                "name": vhost.name,
-                "description": "",
-                "tags": [],
-                "tracing": false,
-                "messages": ready + unacked,
-                "messages_ready": ready,
-                "messages_unacknowledged": unacked,
-            })
-        })
-        .collect();
-    listed.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    list_response(listed, &query)
-}
-
-/// Users, for administrators only (RabbitMQ answers others 401 "Not administrator user").
-async fn users(
-    State(management): State<Arc<Management>>,
-    Query(query): Query<HashMap<String, String>>,
-    request: Request,
-) -> Response {
-    if let Err(refused) = administrator(&request) {
-        return refused;
-    }
-    let listed: Vec<Value> = management
-        .core
-        .users()
-        .list()
-        .iter()
-        .map(|user| {
-            json!({
-                "name": user.name,
-                "password_hash": user
-                    .password_hash
-                    .as_deref()
-                    .map(crate::auth::encode_hash)
-                    .unwrap_or_default(),
-                "hashing_algorithm": "rabbit_password_hashing_sha256",
-                "tags": user.tags,
-                "limits": {},
-            })
-        })
-        .collect();
     list_response(listed, &query)
 }
 

@@ -16,6 +16,7 @@ use warren_mqtt::{
 
 use super::routing::publish_will;
 use super::session::{Kick, SessionState, Subscription};
+use super::translate::topic_to_routing_key;
 use super::Shared;
 use crate::core::{
     ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, EventSink, Queue, RouteTargets, Vhost,
@@ -105,6 +106,9 @@ pub(super) struct MqttConnection {
     pub(super) codec: Codec,
     version: ProtocolVersion,
     pub(super) vhost: Arc<Vhost>,
+    /// The user's permissions, built on the first publish or subscribe (idle connections
+    /// do not carry them).
+    access: Option<Box<crate::auth::AccessCheck>>,
     pub(super) client_id: String,
     /// The client's keepalive in seconds (0 = none); 2 bytes, as every idle client pays it.
     keep_alive: u16,
@@ -154,6 +158,9 @@ pub(super) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
         // Shutdown kicks every connection too: one wait covers both.
         Ended::Stopped if connection.shared.shutdown.is_cancelled() => {
             Closing::new(rc::SERVER_SHUTTING_DOWN, "broker shutdown")
+        }
+        Ended::Stopped if kick.reason().is_some() => {
+            Closing::new(rc::ADMINISTRATIVE_ACTION, kick.reason().unwrap_or_default())
         }
         Ended::Stopped => Closing::new(
             rc::SESSION_TAKEN_OVER,
@@ -318,7 +325,15 @@ async fn accept_connect(
 ) -> Result<Box<MqttConnection>, Refusal> {
     let version = connect.protocol;
     let peer = login.peer;
-    let bad_login = |log: String| Refusal::new(version, rc::BAD_USER_NAME_OR_PASSWORD, log);
+    // Wrong credentials: v5 says "bad user name or password" (0x86); v3 answers 5 "not
+    // authorised", as RabbitMQ's plugin does.
+    let bad_login = |log: String| {
+        let reason = match version {
+            ProtocolVersion::V311 => rc::NOT_AUTHORIZED,
+            ProtocolVersion::V5 => rc::BAD_USER_NAME_OR_PASSWORD,
+        };
+        Refusal::new(version, reason, log)
+    };
     let users = shared.core.users();
     // A loopback-only user from elsewhere is not authorised; anything else is a bad login.
     let refusal = |error: crate::auth::LoginError| match error {
@@ -335,14 +350,17 @@ async fn accept_connect(
             let (vhost, user) = split_vhost_user(username);
             let password = connect.password.clone().unwrap_or_default();
             users.login(user, &password, peer).map_err(refusal)?;
-            (vhost.unwrap_or("/").to_string(), user.to_string())
+            (
+                vhost.unwrap_or(&shared.settings.vhost).to_string(),
+                user.to_string(),
+            )
         }
         (None, _) if connect.password.is_some() => {
             return Err(bad_login("password without a user name".into()));
         }
         (None, Some(name)) if shared.settings.ssl_cert_login => {
             users.login_without_password(name, peer).map_err(refusal)?;
-            ("/".to_string(), name.clone())
+            (shared.settings.vhost.clone(), name.clone())
         }
         (None, _) => {
             // Anonymous clients log in as `mqtt.default_user`, as RabbitMQ's plugin does.
@@ -356,7 +374,7 @@ async fn accept_connect(
             users
                 .login(user, settings.default_pass.as_bytes(), peer)
                 .map_err(refusal)?;
-            ("/".to_string(), user.to_string())
+            (shared.settings.vhost.clone(), user.to_string())
         }
     };
     let Some(vhost) = shared.core.vhost(&vhost_name) else {
@@ -366,6 +384,35 @@ async fn accept_connect(
             format!("login to a missing vhost {vhost_name}"),
         ));
     };
+    if let Some(will) = &connect.will {
+        // The will is published later on the client's behalf: RabbitMQ checks it now.
+        let mut access =
+            crate::auth::AccessCheck::new(users.clone(), &user, &vhost.name, &connect.client_id);
+        let exchange = &shared.settings.exchange;
+        let allowed = access
+            .check(
+                crate::auth::Access::Write,
+                crate::auth::Resource::Exchange,
+                exchange,
+            )
+            .and_then(|()| {
+                access.check_topic(
+                    crate::auth::Access::Write,
+                    exchange,
+                    &topic_to_routing_key::<String>(&will.topic),
+                )
+            });
+        if let Err(refused) = allowed {
+            return Err(Refusal::new(version, rc::NOT_AUTHORIZED, refused.0));
+        }
+    }
+    if users.grant(&user, &vhost.name).is_none() {
+        return Err(Refusal::new(
+            version,
+            rc::NOT_AUTHORIZED,
+            format!("access to vhost '{vhost_name}' refused for user '{user}'"),
+        ));
+    }
 
     let persistent = match version {
         ProtocolVersion::V311 => !connect.clean_start,
@@ -389,7 +436,7 @@ async fn accept_connect(
     };
 
     let id = shared.core.next_connection_id();
-    let kick = Kick::default();
+    let kick = login.registration.stats().kick.clone();
     let claim = shared
         .sessions
         .claim(&vhost.name, &client_id, id, kick.clone())
@@ -464,6 +511,7 @@ async fn accept_connect(
         .set_identity(crate::stats::ConnectionIdentity {
             user: user.clone(),
             vhost: vhost.name.clone(),
+            connection: id.0,
         });
     let client_receive_maximum = connect
         .properties
@@ -476,6 +524,7 @@ async fn accept_connect(
         codec,
         version,
         vhost,
+        access: None,
         client_id,
         keep_alive,
         last_read: Instant::now(),
@@ -512,6 +561,69 @@ pub(super) fn session_queue_name(client_id: &str, persistent: bool) -> String {
 }
 
 impl MqttConnection {
+    /// The user's permissions in the vhost (built on first use).
+    pub(super) fn access(&mut self) -> &mut crate::auth::AccessCheck {
+        let (registration, shared, vhost, client_id) = (
+            &self.registration,
+            &self.shared,
+            &self.vhost,
+            &self.client_id,
+        );
+        self.access.get_or_insert_with(|| {
+            let user = registration
+                .stats()
+                .identity()
+                .map(|identity| identity.user)
+                .unwrap_or_default();
+            Box::new(crate::auth::AccessCheck::new(
+                shared.core.users().clone(),
+                &user,
+                &vhost.name,
+                client_id,
+            ))
+        })
+    }
+
+    /// Whether the user may publish to `topic` (write on the MQTT exchange, and its topic
+    /// permission).
+    pub(super) fn may_publish(&mut self, topic: &str) -> Result<(), crate::auth::AccessRefused> {
+        use crate::auth::{Access, Resource};
+        self.access();
+        let exchange = &self.shared.settings.exchange;
+        let Some(access) = self.access.as_deref_mut() else {
+            return Ok(());
+        };
+        access.check(Access::Write, Resource::Exchange, exchange)?;
+        if access.has_topic_permissions() {
+            access.check_topic(
+                Access::Write,
+                exchange,
+                &topic_to_routing_key::<String>(topic),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Whether the user may subscribe with `filter` (read on the MQTT exchange, and its
+    /// topic permission on the filter as a binding key).
+    pub(super) fn may_subscribe(&mut self, filter: &str) -> Result<(), crate::auth::AccessRefused> {
+        use crate::auth::{Access, Resource};
+        self.access();
+        let exchange = &self.shared.settings.exchange;
+        let Some(access) = self.access.as_deref_mut() else {
+            return Ok(());
+        };
+        access.check(Access::Read, Resource::Exchange, exchange)?;
+        if access.has_topic_permissions() {
+            access.check_topic(
+                Access::Read,
+                exchange,
+                &topic_to_routing_key::<String>(filter),
+            )?;
+        }
+        Ok(())
+    }
+
     pub(super) fn v5(&self) -> bool {
         self.version == ProtocolVersion::V5
     }

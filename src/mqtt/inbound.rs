@@ -20,6 +20,33 @@ fn counters_confirmed(connection: &MqttConnection) {
 }
 
 impl MqttConnection {
+    /// A publish the user may not make: v5 answers QoS 1/2 with reason 0x87 (and drops QoS
+    /// 0); v3 has no way to say it, so the connection closes, as RabbitMQ does.
+    fn refuse_publish(
+        &mut self,
+        publish: &Publish,
+        refused: crate::auth::AccessRefused,
+    ) -> Result<(), Closing> {
+        tracing::warn!(client_id = %self.client_id, %refused, "publish refused");
+        if !self.v5() {
+            return Err(Closing::new(rc::NOT_AUTHORIZED, refused.0));
+        }
+        match publish.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(Packet::PubAck(PubAck {
+                packet_id: publish.packet_id,
+                reason: rc::NOT_AUTHORIZED,
+                ..PubAck::default()
+            })),
+            QoS::ExactlyOnce => self.send(Packet::PubRec(PubRec {
+                packet_id: publish.packet_id,
+                reason: rc::NOT_AUTHORIZED,
+                ..PubRec::default()
+            })),
+        }
+        Ok(())
+    }
+
     pub(super) fn handle_publish(&mut self, mut publish: Publish) -> Result<(), Closing> {
         if let Some(alias) = publish.properties.topic_alias.take() {
             if alias == 0 || alias > self.shared.settings.topic_alias_maximum {
@@ -59,6 +86,9 @@ impl MqttConnection {
                 rc::RECEIVE_MAXIMUM_EXCEEDED,
                 "client exceeded the receive maximum",
             ));
+        }
+        if let Err(refused) = self.may_publish(&publish.topic) {
+            return self.refuse_publish(&publish, refused);
         }
         if publish.qos == QoS::ExactlyOnce
             && self.session.incoming_qos2.contains(&publish.packet_id)

@@ -60,6 +60,8 @@ pub struct Settings {
     pub default_user: String,
     /// See [`Settings::default_user`].
     pub default_pass: String,
+    /// The vhost of clients whose user name does not name one (`mqtt.vhost`).
+    pub vhost: String,
 }
 
 impl Settings {
@@ -76,6 +78,7 @@ impl Settings {
             allow_anonymous: config.mqtt_allow_anonymous,
             default_user: config.mqtt_default_user.clone(),
             default_pass: config.mqtt_default_pass.clone(),
+            vhost: config.mqtt_vhost.clone(),
         }
     }
 }

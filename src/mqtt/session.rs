@@ -3,17 +3,13 @@
 //! over from an older connection with the same client id [MQTT-3.1.4-3].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use warren_mqtt::QoS;
 
 use crate::core::ConnectionId;
+pub(crate) use crate::stats::Kick;
 
 /// One subscription of a session.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,65 +42,6 @@ pub(crate) struct SessionState {
     pub(crate) incoming_qos2: BTreeSet<u16>,
     /// How long the session outlives its connection (None = forever).
     pub(crate) expiry: Option<Duration>,
-}
-
-/// Tells one connection to end, for a session take-over or a broker shutdown.
-///
-/// Lighter than a child `CancellationToken` (one small allocation, and an 8-byte future in
-/// the connection's select loop instead of 72 bytes), which matters because every idle
-/// MQTT connection holds one.
-#[derive(Clone, Default)]
-pub(crate) struct Kick(Arc<KickState>);
-
-#[derive(Default)]
-struct KickState {
-    kicked: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Kick {
-    /// Ends the connection: its [`Kick::kicked`] future completes.
-    pub(crate) fn kick(&self) {
-        self.0.kicked.store(true, Ordering::Release);
-        if let Some(waker) = self.0.waker.lock().take() {
-            waker.wake();
-        }
-    }
-
-    /// Completes once [`Kick::kick`] was called.
-    pub(crate) fn kicked(&self) -> Kicked<'_> {
-        Kicked(&self.0)
-    }
-}
-
-impl crate::listener::StopSignal for Kick {
-    fn stopped(&self) -> impl Future<Output = ()> + Send + '_ {
-        self.kicked()
-    }
-}
-
-/// The future of [`Kick::kicked`].
-pub(crate) struct Kicked<'a>(&'a KickState);
-
-impl Future for Kicked<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if self.0.kicked.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        let mut waker = self.0.waker.lock();
-        match waker.as_mut() {
-            Some(stored) if stored.will_wake(context.waker()) => {}
-            _ => *waker = Some(context.waker().clone()),
-        }
-        drop(waker);
-        // A kick between the first check and storing the waker found no waker to wake.
-        if self.0.kicked.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        Poll::Pending
-    }
 }
 
 struct Slot {

@@ -124,6 +124,11 @@ impl MqttConnection {
                 reasons.push(self.failure_code(rc::TOPIC_FILTER_INVALID));
                 continue;
             }
+            if let Err(refused) = self.may_subscribe(&filter) {
+                tracing::warn!(client_id = %self.client_id, %refused, "subscribe refused");
+                reasons.push(self.failure_code(rc::NOT_AUTHORIZED));
+                continue;
+            }
             let existed = self.session.subscriptions.contains_key(&full);
             let subscription = Subscription {
                 filter: filter.clone(),

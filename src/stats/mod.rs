@@ -10,6 +10,10 @@
 //! This layer knows protocol names only as metric labels; it imports nothing of the
 //! broker.
 
+mod kick;
+
+pub use kick::{Kick, Kicked};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -294,6 +298,8 @@ pub struct ConnectionIdentity {
     pub user: String,
     /// The vhost.
     pub vhost: String,
+    /// The core's id of the connection (what its consumers name as their owner).
+    pub connection: u64,
 }
 
 /// One connection as the scrape sees it.
@@ -329,6 +335,8 @@ pub struct ConnectionStats {
     pub subscriptions: AtomicU32,
     identity: Mutex<Option<ConnectionIdentity>>,
     channels: Mutex<Vec<Arc<ChannelStats>>>,
+    /// Ends the connection from outside (management API, vhost deletion, MQTT take-over).
+    pub kick: Kick,
 }
 
 impl ConnectionStats {
@@ -465,6 +473,7 @@ impl Registry {
             subscriptions: AtomicU32::new(0),
             identity: Mutex::new(None),
             channels: Mutex::new(Vec::new()),
+            kick: Kick::default(),
         });
         self.state.lock().connections.insert(id, stats.clone());
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
@@ -530,6 +539,32 @@ impl Registry {
     /// Live connections now (a copy of the list, for listings).
     pub fn connections(&self) -> Vec<Arc<ConnectionStats>> {
         self.state.lock().connections.values().cloned().collect()
+    }
+
+    /// Closes the connection with RabbitMQ's name `name` (see [`ConnectionStats::name`]);
+    /// false when there is none.
+    pub fn close_connection(&self, name: &str, reason: &str) -> bool {
+        let found = self
+            .connections()
+            .into_iter()
+            .filter(|connection| connection.name() == name)
+            .collect::<Vec<_>>();
+        for connection in &found {
+            connection.kick.kick_because(reason);
+        }
+        !found.is_empty()
+    }
+
+    /// Closes every connection logged in to `vhost`.
+    pub fn close_vhost_connections(&self, vhost: &str, reason: &str) {
+        for connection in self.connections() {
+            if connection
+                .identity()
+                .is_some_and(|identity| identity.vhost == vhost)
+            {
+                connection.kick.kick_because(reason);
+            }
+        }
     }
 
     fn retire_channel(state: &mut RegistryState, protocol: Protocol, channel: &ChannelStats) {

@@ -508,6 +508,21 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the document `name` (nothing to do when it does not exist).
+    pub fn delete_document(&self, name: &str) -> Result<(), StoreError> {
+        let _guard = self.documents.lock();
+        let path = self.dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(io_error("delete", &path)(error)),
+        }
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
     /// The document `name`, if it exists.
     pub fn load_document(&self, name: &str) -> Option<Vec<u8>> {
         fs::read(self.dir.join(name)).ok()

@@ -381,6 +381,57 @@ impl Client5 {
         }
     }
 
+    /// Subscribes and waits for the SUBACK; returns its reason codes.
+    pub(crate) async fn subscribe_raw(
+        &mut self,
+        filter: &str,
+        qos: QoS5,
+    ) -> Vec<p5::SubscribeReasonCode> {
+        within("subscribe request", self.client.subscribe(filter, qos))
+            .await
+            .expect("subscribe request queued");
+        loop {
+            // rumqttc ends the connection on a refused subscription and reports the code as
+            // an error.
+            match within("SUBACK", self.control.recv()).await {
+                Some(Ok(rumqttc::v5::Event::Incoming(p5::Packet::SubAck(suback)))) => {
+                    return suback.return_codes
+                }
+                Some(Err(rumqttc::v5::ConnectionError::MqttState(
+                    rumqttc::v5::StateError::SubFail { reason },
+                ))) => return vec![reason],
+                Some(Ok(_)) => {}
+                other => panic!("connection failed while waiting for SUBACK: {other:?}"),
+            }
+        }
+    }
+
+    /// Publishes at QoS 1 and returns the PUBACK's reason, whatever it is.
+    pub(crate) async fn publish_qos1_raw(
+        &mut self,
+        topic: &str,
+        payload: impl Into<Vec<u8>>,
+    ) -> p5::PubAckReason {
+        let payload: Vec<u8> = payload.into();
+        self.client
+            .publish(topic, QoS5::AtLeastOnce, false, payload)
+            .await
+            .expect("publish request queued");
+        loop {
+            // rumqttc reports a failure reason as an error (and ends the connection).
+            match within("PUBACK", self.control.recv()).await {
+                Some(Ok(rumqttc::v5::Event::Incoming(p5::Packet::PubAck(ack)))) => {
+                    return ack.reason
+                }
+                Some(Err(rumqttc::v5::ConnectionError::MqttState(
+                    rumqttc::v5::StateError::PubAckFail { reason },
+                ))) => return reason,
+                Some(Ok(_)) => {}
+                other => panic!("connection failed while waiting for PUBACK: {other:?}"),
+            }
+        }
+    }
+
     /// Subscribes, waits for the SUBACK and asserts the broker granted `qos`.
     pub(crate) async fn subscribe(&mut self, filter: &str, qos: QoS5) {
         within("subscribe request", self.client.subscribe(filter, qos))
