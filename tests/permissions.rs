@@ -210,6 +210,89 @@ async fn amqp_write_permission_allows_sensor_exchanges_only() {
     broker.shutdown().await;
 }
 
+/// Topic permissions apply to AMQP publishes to a topic exchange (by routing key) and to
+/// queue bindings on it (by binding key); other exchanges are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_topic_permissions_check_routing_and_binding_keys() {
+    let (broker, address) = broker_with(None).await;
+    set_up_iot(address).await;
+    set_topic_permission(address, "bob", "^sensor\\.", "^sensor\\.").await;
+    let bob = amqp(&broker, "bob", "bob-pw", "iot").await.unwrap();
+    let channel = bob.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let publish = |key: &'static str| {
+        let channel = channel.clone();
+        async move {
+            let confirm = channel
+                .basic_publish(
+                    "amq.topic",
+                    key,
+                    BasicPublishOptions::default(),
+                    b"t",
+                    BasicProperties::default(),
+                )
+                .await?;
+            within("confirm", confirm).await.map(|_| ())
+        }
+    };
+    publish("sensor.t1").await.unwrap();
+    let refused = publish("alerts.fire").await.unwrap_err().to_string();
+    assert!(
+        refused.contains(
+            "access to topic 'alerts.fire' in exchange 'amq.topic' in vhost 'iot' refused for user 'bob'"
+        ),
+        "{refused}"
+    );
+    let channel = bob.create_channel().await.unwrap();
+    channel
+        .queue_declare("bob.q", Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            "bob.q",
+            "amq.topic",
+            "sensor.#",
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let refused = channel
+        .queue_bind(
+            "bob.q",
+            "amq.topic",
+            "alerts.#",
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("ACCESS_REFUSED"), "{refused}");
+    // A direct exchange has no topic permissions.
+    let channel = bob.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            "amq.direct",
+            "alerts.fire",
+            BasicPublishOptions::default(),
+            b"d",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_declare("bob.q2", Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    bob.close(200, "bye").await.unwrap();
+    broker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_refusals_for_bad_password_and_foreign_vhost() {
     let (broker, address) = broker_with(None).await;

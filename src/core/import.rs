@@ -12,6 +12,26 @@ use super::{Core, ExchangeDeclare, PolicyDefinition, QueueDeclare, VhostMetadata
 /// The RabbitMQ version warren's definitions say they come from: the format is 3.10's.
 const FORMAT_VERSION: &str = "3.10.8";
 
+/// Orders a vhost's topology by name, so exports are stable.
+fn sort_topology(topology: &mut super::definitions::Definitions) {
+    topology.queues.sort_by(|a, b| a.name.cmp(&b.name));
+    topology.exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+    topology.bindings.sort_by(|a, b| {
+        (
+            &a.source,
+            &a.destination_type,
+            &a.destination,
+            &a.routing_key,
+        )
+            .cmp(&(
+                &b.source,
+                &b.destination_type,
+                &b.destination,
+                &b.routing_key,
+            ))
+    });
+}
+
 impl Core {
     /// Every definition, as `GET /api/definitions` answers.
     pub fn export_definitions(&self) -> FullDefinitions {
@@ -49,7 +69,8 @@ impl Core {
                     .iter()
                     .map(|policy| policy.definition.clone()),
             );
-            let topology = vhost.definitions();
+            let mut topology = vhost.definitions();
+            sort_topology(&mut topology);
             definitions.queues.extend(topology.queues);
             definitions.exchanges.extend(topology.exchanges);
             definitions.bindings.extend(topology.bindings);
@@ -61,7 +82,8 @@ impl Core {
     /// exchanges and bindings, without vhost fields. None when the vhost does not exist.
     pub fn export_vhost_definitions(&self, vhost: &str) -> Option<Json> {
         let vhost = self.vhost(vhost)?;
-        let topology = vhost.definitions();
+        let mut topology = vhost.definitions();
+        sort_topology(&mut topology);
         let policies: Vec<PolicyDefinition> = vhost
             .policies()
             .iter()

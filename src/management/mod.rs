@@ -131,7 +131,27 @@ pub(crate) async fn serve(
         .route("/api/bindings/{vhost}", get(write::vhost_bindings))
         .route(
             "/api/bindings/{vhost}/e/{exchange}/q/{queue}",
-            post(write::bind_queue),
+            get(write::queue_bindings_between).post(write::bind_queue),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{exchange}/q/{queue}/{props}",
+            delete(write::unbind_queue),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/e/{destination}",
+            get(write::exchange_bindings_between).post(write::bind_exchange),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/e/{destination}/{props}",
+            delete(write::unbind_exchange),
+        )
+        .route(
+            "/api/queues/{vhost}/{name}/bindings",
+            get(write::queue_bindings),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/{side}",
+            get(write::exchange_bindings),
         )
         .route("/api/connections", get(connections))
         .route(

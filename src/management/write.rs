@@ -256,12 +256,191 @@ fn bindings_of(vhosts: Vec<Arc<Vhost>>) -> Vec<Value> {
     listed
 }
 
-/// `GET /api/bindings`.
+/// `GET /api/bindings`: the bindings of the vhosts the caller sees.
 pub(super) async fn all_bindings(
     State(management): State<Arc<Management>>,
     Query(query): Query<HashMap<String, String>>,
+    caller: super::Caller,
 ) -> Response {
-    list_response(bindings_of(management.core.vhosts()), &query)
+    let vhosts = management
+        .core
+        .vhosts()
+        .into_iter()
+        .filter(|vhost| caller.sees_vhost(&management, &vhost.name))
+        .collect();
+    list_response(bindings_of(vhosts), &query)
+}
+
+/// The bindings from `source` to `destination` (of `destination_type`).
+fn bindings_between(
+    vhost: &Arc<Vhost>,
+    source: &str,
+    destination: &str,
+    destination_type: &str,
+) -> Vec<Value> {
+    bindings_of(vec![vhost.clone()])
+        .into_iter()
+        .filter(|b| {
+            b["source"] == source
+                && b["destination"] == destination
+                && b["destination_type"] == destination_type
+        })
+        .collect()
+}
+
+/// `GET /api/bindings/{vhost}/e/{exchange}/q/{queue}`.
+pub(super) async fn queue_bindings_between(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, exchange, queue)): Path<(String, String, String)>,
+) -> Response {
+    match vhost_or_404(&management, &vhost_name) {
+        Ok(vhost) => super::json_response(
+            StatusCode::OK,
+            &Value::Array(bindings_between(&vhost, &exchange, &queue, "queue")),
+        ),
+        Err(response) => response,
+    }
+}
+
+/// `GET /api/bindings/{vhost}/e/{source}/e/{destination}`.
+pub(super) async fn exchange_bindings_between(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, source, destination)): Path<(String, String, String)>,
+) -> Response {
+    match vhost_or_404(&management, &vhost_name) {
+        Ok(vhost) => super::json_response(
+            StatusCode::OK,
+            &Value::Array(bindings_between(&vhost, &source, &destination, "exchange")),
+        ),
+        Err(response) => response,
+    }
+}
+
+/// `POST /api/bindings/{vhost}/e/{source}/e/{destination}` with `routing_key`,
+/// `arguments`; 201 with the binding's `Location`.
+pub(super) async fn bind_exchange(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, source, destination)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    let (object, vhost) = match read(&management, &vhost_name, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let routing_key = object
+        .get("routing_key")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    match vhost.bind_exchange(&destination, &source, &routing_key, arguments(&object)) {
+        Ok(()) => {
+            let location = format!(
+                "/api/bindings/{}/e/{}/e/{}/{}",
+                encode(&vhost_name),
+                encode(&source),
+                encode(&destination),
+                encode(&routing_key)
+            );
+            (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
+        }
+        Err(core) => refused(core),
+    }
+}
+
+/// Removes the binding named by its properties key (the routing key, `~` when empty).
+fn unbind(
+    vhost: &Arc<Vhost>,
+    source: &str,
+    destination: &str,
+    destination_type: &str,
+    properties_key: &str,
+) -> Response {
+    let found = bindings_between(vhost, source, destination, destination_type)
+        .into_iter()
+        .find(|b| b["properties_key"] == properties_key);
+    let Some(found) = found else {
+        return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found");
+    };
+    let routing_key = found["routing_key"].as_str().unwrap_or_default();
+    let arguments = match &found["arguments"] {
+        Value::Object(arguments) => table_from_json(arguments),
+        _ => crate::core::Table::default(),
+    };
+    let result = if destination_type == "queue" {
+        vhost.unbind_queue(destination, source, routing_key, arguments, API)
+    } else {
+        vhost.unbind_exchange(destination, source, routing_key, arguments)
+    };
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(core) => refused(core),
+    }
+}
+
+/// `DELETE /api/bindings/{vhost}/e/{exchange}/q/{queue}/{props}`.
+pub(super) async fn unbind_queue(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, exchange, queue, props)): Path<(String, String, String, String)>,
+    request: Request,
+) -> Response {
+    match administrator(&request).and_then(|()| vhost_or_404(&management, &vhost_name)) {
+        Ok(vhost) => unbind(&vhost, &exchange, &queue, "queue", &props),
+        Err(response) => response,
+    }
+}
+
+/// `DELETE /api/bindings/{vhost}/e/{source}/e/{destination}/{props}`.
+pub(super) async fn unbind_exchange(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, source, destination, props)): Path<(String, String, String, String)>,
+    request: Request,
+) -> Response {
+    match administrator(&request).and_then(|()| vhost_or_404(&management, &vhost_name)) {
+        Ok(vhost) => unbind(&vhost, &source, &destination, "exchange", &props),
+        Err(response) => response,
+    }
+}
+
+/// `GET /api/queues/{vhost}/{name}/bindings`.
+pub(super) async fn queue_bindings(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, queue)): Path<(String, String)>,
+) -> Response {
+    match vhost_or_404(&management, &vhost_name) {
+        Ok(vhost) => {
+            let listed: Vec<Value> = bindings_of(vec![vhost])
+                .into_iter()
+                .filter(|b| b["destination"] == queue.as_str() && b["destination_type"] == "queue")
+                .collect();
+            super::json_response(StatusCode::OK, &Value::Array(listed))
+        }
+        Err(response) => response,
+    }
+}
+
+/// `GET /api/exchanges/{vhost}/{name}/bindings/source` and `.../destination`.
+pub(super) async fn exchange_bindings(
+    State(management): State<Arc<Management>>,
+    Path((vhost_name, exchange, side)): Path<(String, String, String)>,
+) -> Response {
+    let field = match side.as_str() {
+        "source" => "source",
+        "destination" => "destination",
+        _ => return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
+    };
+    match vhost_or_404(&management, &vhost_name) {
+        Ok(vhost) => {
+            let listed: Vec<Value> = bindings_of(vec![vhost])
+                .into_iter()
+                .filter(|b| {
+                    b[field] == exchange.as_str()
+                        && (field == "source" || b["destination_type"] == "exchange")
+                })
+                .collect();
+            super::json_response(StatusCode::OK, &Value::Array(listed))
+        }
+        Err(response) => response,
+    }
 }
 
 /// `GET /api/bindings/{vhost}`.
