@@ -209,6 +209,15 @@ async fn users_vhosts_and_permissions() {
     assert_eq!(status, 401);
     let (status, _) = call(api, alice_pw, "GET", "/api/users", &Value::Null).await;
     assert_eq!(status, 401);
+    // Her writes follow her permissions in the vhost, as RabbitMQ checks them.
+    let (status, _) = call(api, alice_pw, "PUT", "/api/queues/iot/sensor.q", &json!({})).await;
+    assert_eq!(status, 201);
+    let (status, _) = call(api, alice_pw, "PUT", "/api/queues/iot/other.q", &json!({})).await;
+    assert_eq!(status, 401, "configure `^sensor\\.` does not cover other.q");
+    let (status, _) = call(api, alice_pw, "PUT", "/api/queues/%2F/sensor.q", &json!({})).await;
+    assert_eq!(status, 401, "no permissions on /");
+    let (status, _) = call(api, alice_pw, "DELETE", "/api/queues/iot/sensor.q", &Value::Null).await;
+    assert_eq!(status, 204);
 
     // Deletions.
     let (status, _) = guest(api, "DELETE", "/api/permissions/iot/alice", Value::Null).await;

@@ -10,7 +10,8 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::{administrator_body, error, json_response, vhost_or_404, Management};
+use super::{error, json_response, permitted_body, vhost_or_404, Management};
+use crate::auth::{Access, Resource};
 use crate::core::definitions::{table_from_json, table_to_json};
 use crate::core::{Message, Properties, RouteTargets, Routed};
 
@@ -82,7 +83,14 @@ pub(super) async fn publish(
     Path((vhost_name, exchange_name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let object = match administrator_body(request).await {
+    let object = match permitted_body(
+        &management,
+        request,
+        &vhost_name,
+        &[(Access::Write, Resource::Exchange, &exchange_name)],
+    )
+    .await
+    {
         Ok(object) => object,
         Err(response) => return response,
     };
@@ -141,7 +149,14 @@ pub(super) async fn get(
     Path((vhost_name, queue_name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let object = match administrator_body(request).await {
+    let object = match permitted_body(
+        &management,
+        request,
+        &vhost_name,
+        &[(Access::Read, Resource::Queue, &queue_name)],
+    )
+    .await
+    {
         Ok(object) => object,
         Err(response) => return response,
     };

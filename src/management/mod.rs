@@ -293,6 +293,65 @@ const MAX_BODY: usize = 64 << 20;
 /// An administrator's request body as a JSON object (an empty body is an empty object).
 async fn administrator_body(request: Request) -> Result<serde_json::Map<String, Value>, Response> {
     administrator(&request)?;
+    json_body(request).await
+}
+
+/// What a write does to which object, checked against the caller's permissions.
+type Needs<'a> = &'a [(crate::auth::Access, crate::auth::Resource, &'a str)];
+
+/// Whether the caller may make a write in `vhost`: administrators may make any; other
+/// management users what their permissions in the vhost allow, as RabbitMQ checks the API's
+/// writes against the user's configure / write / read patterns.
+fn permitted(
+    management: &Management,
+    request: &Request,
+    vhost: &str,
+    needs: Needs<'_>,
+) -> Result<(), Response> {
+    let Some(caller) = request.extensions().get::<Caller>() else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "not_authorised",
+            "Login failed",
+        ));
+    };
+    if caller.is_administrator() {
+        return Ok(());
+    }
+    let mut check =
+        crate::auth::AccessCheck::new(management.core.users().clone(), &caller.name, vhost, "");
+    if !check.vhost_allowed() {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "not_authorised",
+            &check.vhost_refusal().0,
+        ));
+    }
+    for (access, resource, name) in needs {
+        if let Err(refused) = check.check(*access, *resource, name) {
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "not_authorised",
+                &refused.0,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The body of a permitted write (see [`permitted`]) as a JSON object.
+async fn permitted_body(
+    management: &Management,
+    request: Request,
+    vhost: &str,
+    needs: Needs<'_>,
+) -> Result<serde_json::Map<String, Value>, Response> {
+    permitted(management, &request, vhost, needs)?;
+    json_body(request).await
+}
+
+/// A request body as a JSON object (an empty body is an empty object).
+async fn json_body(request: Request) -> Result<serde_json::Map<String, Value>, Response> {
     let bad = |reason: &str| error(StatusCode::BAD_REQUEST, "bad_request", reason);
     let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
         .await

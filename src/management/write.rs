@@ -1,7 +1,8 @@
 //! The management API's writes, as `rabbitmqadmin` and other tools send them: declare and
 //! delete queues and exchanges, purge a queue, bind a queue, and list bindings.
 //!
-//! Until permissions exist, writes need the `administrator` tag.
+//! Administrators may make any write; other management users those their permissions in the
+//! vhost allow (configure to declare and delete, write and read to bind, read to purge).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::{administrator, administrator_body, error, list_response, vhost_or_404, Management};
+use super::{error, list_response, permitted, permitted_body, vhost_or_404, Management, Needs};
+use crate::auth::{Access, Resource};
 use crate::core::definitions::{table_from_json, table_to_json};
 use crate::core::exchange::Destination;
 use crate::core::{ConnectionId, CoreError, ExchangeDeclare, QueueDeclare, Vhost};
@@ -19,13 +21,14 @@ use crate::core::{ConnectionId, CoreError, ExchangeDeclare, QueueDeclare, Vhost}
 /// The connection id the API acts as: owns nothing, so exclusive queues are out of reach.
 const API: ConnectionId = ConnectionId(0);
 
-/// An administrator's JSON body and the vhost named in the path.
+/// A permitted write's JSON body and the vhost named in the path.
 async fn read(
     management: &Management,
     vhost_name: &str,
     request: Request,
+    needs: Needs<'_>,
 ) -> Result<(Map<String, Value>, Arc<Vhost>), Response> {
-    let object = administrator_body(request).await?;
+    let object = permitted_body(management, request, vhost_name, needs).await?;
     Ok((object, vhost_or_404(management, vhost_name)?))
 }
 
@@ -68,7 +71,14 @@ pub(super) async fn put_queue(
     Path((vhost_name, name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let (object, vhost) = match read(&management, &vhost_name, request).await {
+    let (object, vhost) = match read(
+        &management,
+        &vhost_name,
+        request,
+        &[(Access::Configure, Resource::Queue, &name)],
+    )
+    .await
+    {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -94,7 +104,13 @@ pub(super) async fn delete_queue(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    let vhost = match administrator(&request).and_then(|()| vhost_or_404(&management, &vhost_name))
+    let vhost = match permitted(
+        &management,
+        &request,
+        &vhost_name,
+        &[(Access::Configure, Resource::Queue, &name)],
+    )
+    .and_then(|()| vhost_or_404(&management, &vhost_name))
     {
         Ok(vhost) => vhost,
         Err(response) => return response,
@@ -116,7 +132,13 @@ pub(super) async fn purge_queue(
     Path((vhost_name, name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let vhost = match administrator(&request).and_then(|()| vhost_or_404(&management, &vhost_name))
+    let vhost = match permitted(
+        &management,
+        &request,
+        &vhost_name,
+        &[(Access::Read, Resource::Queue, &name)],
+    )
+    .and_then(|()| vhost_or_404(&management, &vhost_name))
     {
         Ok(vhost) => vhost,
         Err(response) => return response,
@@ -134,7 +156,14 @@ pub(super) async fn put_exchange(
     Path((vhost_name, name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let (object, vhost) = match read(&management, &vhost_name, request).await {
+    let (object, vhost) = match read(
+        &management,
+        &vhost_name,
+        request,
+        &[(Access::Configure, Resource::Exchange, &name)],
+    )
+    .await
+    {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -168,7 +197,13 @@ pub(super) async fn delete_exchange(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
-    let vhost = match administrator(&request).and_then(|()| vhost_or_404(&management, &vhost_name))
+    let vhost = match permitted(
+        &management,
+        &request,
+        &vhost_name,
+        &[(Access::Configure, Resource::Exchange, &name)],
+    )
+    .and_then(|()| vhost_or_404(&management, &vhost_name))
     {
         Ok(vhost) => vhost,
         Err(response) => return response,
@@ -190,7 +225,17 @@ pub(super) async fn bind_queue(
     Path((vhost_name, exchange, queue)): Path<(String, String, String)>,
     request: Request,
 ) -> Response {
-    let (object, vhost) = match read(&management, &vhost_name, request).await {
+    let (object, vhost) = match read(
+        &management,
+        &vhost_name,
+        request,
+        &[
+            (Access::Write, Resource::Queue, &queue),
+            (Access::Read, Resource::Exchange, &exchange),
+        ],
+    )
+    .await
+    {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -323,7 +368,17 @@ pub(super) async fn bind_exchange(
     Path((vhost_name, source, destination)): Path<(String, String, String)>,
     request: Request,
 ) -> Response {
-    let (object, vhost) = match read(&management, &vhost_name, request).await {
+    let (object, vhost) = match read(
+        &management,
+        &vhost_name,
+        request,
+        &[
+            (Access::Write, Resource::Exchange, &destination),
+            (Access::Read, Resource::Exchange, &source),
+        ],
+    )
+    .await
+    {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -383,7 +438,17 @@ pub(super) async fn unbind_queue(
     Path((vhost_name, exchange, queue, props)): Path<(String, String, String, String)>,
     request: Request,
 ) -> Response {
-    match administrator(&request).and_then(|()| vhost_or_404(&management, &vhost_name)) {
+    match permitted(
+        &management,
+        &request,
+        &vhost_name,
+        &[
+            (Access::Write, Resource::Queue, &queue),
+            (Access::Read, Resource::Exchange, &exchange),
+        ],
+    )
+    .and_then(|()| vhost_or_404(&management, &vhost_name))
+    {
         Ok(vhost) => unbind(&vhost, &exchange, &queue, "queue", &props),
         Err(response) => response,
     }
@@ -395,7 +460,17 @@ pub(super) async fn unbind_exchange(
     Path((vhost_name, source, destination, props)): Path<(String, String, String, String)>,
     request: Request,
 ) -> Response {
-    match administrator(&request).and_then(|()| vhost_or_404(&management, &vhost_name)) {
+    match permitted(
+        &management,
+        &request,
+        &vhost_name,
+        &[
+            (Access::Write, Resource::Exchange, &destination),
+            (Access::Read, Resource::Exchange, &source),
+        ],
+    )
+    .and_then(|()| vhost_or_404(&management, &vhost_name))
+    {
         Ok(vhost) => unbind(&vhost, &source, &destination, "exchange", &props),
         Err(response) => response,
     }
