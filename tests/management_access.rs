@@ -216,7 +216,14 @@ async fn users_vhosts_and_permissions() {
     assert_eq!(status, 401, "configure `^sensor\\.` does not cover other.q");
     let (status, _) = call(api, alice_pw, "PUT", "/api/queues/%2F/sensor.q", &json!({})).await;
     assert_eq!(status, 401, "no permissions on /");
-    let (status, _) = call(api, alice_pw, "DELETE", "/api/queues/iot/sensor.q", &Value::Null).await;
+    let (status, _) = call(
+        api,
+        alice_pw,
+        "DELETE",
+        "/api/queues/iot/sensor.q",
+        &Value::Null,
+    )
+    .await;
     assert_eq!(status, 204);
 
     // Deletions.
