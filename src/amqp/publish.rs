@@ -220,7 +220,14 @@ impl Connection {
             // The message is not shared yet, so this never clones.
             Arc::make_mut(&mut message).body = body;
         }
-        if let Err(refused) = self.check_publish(&message.exchange, &message.routing_key) {
+        // Fields borrowed apart from the channel's state: no second channel lookup.
+        let checked = check_publish(
+            &mut self.access,
+            &self.vhost,
+            &message.exchange,
+            &message.routing_key,
+        );
+        if let Err(refused) = checked {
             self.fail_channel(
                 channel,
                 ChannelException {
@@ -231,9 +238,6 @@ impl Connection {
             );
             return Ok(());
         }
-        let Some(state) = self.channels.get_mut(&channel) else {
-            return Ok(());
-        };
         if let Some(transaction) = state.transaction.as_mut() {
             transaction.publishes.push((message, pending.mandatory));
             return Ok(());
@@ -246,30 +250,6 @@ impl Connection {
                 Ok(())
             }
         }
-    }
-
-    /// Checks that the user may publish to `exchange` (write permission) and, on a topic
-    /// exchange with topic permissions, with `routing_key`. Cached per connection: a repeat
-    /// publish to the same exchange costs a generation load and a short comparison.
-    fn check_publish(
-        &mut self,
-        exchange: &str,
-        routing_key: &str,
-    ) -> Result<(), crate::auth::AccessRefused> {
-        use crate::auth::{Access, Resource};
-        self.access
-            .check(Access::Write, Resource::Exchange, exchange)?;
-        if self.access.has_topic_permissions() {
-            let topic = self
-                .vhost
-                .exchange(exchange)
-                .is_ok_and(|e| e.kind == crate::core::ExchangeKind::Topic);
-            if topic {
-                self.access
-                    .check_topic(Access::Write, exchange, routing_key)?;
-            }
-        }
-        Ok(())
     }
 
     /// Routes a complete message, returns it if unroutable and mandatory, and records the
@@ -415,4 +395,26 @@ impl Connection {
         self.confirms_due = due;
         self.confirms_due.clear();
     }
+}
+
+/// Checks that the user may publish to `exchange` (write permission) and, on a topic exchange
+/// with topic permissions, with `routing_key`. Cached per connection: a repeat publish to the
+/// same exchange costs a generation load and a short comparison.
+fn check_publish(
+    access: &mut crate::auth::AccessCheck,
+    vhost: &crate::core::Vhost,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<(), crate::auth::AccessRefused> {
+    use crate::auth::{Access, Resource};
+    access.check(Access::Write, Resource::Exchange, exchange)?;
+    if access.has_topic_permissions() {
+        let topic = vhost
+            .exchange(exchange)
+            .is_ok_and(|e| e.kind == crate::core::ExchangeKind::Topic);
+        if topic {
+            access.check_topic(Access::Write, exchange, routing_key)?;
+        }
+    }
+    Ok(())
 }
