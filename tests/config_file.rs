@@ -235,3 +235,121 @@ async fn default_user_and_password_come_from_the_file() {
     assert!(wrong.is_err());
     broker.kill().await.unwrap();
 }
+
+/// `default_vhost` names the vhost of a fresh node (the default user gets full permissions
+/// there), `load_definitions` imports a definitions file at start (its users log in with
+/// their passwords), and `mqtt.vhost` is where MQTT users without a `vhost:` prefix land.
+#[tokio::test]
+async fn default_vhost_mqtt_vhost_and_load_definitions_come_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (amqp, mqtt) = (free_port(), free_port());
+    let hash = warren::auth::encode_hash(&warren::auth::hash_password(b"dave-pw", [1, 2, 3, 4]));
+    let definitions = serde_json::json!({
+        "users": [{"name": "dave", "password_hash": hash,
+                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["management"]}],
+        "vhosts": [{"name": "plant"}],
+        "permissions": [{"user": "dave", "vhost": "plant", "configure": ".*", "write": ".*", "read": ".*"}],
+        "queues": [{"name": "line-1", "vhost": "plant", "durable": true, "auto_delete": false, "arguments": {}}],
+    });
+    let definitions_path = dir.path().join("definitions.json");
+    std::fs::write(&definitions_path, definitions.to_string()).unwrap();
+    let config = dir.path().join("warren.conf");
+    let mut text = sample_with(&[
+        ("listeners.tcp.default", format!("127.0.0.1:{amqp}")),
+        ("mqtt.listeners.tcp.default", mqtt.to_string()),
+        ("web_mqtt.tcp.port", "0".into()),
+        ("prometheus.tcp.port", "0".into()),
+        ("management.tcp.port", "0".into()),
+        ("default_vhost", "edge".into()),
+        ("mqtt.vhost", "plant".into()),
+        ("data_dir", dir.path().join("data").display().to_string()),
+    ]);
+    text.push_str(&format!(
+        "\nload_definitions = {}\n",
+        definitions_path.display()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let mut broker = warren(&config, &[]);
+    let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for_listeners(&mut broker, &[address(amqp), address(mqtt)]).await;
+    let connect = |user: &str, password: &str, vhost: &str| {
+        let uri = format!("amqp://{user}:{password}@127.0.0.1:{amqp}/{vhost}");
+        async move { Connection::connect(&uri, ConnectionProperties::default()).await }
+    };
+    let guest = common::within("guest in edge", connect("guest", "guest", "edge"))
+        .await
+        .expect("the default user has the default vhost");
+    guest.close(200, "bye").await.unwrap();
+    let default_vhost = common::within("guest in /", connect("guest", "guest", "%2f")).await;
+    assert!(
+        default_vhost.is_err(),
+        "/ is not created when default_vhost names another"
+    );
+    let dave = common::within("dave in plant", connect("dave", "dave-pw", "plant"))
+        .await
+        .expect("an imported user logs in with the password behind its hash");
+    let channel = dave.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare("line-1", passive, lapin::types::FieldTable::default())
+        .await
+        .expect("the imported queue exists");
+    dave.close(200, "bye").await.unwrap();
+    // MQTT: "dave" without a vhost prefix lands in mqtt.vhost, where he has permissions.
+    let mut options = rumqttc::MqttOptions::new("dave-device", "127.0.0.1", mqtt);
+    options.set_credentials("dave", "dave-pw");
+    let (client, mut events) = rumqttc::AsyncClient::new(options, 10);
+    let connack = common::within("CONNACK", events.poll()).await.unwrap();
+    assert!(
+        matches!(
+            connack,
+            rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(rumqttc::ConnAck {
+                code: rumqttc::ConnectReturnCode::Success,
+                ..
+            }))
+        ),
+        "{connack:?}"
+    );
+    drop(client);
+    broker.kill().await.unwrap();
+}
+
+/// A `load_definitions` file that does not parse stops warren at start, naming the file.
+#[tokio::test]
+async fn a_bad_definitions_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let definitions_path = dir.path().join("broken.json");
+    std::fs::write(&definitions_path, "{ not json").unwrap();
+    let config = dir.path().join("warren.conf");
+    let mut text = sample_with(&[
+        ("listeners.tcp.default", free_port().to_string()),
+        ("mqtt.listeners.tcp.default", free_port().to_string()),
+        ("web_mqtt.tcp.port", "0".into()),
+        ("prometheus.tcp.port", "0".into()),
+        ("management.tcp.port", "0".into()),
+        ("data_dir", dir.path().join("data").display().to_string()),
+    ]);
+    text.push_str(&format!(
+        "\nload_definitions = {}\n",
+        definitions_path.display()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let output = common::within(
+        "warren to refuse",
+        Command::new(env!("CARGO_BIN_EXE_warren"))
+            .arg("--config")
+            .arg(&config)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("load_definitions") && stderr.contains("broken.json"),
+        "{stderr}"
+    );
+}
