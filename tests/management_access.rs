@@ -684,3 +684,110 @@ async fn definitions_move_between_brokers_unchanged() {
     assert_eq!(copied["policy"], "ttl");
     target.shutdown().await;
 }
+
+/// A definitions file exported from RabbitMQ 3.10.8 (`tests/fixtures/`, with how it was made)
+/// imports as it is: its users log in with their RabbitMQ passwords, with their tags and
+/// permissions (a PCRE lookahead in a topic permission included), and its vhosts, queues,
+/// exchanges, bindings and policies exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rabbitmq_export_imports_and_its_users_log_in() {
+    let (broker, api) = broker().await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rabbitmq-3.10-definitions.json");
+    let exported: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (status, body) = guest(api, "POST", "/api/definitions", exported).await;
+    assert_eq!(status, 204, "{body}");
+
+    // Passwords: the hashes RabbitMQ made check against the passwords it was given.
+    let alice = Connection::connect(
+        &format!("amqp://alice:alice-pw@{}/iot", broker.amqp_addr()),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect("alice logs in with her RabbitMQ password");
+    let channel = alice.create_channel().await.unwrap();
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let readings = channel
+        .queue_declare("sensor.readings", passive, FieldTable::default())
+        .await
+        .unwrap();
+    assert_eq!(readings.message_count(), 0);
+    alice.close(200, "bye").await.unwrap();
+    let (status, whoami) = call(api, ("bob", "bob-pw"), "GET", "/api/whoami", &Value::Null).await;
+    assert_eq!(status, 200);
+    assert_eq!(whoami["tags"], json!(["monitoring"]));
+    let (status, _) = call(
+        api,
+        ("carol", "carol-pw"),
+        "GET",
+        "/api/users",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "carol is an administrator");
+    let (status, _) = call(api, ("carol", "wrong"), "GET", "/api/users", &Value::Null).await;
+    assert_eq!(status, 401);
+
+    // The topology and the policies.
+    let (_, orders) = guest(api, "GET", "/api/queues/%2F/orders", Value::Null).await;
+    assert_eq!(orders["arguments"]["x-max-priority"], 10);
+    let (_, ttl) = guest(api, "GET", "/api/queues/%2F/ttl.events", Value::Null).await;
+    assert_eq!(ttl["policy"], "ttl-policy");
+    assert_eq!(ttl["effective_policy_definition"]["message-ttl"], 60000);
+    let (_, sensor) = guest(api, "GET", "/api/exchanges/iot/sensor.data", Value::Null).await;
+    assert_eq!(sensor["policy"], "ae-policy");
+    let (_, bindings) = guest(api, "GET", "/api/bindings/iot", Value::Null).await;
+    assert!(
+        bindings
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["source"] == "sensor.data" && b["destination"] == "unrouted"),
+        "{bindings}"
+    );
+    let (_, topic) = guest(api, "GET", "/api/topic-permissions/iot/alice", Value::Null).await;
+    assert_eq!(topic[0]["read"], "^(?!alerts\\.).*");
+
+    // The lookahead works: alice may bind sensor keys on amq.topic but not alerts ones.
+    let alice = Connection::connect(
+        &format!("amqp://alice:alice-pw@{}/iot", broker.amqp_addr()),
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let channel = alice.create_channel().await.unwrap();
+    channel
+        .queue_declare(
+            "sensor.mine",
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            "sensor.mine",
+            "amq.topic",
+            "sensor.#",
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let refused = channel
+        .queue_bind(
+            "sensor.mine",
+            "amq.topic",
+            "alerts.fire",
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("ACCESS_REFUSED"), "{refused}");
+    alice.close(200, "bye").await.unwrap();
+    broker.shutdown().await;
+}

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use regex::Regex;
+use fancy_regex::Regex;
 
 use super::Users;
 
@@ -93,9 +93,10 @@ impl Pattern {
 
     /// Whether `name` matches anywhere (RabbitMQ's patterns are unanchored).
     pub fn matches(&self, name: &str) -> bool {
+        // An expression that exceeds the backtracking limit on this name matches nothing.
         self.compiled
             .as_ref()
-            .is_some_and(|regex| regex.is_match(name))
+            .is_some_and(|regex| regex.is_match(name).unwrap_or(false))
     }
 }
 
@@ -341,5 +342,9 @@ mod tests {
         assert!(!empty.matches(""));
         assert!(!empty.matches("anything"));
         assert!(Pattern::new("(").is_err());
+        // RabbitMQ's patterns are PCRE: lookaheads work.
+        let not_alerts = Pattern::new("^(?!alerts\\.).*").unwrap();
+        assert!(not_alerts.matches("sensor.t1"));
+        assert!(!not_alerts.matches("alerts.fire"));
     }
 }

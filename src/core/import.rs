@@ -133,12 +133,14 @@ impl Core {
                     .and_then(Json::as_str)
                     .map(str::to_string)
                     .unwrap_or_else(|| vhost.description.clone());
+                // RabbitMQ 3.10 writes an empty tag list as "" and others as a list.
                 let tags = match nested.and_then(|m| m.get("tags")) {
                     Some(Json::Array(tags)) => tags
                         .iter()
                         .filter_map(Json::as_str)
                         .map(str::to_string)
                         .collect(),
+                    Some(Json::String(text)) => crate::auth::parse_tags(text),
                     _ => vhost.tags.clone(),
                 };
                 self.add_vhost(

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use regex::Regex;
+use fancy_regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -151,7 +151,9 @@ impl Policy {
             ApplyTo::Queues => to_queue,
             ApplyTo::Exchanges => !to_queue,
         };
-        kind && self.pattern.is_match(name)
+        // Patterns are PCRE-like, as RabbitMQ's; one that exceeds the backtracking limit on this
+        // name does not match.
+        kind && self.pattern.is_match(name).unwrap_or(false)
     }
 
     /// One key of its definition.
