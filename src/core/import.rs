@@ -100,7 +100,8 @@ impl Core {
             "exchanges": topology.exchanges,
             "bindings": topology.bindings,
         });
-        for list in ["policies", "queues", "exchanges", "bindings"] {
+        // As RabbitMQ 3.10: queues, exchanges and bindings lose their vhost; policies keep it.
+        for list in ["queues", "exchanges", "bindings"] {
             if let Some(Json::Array(items)) = exported.get_mut(list) {
                 for item in items {
                     if let Json::Object(object) = item {

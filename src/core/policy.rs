@@ -113,8 +113,13 @@ impl Policy {
         }
         for (key, value) in &definition.definition {
             if !POLICY_KEYS.contains(&key.as_str()) {
+                // RabbitMQ's wording, Erlang terms included: strings as <<"...">>.
+                let term = match value {
+                    Json::String(text) => format!("<<\"{text}\">>"),
+                    other => other.to_string(),
+                };
                 return Err(invalid(format!(
-                    "Validation failed\n\n[{{<<\"{key}\">>,<<\"{value}\">>}}] are not recognised policy settings"
+                    "Validation failed\n\n[{{<<\"{key}\">>,{term}}}] are not recognised policy settings\n"
                 )));
             }
             let well_typed = match key.as_str() {

@@ -370,11 +370,8 @@ fn field<'a>(object: &'a Map<String, Value>, key: &str) -> Result<&'a str, Respo
 
 /// Checks a vhost and a user named in a path; RabbitMQ answers 400 for either missing.
 fn vhost_and_user(management: &Management, vhost: &str, user: &str) -> Result<(), Response> {
-    if management.core.vhost(vhost).is_none() {
-        return Err(bad_request("vhost_not_found"));
-    }
-    if !management.core.users().exists(user) {
-        return Err(bad_request("user_not_found"));
+    if management.core.vhost(vhost).is_none() || !management.core.users().exists(user) {
+        return Err(bad_request("vhost_or_user_not_found"));
     }
     Ok(())
 }
