@@ -4,7 +4,7 @@
 //! `iot:alice` lands in vhost `iot`, and a topic permission refuses her `alerts/#`
 //! subscription (SUBACK 0x80 on v3, 0x87 on v5) and her publishes outside it (v5 PUBACK
 //! 0x87, v3 disconnect); wrong passwords get 403 (AMQP), CONNACK 5 (v3) and 0x86 (v5); a
-//! vhost the user has no permissions in is refused; deleting a vhost closes its
+//! vhost the user has no permissions in is refused; deleting a vhost (or a user) closes its
 //! connections; users and permissions survive a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -444,6 +444,23 @@ async fn deleting_a_vhost_closes_its_connections_and_removes_its_queues() {
     })
     .await;
     assert!(guest.status().connected(), "connections to / stay open");
+    // Deleting a user closes its connections too.
+    api(
+        address,
+        "PUT",
+        "/api/permissions/%2F/bob",
+        r#"{"configure":".*","write":".*","read":".*"}"#,
+        &[201],
+    )
+    .await;
+    let bob = amqp(&broker, "bob", "bob-pw", "%2f").await.unwrap();
+    api(address, "DELETE", "/api/users/bob", "", &[204]).await;
+    within("the deleted user's connection to close", async {
+        while bob.status().connected() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let queues = get_as(address, "/api/queues", "guest", "guest")
         .await
         .unwrap();

@@ -133,6 +133,15 @@ pub(super) async fn delete_user(
         return refused;
     }
     if management.core.users().delete_user(&name) {
+        // RabbitMQ closes a deleted user's connections.
+        for connection in management.stats.connections() {
+            if connection
+                .identity()
+                .is_some_and(|identity| identity.user == name)
+            {
+                connection.kick.kick_because("user was deleted");
+            }
+        }
         StatusCode::NO_CONTENT.into_response()
     } else {
         not_found().await
