@@ -587,39 +587,28 @@ impl MqttConnection {
     /// Whether the user may publish to `topic` (write on the MQTT exchange, and its topic
     /// permission).
     pub(super) fn may_publish(&mut self, topic: &str) -> Result<(), crate::auth::AccessRefused> {
-        use crate::auth::{Access, Resource};
-        self.access();
-        let exchange = &self.shared.settings.exchange;
-        let Some(access) = self.access.as_deref_mut() else {
-            return Ok(());
-        };
-        access.check(Access::Write, Resource::Exchange, exchange)?;
-        if access.has_topic_permissions() {
-            access.check_topic(
-                Access::Write,
-                exchange,
-                &topic_to_routing_key::<String>(topic),
-            )?;
-        }
-        Ok(())
+        self.may(crate::auth::Access::Write, topic)
     }
 
     /// Whether the user may subscribe with `filter` (read on the MQTT exchange, and its
     /// topic permission on the filter as a binding key).
     pub(super) fn may_subscribe(&mut self, filter: &str) -> Result<(), crate::auth::AccessRefused> {
-        use crate::auth::{Access, Resource};
+        self.may(crate::auth::Access::Read, filter)
+    }
+
+    fn may(
+        &mut self,
+        access: crate::auth::Access,
+        topic: &str,
+    ) -> Result<(), crate::auth::AccessRefused> {
         self.access();
         let exchange = &self.shared.settings.exchange;
-        let Some(access) = self.access.as_deref_mut() else {
+        let Some(check) = self.access.as_deref_mut() else {
             return Ok(());
         };
-        access.check(Access::Read, Resource::Exchange, exchange)?;
-        if access.has_topic_permissions() {
-            access.check_topic(
-                Access::Read,
-                exchange,
-                &topic_to_routing_key::<String>(filter),
-            )?;
+        check.check(access, crate::auth::Resource::Exchange, exchange)?;
+        if check.has_topic_permissions() {
+            check.check_topic(access, exchange, &topic_to_routing_key::<String>(topic))?;
         }
         Ok(())
     }
