@@ -43,6 +43,9 @@ pub enum StartError {
     /// A TLS listener was asked for without TLS material, or the material is unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The users or vhosts kept in the data directory cannot be read.
+    #[error("{0}")]
+    Metadata(String),
     /// The definitions file of `load_definitions` could not be read or imported.
     #[error("load_definitions {path}: {reason}")]
     Definitions {
@@ -172,12 +175,15 @@ impl Broker {
         })?;
         let (store, recovered) =
             crate::store::Store::open(&config.data_dir).map_err(StartError::Store)?;
+        let users = crate::auth::Users::open(&config.users, Some(store.clone()))
+            .map_err(|error| StartError::Metadata(error.to_string()))?;
         let core = Core::open(
             config.memory_high_watermark,
             Some(store.clone()),
-            crate::auth::Users::open(&config.users, Some(store.clone())),
+            Arc::new(users),
             &config.users.default_vhost,
-        );
+        )
+        .map_err(StartError::Metadata)?;
         core.restore(&store, recovered);
         if let Some(path) = &config.load_definitions {
             load_definitions(&core, path)?;

@@ -209,6 +209,26 @@ async fn users_vhosts_and_permissions() {
     assert_eq!(status, 401);
     let (status, _) = call(api, alice_pw, "GET", "/api/users", &Value::Null).await;
     assert_eq!(status, 401);
+    // Nor single objects of foreign vhosts, nor their bindings.
+    guest(api, "PUT", "/api/queues/%2F/private", json!({})).await;
+    for path in [
+        "/api/queues/%2F/private",
+        "/api/exchanges/%2F/amq.direct",
+        "/api/bindings/%2F",
+        "/api/queues/%2F/private/bindings",
+    ] {
+        let (status, _) = call(api, alice_pw, "GET", path, &Value::Null).await;
+        assert_eq!(
+            status, 404,
+            "a management user reads {path} of a foreign vhost"
+        );
+    }
+    // A policymaker changes policies only in vhosts she has access to.
+    let policy = json!({"pattern": "^sensor", "definition": {"max-length": 5}});
+    let (status, _) = call(api, alice_pw, "PUT", "/api/policies/%2F/p", &policy).await;
+    assert_eq!(status, 401);
+    let (status, _) = call(api, alice_pw, "PUT", "/api/policies/iot/p", &policy).await;
+    assert_eq!(status, 201);
     // Her writes follow her permissions in the vhost, as RabbitMQ checks them.
     let (status, _) = call(api, alice_pw, "PUT", "/api/queues/iot/sensor.q", &json!({})).await;
     assert_eq!(status, 201);
@@ -444,6 +464,27 @@ async fn consumers_bindings_and_closing_a_connection() {
     assert_eq!(found["ack_required"], true);
     assert_eq!(found["prefetch_count"], 7);
     assert_eq!(found["channel_details"]["user"], "guest");
+
+    // Another connection's exclusive queue is locked to the API, as in RabbitMQ.
+    channel
+        .queue_declare(
+            "mine-only",
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (status, body) = guest(
+        api,
+        "POST",
+        "/api/queues/%2F/mine-only/get",
+        json!({"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}),
+    )
+    .await;
+    assert_eq!(status, 405, "{body}");
 
     // Exchange-to-exchange bindings: create, list, delete.
     guest(

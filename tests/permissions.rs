@@ -165,6 +165,28 @@ async fn amqp_write_permission_allows_sensor_exchanges_only() {
         "{text}"
     );
 
+    // An alternate exchange needs write on it: `other.x` is outside alice's write pattern.
+    let channel = alice.create_channel().await.unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "alternate-exchange".into(),
+        lapin::types::AMQPValue::LongString("other.x".into()),
+    );
+    let refused = channel
+        .exchange_declare(
+            "sensor.with-ae",
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            arguments,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("access to exchange 'other.x' in vhost 'iot' refused"),
+        "{refused}"
+    );
+
     // Publishing to an exchange outside the write pattern closes the channel with 403.
     let channel = alice.create_channel().await.unwrap();
     channel

@@ -368,9 +368,21 @@ impl Connection {
             }
             Method::ExchangeDeclare(declare) => {
                 let nowait = declare.nowait;
+                let arguments = table_from_amqp(declare.arguments);
                 if !declare.passive {
                     self.access
                         .check(Access::Configure, Resource::Exchange, &declare.exchange)?;
+                    // An alternate exchange receives what is published here: RabbitMQ asks
+                    // for read on this exchange and write on the alternate one.
+                    if let Some(crate::core::Value::String(alternate)) =
+                        arguments.get("alternate-exchange")
+                    {
+                        let alternate = String::from_utf8_lossy(alternate).into_owned();
+                        self.access
+                            .check(Access::Read, Resource::Exchange, &declare.exchange)?;
+                        self.access
+                            .check(Access::Write, Resource::Exchange, &alternate)?;
+                    }
                 }
                 self.vhost.declare_exchange(ExchangeDeclare {
                     name: declare.exchange,
@@ -379,7 +391,7 @@ impl Connection {
                     durable: declare.durable,
                     auto_delete: declare.auto_delete,
                     internal: declare.internal,
-                    arguments: table_from_amqp(declare.arguments),
+                    arguments,
                 })?;
                 self.reply(
                     channel,

@@ -233,36 +233,46 @@ impl Users {
     /// The users of a fresh node, kept in memory only: the default user, administrator, with
     /// full permissions on the default vhost.
     pub fn new(settings: &UserSettings) -> Users {
-        Users::open(settings, None)
+        Users::fresh(settings, None)
     }
 
     /// The users saved in `store` by an earlier run, or those of a fresh node (saved there).
-    pub fn open(settings: &UserSettings, store: Option<Arc<Store>>) -> Users {
-        let users = Users {
+    /// An unreadable document is an error: starting with the default user instead would
+    /// overwrite every user and permission at the next change.
+    pub fn open(settings: &UserSettings, store: Option<Arc<Store>>) -> Result<Users, AuthError> {
+        let saved = store
+            .as_ref()
+            .and_then(|store| store.load_document(ACCESS_DOCUMENT));
+        let Some(bytes) = saved else {
+            return Ok(Users::fresh(settings, store));
+        };
+        let document = serde_json::from_slice::<AccessDocument>(&bytes).map_err(|error| {
+            AuthError::Invalid(format!(
+                "the users document {ACCESS_DOCUMENT} in the data directory is unreadable: {error}"
+            ))
+        })?;
+        let users = Users::empty(settings, store);
+        users.import(
+            &document.users,
+            &document.permissions,
+            &document.topic_permissions,
+        );
+        Ok(users)
+    }
+
+    fn empty(settings: &UserSettings, store: Option<Arc<Store>>) -> Users {
+        Users {
             state: RwLock::new(AccessState::default()),
             generation: AtomicU64::new(0),
             loopback_only: settings.loopback_only.clone(),
             store,
             save_lock: Mutex::new(()),
-        };
-        let saved = users
-            .store
-            .as_ref()
-            .and_then(|store| store.load_document(ACCESS_DOCUMENT));
-        match saved.map(|bytes| serde_json::from_slice::<AccessDocument>(&bytes)) {
-            Some(Ok(document)) => {
-                users.import(
-                    &document.users,
-                    &document.permissions,
-                    &document.topic_permissions,
-                );
-                return users;
-            }
-            Some(Err(error)) => {
-                tracing::error!(%error, "users document unreadable; starting with the default user")
-            }
-            None => {}
         }
+    }
+
+    /// A fresh node's users (saved in `store`, if any).
+    fn fresh(settings: &UserSettings, store: Option<Arc<Store>>) -> Users {
+        let users = Users::empty(settings, store);
         {
             let mut state = users.state.write();
             state.users.insert(
@@ -623,7 +633,7 @@ impl Users {
         };
         match serde_json::to_vec_pretty(&document) {
             Ok(bytes) => {
-                if let Err(error) = store.save_document(ACCESS_DOCUMENT, &bytes) {
+                if let Err(error) = store.save_private_document(ACCESS_DOCUMENT, &bytes) {
                     tracing::error!(%error, "cannot save users and permissions");
                 }
             }
@@ -727,6 +737,41 @@ mod tests {
         assert_eq!(users.login("admin", b"s3cret", remote), Ok(()));
         assert!(users.login("guest", b"guest", local()).is_err());
         assert!(users.exists("admin"));
+    }
+
+    /// Users and permissions come back from the store; an unreadable document stops the
+    /// start instead of being replaced by the default user.
+    #[test]
+    fn users_persist_and_an_unreadable_document_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = crate::store::Store::open(dir.path()).unwrap();
+        let settings = UserSettings::default();
+        let users = Users::open(&settings, Some(store.clone())).unwrap();
+        users.put_user("alice", PasswordChange::Set(b"pw".to_vec()), vec![]);
+        users
+            .set_permissions(&PermissionDefinition {
+                user: "alice".into(),
+                vhost: "/".into(),
+                configure: "".into(),
+                write: "^a".into(),
+                read: ".*".into(),
+            })
+            .unwrap();
+        let again = Users::open(&settings, Some(store.clone())).unwrap();
+        assert_eq!(again.login("alice", b"pw", local()), Ok(()));
+        assert_eq!(again.permissions().len(), 2);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(ACCESS_DOCUMENT))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "password hashes are readable by the owner only"
+        );
+        store.save_document(ACCESS_DOCUMENT, b"{ broken").unwrap();
+        assert!(Users::open(&settings, Some(store)).is_err());
     }
 
     /// Hashes exported from RabbitMQ 3.10.8 (Debian's package: `rabbitmqctl add_user test

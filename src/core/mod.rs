@@ -123,12 +123,20 @@ impl Core {
         store: Option<Arc<Store>>,
         users: crate::auth::Users,
     ) -> Arc<Core> {
+        let users = Arc::new(users);
+        // Without a readable vhosts document (a fresh or in-memory store) this cannot fail;
+        // with an unreadable one, the vhosts are those of a fresh node.
         Core::open(
             memory_high_watermark,
-            store,
-            users,
+            store.clone(),
+            users.clone(),
             crate::auth::DEFAULT_VHOST,
         )
+        .unwrap_or_else(|_| {
+            let core = Core::empty(memory_high_watermark, store, users);
+            core.insert_vhost(crate::auth::DEFAULT_VHOST, VhostMetadata::default());
+            core
+        })
     }
 
     /// Creates the core with these users and the vhosts saved in `store` by an earlier run,
@@ -137,18 +145,10 @@ impl Core {
     pub fn open(
         memory_high_watermark: u64,
         store: Option<Arc<Store>>,
-        users: crate::auth::Users,
+        users: Arc<crate::auth::Users>,
         default_vhost: &str,
-    ) -> Arc<Core> {
-        let memory = Arc::new(MemoryGauge::new(memory_high_watermark));
-        let core = Arc::new(Core {
-            vhosts: RwLock::new(HashMap::new()),
-            memory,
-            next_id: AtomicU64::new(1),
-            store,
-            users: Arc::new(users),
-            vhosts_save: parking_lot::Mutex::new(()),
-        });
+    ) -> Result<Arc<Core>, String> {
+        let core = Core::empty(memory_high_watermark, store, users);
         let saved = core
             .store
             .as_ref()
@@ -167,8 +167,11 @@ impl Core {
                 }
             }
             Some(Err(error)) => {
-                tracing::error!(%error, "vhosts document unreadable; starting with the default vhost");
-                core.insert_vhost(default_vhost, VhostMetadata::default());
+                // Starting without the vhosts would drop their queues' messages at recovery
+                // and overwrite the document at the next change: refuse instead.
+                return Err(format!(
+                    "the vhosts document {VHOSTS_DOCUMENT} in the data directory is unreadable: {error}"
+                ));
             }
             None => {
                 // A data directory from before vhosts were saved holds the default vhost.
@@ -176,7 +179,22 @@ impl Core {
                 core.save_vhosts();
             }
         }
-        core
+        Ok(core)
+    }
+
+    fn empty(
+        memory_high_watermark: u64,
+        store: Option<Arc<Store>>,
+        users: Arc<crate::auth::Users>,
+    ) -> Arc<Core> {
+        Arc::new(Core {
+            vhosts: RwLock::new(HashMap::new()),
+            memory: Arc::new(MemoryGauge::new(memory_high_watermark)),
+            next_id: AtomicU64::new(1),
+            store,
+            users,
+            vhosts_save: parking_lot::Mutex::new(()),
+        })
     }
 
     fn insert_vhost(&self, name: &str, metadata: VhostMetadata) -> Arc<Vhost> {

@@ -26,6 +26,26 @@ pub const POLICY_KEYS: &[&str] = &[
     "max-priority",
     "queue-mode",
     "queue-master-locator",
+    // RabbitMQ 3.x keys for features warren does not have (mirroring, federation, ...):
+    // accepted and stored, so definitions from RabbitMQ import, and reported as ignored.
+    "ha-mode",
+    "ha-params",
+    "ha-sync-mode",
+    "ha-sync-batch-size",
+    "ha-promote-on-shutdown",
+    "ha-promote-on-failure",
+    "queue-version",
+    "max-in-memory-length",
+    "max-in-memory-bytes",
+    "federation-upstream",
+    "federation-upstream-set",
+    "dead-letter-strategy",
+    "single-active-consumer",
+    "initial-cluster-size",
+    "queue-leader-locator",
+    "max-age",
+    "stream-max-segment-size-bytes",
+    "consumer-timeout",
 ];
 
 /// What a policy applies to.
@@ -129,7 +149,12 @@ impl Policy {
                     value.as_str(),
                     Some("drop-head" | "reject-publish" | "reject-publish-dlx")
                 ),
-                _ => value.is_string(),
+                "dead-letter-exchange"
+                | "dead-letter-routing-key"
+                | "alternate-exchange"
+                | "queue-mode"
+                | "queue-master-locator" => value.is_string(),
+                _ => true,
             };
             if !well_typed {
                 return Err(invalid(format!(

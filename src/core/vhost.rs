@@ -933,13 +933,22 @@ impl Vhost {
 pub const DEFINITIONS_DOCUMENT: &str = "definitions.json";
 
 /// The store document holding the durable topology of `vhost` (the default vhost keeps the
-/// name it always had; others get their name in hex, which any file system takes).
+/// name it always had; others get their name in hex, which any file system takes, or, for a
+/// name too long for a file name, the SHA-256 of it).
 pub fn definitions_document(vhost: &str) -> String {
+    use sha2::{Digest, Sha256};
     if vhost == crate::auth::DEFAULT_VHOST {
         return DEFINITIONS_DOCUMENT.to_string();
     }
-    let hex: String = vhost.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("definitions-{hex}.json")
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    if vhost.len() <= 48 {
+        format!("definitions-{}.json", hex(vhost.as_bytes()))
+    } else {
+        format!(
+            "definitions-sha256-{}.json",
+            hex(&Sha256::digest(vhost.as_bytes()))
+        )
+    }
 }
 
 impl Vhost {

@@ -614,13 +614,14 @@ pub(super) async fn policy(
     }
 }
 
-/// 401 unless the caller may change policies (`administrator` or `policymaker`).
-fn policymaker(caller: &Caller) -> Result<(), Response> {
-    if caller
+/// 401 unless the caller may change policies in `vhost`: an administrator, or a
+/// policymaker with access to the vhost.
+fn policymaker(management: &Management, caller: &Caller, vhost: &str) -> Result<(), Response> {
+    let tagged = caller
         .tags
         .iter()
-        .any(|tag| tag == "administrator" || tag == "policymaker")
-    {
+        .any(|tag| tag == "administrator" || tag == "policymaker");
+    if tagged && caller.sees_vhost(management, vhost) {
         Ok(())
     } else {
         Err(error(
@@ -638,7 +639,7 @@ pub(super) async fn put_policy(
     caller: Caller,
     request: Request,
 ) -> Response {
-    if let Err(refused) = policymaker(&caller) {
+    if let Err(refused) = policymaker(&management, &caller, &vhost) {
         return refused;
     }
     let body = match axum::body::to_bytes(request.into_body(), super::MAX_BODY).await {
@@ -667,7 +668,7 @@ pub(super) async fn delete_policy(
     Path((vhost, name)): Path<(String, String)>,
     caller: Caller,
 ) -> Response {
-    if let Err(refused) = policymaker(&caller) {
+    if let Err(refused) = policymaker(&management, &caller, &vhost) {
         return refused;
     }
     if management.core.delete_policy(&vhost, &name) {
@@ -846,6 +847,9 @@ pub(super) async fn import_vhost_definitions(
     Path(vhost): Path<String>,
     request: Request,
 ) -> Response {
+    if let Err(refused) = administrator(&request) {
+        return refused;
+    }
     if management.core.vhost(&vhost).is_none() {
         return not_found().await;
     }

@@ -97,8 +97,9 @@ pub(super) async fn virtual_hosts() -> Response {
 pub(super) async fn aliveness(
     State(management): State<Arc<Management>>,
     Path(vhost_name): Path<String>,
+    caller: super::Caller,
 ) -> Response {
-    let vhost = match super::vhost_or_404(&management, &vhost_name) {
+    let vhost = match super::visible_vhost(&management, &caller, &vhost_name) {
         Ok(vhost) => vhost,
         Err(response) => return response,
     };

@@ -81,6 +81,7 @@ fn properties_to_json(properties: &Properties) -> Value {
 pub(super) async fn publish(
     State(management): State<Arc<Management>>,
     Path((vhost_name, exchange_name)): Path<(String, String)>,
+    caller: super::Caller,
     request: Request,
 ) -> Response {
     let object = match permitted_body(
@@ -126,6 +127,18 @@ pub(super) async fn publish(
         .get("routing_key")
         .and_then(Value::as_str)
         .unwrap_or("");
+    // Topic permissions apply as they do to an AMQP publish.
+    if !caller.is_administrator() && exchange.kind == crate::core::ExchangeKind::Topic {
+        let mut check = crate::auth::AccessCheck::new(
+            management.core.users().clone(),
+            &caller.name,
+            &vhost_name,
+            "",
+        );
+        if let Err(refused) = check.check_topic(Access::Write, &exchange_name, routing_key) {
+            return error(StatusCode::UNAUTHORIZED, "not_authorised", &refused.0);
+        }
+    }
     let message = Message {
         exchange: exchange_name.as_str().into(),
         routing_key: routing_key.into(),
@@ -160,12 +173,18 @@ pub(super) async fn get(
         Ok(object) => object,
         Err(response) => return response,
     };
-    let Some(queue) = management
-        .core
-        .vhost(&vhost_name)
-        .and_then(|vhost| vhost.queues().into_iter().find(|q| q.name == queue_name))
-    else {
-        return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found");
+    // Looked up as a connection owning nothing: another connection's exclusive queue is
+    // locked (405), as RabbitMQ answers.
+    let found = match vhost_or_404(&management, &vhost_name) {
+        Ok(vhost) => vhost.queue(&queue_name, crate::core::ConnectionId(0)),
+        Err(response) => return response,
+    };
+    let queue = match found {
+        Ok(queue) => queue,
+        Err(crate::core::CoreError::ResourceLocked(reason)) => {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "resource_locked", &reason)
+        }
+        Err(_) => return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
     };
     let count = object.get("count").and_then(Value::as_u64).unwrap_or(1);
     let requeue = match object.get("ackmode").and_then(Value::as_str) {

@@ -374,6 +374,22 @@ fn vhost_or_404(management: &Management, name: &str) -> Result<Arc<crate::core::
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"))
 }
 
+/// The vhost named in a path if the caller sees it (see [`Caller::sees_vhost`]), or 404.
+fn visible_vhost(
+    management: &Management,
+    caller: &Caller,
+    name: &str,
+) -> Result<Arc<crate::core::Vhost>, Response> {
+    if !caller.sees_vhost(management, name) {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "Object Not Found",
+            "Not Found",
+        ));
+    }
+    vhost_or_404(management, name)
+}
+
 /// HTTP basic authentication against the broker's users; a user needs a management tag.
 async fn authenticate(
     State(management): State<Arc<Management>>,
@@ -650,10 +666,10 @@ async fn vhost_exchanges(
 async fn one_exchange(
     State(management): State<Arc<Management>>,
     Path((vhost_name, name)): Path<(String, String)>,
+    caller: Caller,
 ) -> Response {
-    let found = management
-        .core
-        .vhost(&vhost_name)
+    let found = visible_vhost(&management, &caller, &vhost_name)
+        .ok()
         .and_then(|vhost| vhost.exchange(&name).ok().map(|exchange| (vhost, exchange)));
     match found {
         Some((vhost, exchange)) => {
@@ -808,15 +824,18 @@ async fn channels(
 async fn one_queue(
     State(management): State<Arc<Management>>,
     Path((vhost_name, name)): Path<(String, String)>,
+    caller: Caller,
 ) -> Response {
     // Looked up among all queues: the API sees exclusive queues of any connection.
-    let found = management.core.vhost(&vhost_name).and_then(|vhost| {
-        let queue = vhost
-            .queues()
-            .into_iter()
-            .find(|queue| queue.name == name)?;
-        Some((vhost, queue))
-    });
+    let found = visible_vhost(&management, &caller, &vhost_name)
+        .ok()
+        .and_then(|vhost| {
+            let queue = vhost
+                .queues()
+                .into_iter()
+                .find(|queue| queue.name == name)?;
+            Some((vhost, queue))
+        });
     match found {
         Some((vhost, queue)) => json_response(
             StatusCode::OK,

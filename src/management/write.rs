@@ -337,8 +337,9 @@ fn bindings_between(
 pub(super) async fn queue_bindings_between(
     State(management): State<Arc<Management>>,
     Path((vhost_name, exchange, queue)): Path<(String, String, String)>,
+    caller: super::Caller,
 ) -> Response {
-    match vhost_or_404(&management, &vhost_name) {
+    match super::visible_vhost(&management, &caller, &vhost_name) {
         Ok(vhost) => super::json_response(
             StatusCode::OK,
             &Value::Array(bindings_between(&vhost, &exchange, &queue, "queue")),
@@ -351,8 +352,9 @@ pub(super) async fn queue_bindings_between(
 pub(super) async fn exchange_bindings_between(
     State(management): State<Arc<Management>>,
     Path((vhost_name, source, destination)): Path<(String, String, String)>,
+    caller: super::Caller,
 ) -> Response {
-    match vhost_or_404(&management, &vhost_name) {
+    match super::visible_vhost(&management, &caller, &vhost_name) {
         Ok(vhost) => super::json_response(
             StatusCode::OK,
             &Value::Array(bindings_between(&vhost, &source, &destination, "exchange")),
@@ -480,8 +482,9 @@ pub(super) async fn unbind_exchange(
 pub(super) async fn queue_bindings(
     State(management): State<Arc<Management>>,
     Path((vhost_name, queue)): Path<(String, String)>,
+    caller: super::Caller,
 ) -> Response {
-    match vhost_or_404(&management, &vhost_name) {
+    match super::visible_vhost(&management, &caller, &vhost_name) {
         Ok(vhost) => {
             let listed: Vec<Value> = bindings_of(vec![vhost])
                 .into_iter()
@@ -497,13 +500,14 @@ pub(super) async fn queue_bindings(
 pub(super) async fn exchange_bindings(
     State(management): State<Arc<Management>>,
     Path((vhost_name, exchange, side)): Path<(String, String, String)>,
+    caller: super::Caller,
 ) -> Response {
     let field = match side.as_str() {
         "source" => "source",
         "destination" => "destination",
         _ => return error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
     };
-    match vhost_or_404(&management, &vhost_name) {
+    match super::visible_vhost(&management, &caller, &vhost_name) {
         Ok(vhost) => {
             let listed: Vec<Value> = bindings_of(vec![vhost])
                 .into_iter()
@@ -523,8 +527,9 @@ pub(super) async fn vhost_bindings(
     State(management): State<Arc<Management>>,
     Path(vhost_name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    caller: super::Caller,
 ) -> Response {
-    match vhost_or_404(&management, &vhost_name) {
+    match super::visible_vhost(&management, &caller, &vhost_name) {
         Ok(vhost) => list_response(bindings_of(vec![vhost]), &query),
         Err(response) => response,
     }

@@ -633,6 +633,24 @@ impl MqttConnection {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (full, subscription) in subscriptions {
+            // The session may have been made by another user with this client id, or the
+            // permissions changed since: a subscription the user may not have is dropped.
+            if let Err(refused) = self.may_subscribe(&subscription.filter) {
+                tracing::warn!(client_id = %self.client_id, %refused, filter = %full, "resumed subscription dropped");
+                self.session.subscriptions.remove(&full);
+                if subscription.group.is_none() {
+                    if let Ok(queue) = self.ensure_session_queue() {
+                        let _ = self.vhost.unbind_queue(
+                            &queue.name,
+                            &self.shared.settings.exchange,
+                            &topic_to_routing_key::<String>(&subscription.filter),
+                            crate::core::Table::default(),
+                            self.id,
+                        );
+                    }
+                }
+                continue;
+            }
             let result = match &subscription.group {
                 Some(group) => self.join_shared(&full, group, &subscription.filter),
                 None => self.ensure_session_queue().map(|_| ()),

@@ -493,10 +493,28 @@ impl Store {
 
     /// Atomically replaces the document `name` in the data directory.
     pub fn save_document(&self, name: &str, contents: &[u8]) -> Result<(), StoreError> {
+        self.write_document(name, contents, 0o644)
+    }
+
+    /// [`Store::save_document`] for a document only the broker's user may read (password
+    /// hashes).
+    pub fn save_private_document(&self, name: &str, contents: &[u8]) -> Result<(), StoreError> {
+        self.write_document(name, contents, 0o600)
+    }
+
+    fn write_document(&self, name: &str, contents: &[u8], mode: u32) -> Result<(), StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let _guard = self.documents.lock();
         let path = self.dir.join(name);
         let temporary = self.dir.join(format!(".{name}.tmp"));
-        let mut file = File::create(&temporary).map_err(io_error("create", &temporary))?;
+        // A leftover from a crash keeps its old mode when truncated: start from nothing.
+        let _ = fs::remove_file(&temporary);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temporary)
+            .map_err(io_error("create", &temporary))?;
         file.write_all(contents)
             .map_err(io_error("write", &temporary))?;
         file.sync_all().map_err(io_error("sync", &temporary))?;
