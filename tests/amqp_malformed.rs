@@ -368,3 +368,26 @@ async fn abrupt_disconnect_mid_content_leaves_the_broker_working() {
     .await;
     broker.shutdown().await;
 }
+
+/// `basic.publish` with `immediate=true`: RabbitMQ 3.x dropped immediate delivery and closes
+/// the connection with 540 `NOT_IMPLEMENTED - immediate=true`, class 60, method 40; other
+/// connections carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn immediate_publish_is_not_implemented() {
+    let broker = TestBroker::start().await;
+    with_bystander(&broker, |addr| async move {
+        let mut conn = RawConnection::open(addr, 131_072).await;
+        conn.open_channel(1).await;
+        let publish = raw::Args::method(60, 40)
+            .short(0)
+            .shortstr("")
+            .shortstr("nowhere")
+            .octet(0b10)
+            .build();
+        conn.send(&raw::frame(FRAME_METHOD, 1, &publish)).await;
+        let close = conn.expect_connection_close(540).await;
+        assert_close(&close, "NOT_IMPLEMENTED - immediate=true", (60, 40));
+    })
+    .await;
+    broker.shutdown().await;
+}

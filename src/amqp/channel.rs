@@ -585,6 +585,15 @@ impl Connection {
             }
             Method::BasicPublish(publish) => {
                 let class_method = (m::BasicPublish::CLASS_ID, m::BasicPublish::METHOD_ID);
+                if publish.immediate {
+                    // RabbitMQ 3.x dropped immediate delivery and closes the connection.
+                    let mut exception = ConnectionException::new(
+                        c::NOT_IMPLEMENTED,
+                        "NOT_IMPLEMENTED - immediate=true",
+                    );
+                    (exception.class_id, exception.method_id) = class_method;
+                    return Err(exception.into());
+                }
                 self.published = true;
                 self.channel(channel)?.publish = Some(PendingPublish {
                     exchange: publish.exchange.into(),

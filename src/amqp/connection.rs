@@ -309,10 +309,12 @@ impl Connection {
             // Anything unusual (closed channel, publish in progress, malformed frame) takes
             // the general path below, which reports it.
             if let Some(publish) = m::peek_basic_publish(input, self.frame_max) {
+                // immediate=true takes the general path, which refuses it.
                 let ready = self
                     .channels
                     .get_mut(&publish.channel)
-                    .filter(|state| !state.closing && state.publish.is_none());
+                    .filter(|state| !state.closing && state.publish.is_none())
+                    .filter(|_| !publish.immediate);
                 if let Some(state) = ready {
                     state.publish = Some(PendingPublish {
                         exchange: publish.exchange.into(),
