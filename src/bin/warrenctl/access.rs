@@ -13,12 +13,24 @@ fn no_user(user: &str) -> Failure {
     Failure::new(exit::NO_USER, format!("User \"{user}\" does not exist"))
 }
 
-/// A permission write's failure: RabbitMQ's API answers 400 `vhost_not_found` or
-/// `user_not_found` when either is missing; say which.
-fn permission_failure(failure: Failure, user: &str, vhost: &str) -> Failure {
-    if failure.message.contains("vhost_not_found") {
+/// A permission write's failure: RabbitMQ's API answers 400 `vhost_or_user_not_found` when
+/// either is missing (older nodes say `vhost_not_found` or `user_not_found`); say which,
+/// asking the node whether the vhost exists when the answer does not tell.
+fn permission_failure(context: &Context, failure: Failure, user: &str, vhost: &str) -> Failure {
+    let message = &failure.message;
+    if message.contains("vhost_or_user_not_found") {
+        let vhost_exists = context
+            .client
+            .get(&api(&["vhosts", vhost]), || no_vhost(vhost))
+            .is_ok();
+        if vhost_exists {
+            no_user(user)
+        } else {
+            no_vhost(vhost)
+        }
+    } else if message.contains("vhost_not_found") {
         no_vhost(vhost)
-    } else if failure.message.contains("user_not_found") {
+    } else if message.contains("user_not_found") {
         no_user(user)
     } else {
         failure
@@ -244,7 +256,7 @@ pub(crate) fn set_permissions(
             Some(&body),
             || no_vhost(&vhost),
         )
-        .map_err(|failure| permission_failure(failure, user, &vhost))
+        .map_err(|failure| permission_failure(context, failure, user, &vhost))
 }
 
 /// `clear_permissions [-p VHOST] USER`.
@@ -309,7 +321,7 @@ pub(crate) fn set_topic_permissions(
             Some(&body),
             || no_vhost(&vhost),
         )
-        .map_err(|failure| permission_failure(failure, user, &vhost))
+        .map_err(|failure| permission_failure(context, failure, user, &vhost))
 }
 
 /// `clear_topic_permissions [-p VHOST] USER [EXCHANGE]`: one exchange's through `?exchange=`,
