@@ -354,6 +354,8 @@ pub struct Queue {
     pub arguments: Table,
     /// `x-message-ttl` in milliseconds, if set.
     message_ttl: Option<u64>,
+    /// `x-max-priority` (0: not a priority queue).
+    max_priority: u8,
     memory: Arc<MemoryGauge>,
     /// Where a durable queue records acks and deliveries, with its record key.
     store: Option<(Arc<Store>, String)>,
@@ -442,6 +444,8 @@ struct Entry {
     expires_at: Option<Instant>,
     /// The message's id in the store, if it is persisted for this queue.
     persisted: Option<u64>,
+    /// Its priority lane (0 unless the queue has `x-max-priority`).
+    priority: u8,
 }
 
 #[derive(Debug)]
@@ -477,7 +481,14 @@ struct Progress {
 
 #[derive(Debug, Default)]
 struct QueueState {
+    /// Ready messages of priority 0 (all of them in a queue without `x-max-priority`); the
+    /// only lane that pages out.
     ready: VecDeque<Entry>,
+    /// Ready messages of priorities 1 and up, one FIFO lane per priority used, so a
+    /// 100-level queue costs a map lookup per message, not a sort.
+    high: std::collections::BTreeMap<u8, VecDeque<Entry>>,
+    /// Entries in `high`.
+    high_len: usize,
     /// Bytes of ready messages whose bodies are in memory.
     loaded_bytes: u64,
     /// The last `tail_loaded` ready entries are loaded: where paging out continues.
@@ -492,6 +503,60 @@ struct QueueState {
     /// Counters for the metrics.
     stats: QueueStats,
     progress: Progress,
+}
+
+impl QueueState {
+    /// Ready messages in every lane.
+    fn ready_len(&self) -> usize {
+        self.ready.len() + self.high_len
+    }
+
+    /// Appends an entry to its priority lane (priority above 0).
+    fn push_high_back(&mut self, entry: Entry) {
+        self.high_len += 1;
+        self.high
+            .entry(entry.priority)
+            .or_default()
+            .push_back(entry);
+    }
+
+    /// Puts an entry back at the front of its priority lane.
+    fn push_high_front(&mut self, entry: Entry) {
+        self.high_len += 1;
+        self.high
+            .entry(entry.priority)
+            .or_default()
+            .push_front(entry);
+    }
+
+    /// Takes the first entry of the highest non-empty priority lane above 0.
+    fn pop_high(&mut self) -> Option<Entry> {
+        let mut lane = self.high.last_entry()?;
+        let entry = lane.get_mut().pop_front();
+        if lane.get().is_empty() {
+            lane.remove();
+        }
+        if entry.is_some() {
+            self.high_len -= 1;
+        }
+        entry
+    }
+
+    /// The entry [`QueueState::pop_high`] would take.
+    fn front_high(&self) -> Option<&Entry> {
+        self.high
+            .last_key_value()
+            .and_then(|(_, lane)| lane.front())
+    }
+
+    /// Empties the lanes above 0.
+    fn drain_high(&mut self) -> Vec<Entry> {
+        self.high_len = 0;
+        std::mem::take(&mut self.high)
+            .into_values()
+            .flatten()
+            .collect()
+    }
 }
 
 /// What removing a consumer left behind.
@@ -518,6 +583,11 @@ impl Queue {
             .get("x-message-ttl")
             .and_then(|v| v.as_i64())
             .and_then(|ms| u64::try_from(ms).ok());
+        // RabbitMQ caps priorities at 255.
+        let max_priority = arguments
+            .get("x-max-priority")
+            .and_then(|v| v.as_i64())
+            .map_or(0, |max| max.clamp(0, 255) as u8);
         Queue {
             name,
             durable,
@@ -525,6 +595,7 @@ impl Queue {
             auto_delete,
             arguments,
             message_ttl,
+            max_priority,
             memory,
             store,
             pager,
@@ -615,7 +686,7 @@ impl Queue {
 
     /// Sets or clears `backlogged` after the backlog changed, with hysteresis.
     fn update_flow(&self, state: &mut QueueState) {
-        let backlog = state.ready.len();
+        let backlog = state.ready_len();
         if self.backlogged.load(Ordering::Relaxed) {
             let clear = state.consumers.is_empty()
                 || state.deleted
@@ -646,7 +717,7 @@ impl Queue {
     pub fn counts(&self) -> QueueCounts {
         let state = self.state.lock();
         QueueCounts {
-            ready: saturating_u32(state.ready.len()),
+            ready: saturating_u32(state.ready_len()),
             unacked: saturating_u32(state.unacked.len()),
             consumers: saturating_u32(state.consumers.len()),
         }
@@ -658,7 +729,7 @@ impl Queue {
         let stats = &state.stats;
         QueueMetrics {
             counts: QueueCounts {
-                ready: saturating_u32(state.ready.len()),
+                ready: saturating_u32(state.ready_len()),
                 unacked: saturating_u32(state.unacked.len()),
                 consumers: saturating_u32(state.consumers.len()),
             },
@@ -693,13 +764,15 @@ impl Queue {
         // from the budget down to the target without a copy, and the next pass must wait for
         // the store to write those before it can drop anything behind them.
         let body_len = message.body.len() as u64;
+        let priority = self.priority_of(&message);
         let over_budget = state.loaded_bytes + body_len > QUEUE_MEMORY_BUDGET;
         let near_budget = state.loaded_bytes + body_len > PAGE_OUT_TARGET;
-        let paged = match (&self.pager, persisted, near_budget) {
+        // Only lane 0 pages out: a message of a higher lane gets no disk copy for it.
+        let paged = match (&self.pager, persisted, near_budget && priority == 0) {
             (Some(pager), None, true) => Some(pager.persist_publish(&[PAGING_KEY], &message).0),
             _ => None,
         };
-        state.ready.push_back(Entry {
+        let entry = Entry {
             seq,
             message: Some(message),
             size,
@@ -709,14 +782,20 @@ impl Queue {
             redelivered: false,
             expires_at,
             persisted,
-        });
+            priority,
+        };
+        if priority > 0 {
+            state.push_high_back(entry);
+        } else {
+            state.ready.push_back(entry);
+            state.tail_loaded += 1;
+        }
         state.stats.published += 1;
         state.stats.bytes += body_len;
         if persisted.is_some() {
             state.stats.persistent += 1;
         }
         state.loaded_bytes += body_len;
-        state.tail_loaded += 1;
         if over_budget {
             self.page_out(&mut state);
         }
@@ -785,8 +864,14 @@ impl Queue {
     /// entries whose body cannot be read are dropped with a log line.
     fn pop_ready(&self, state: &mut QueueState) -> Option<Entry> {
         loop {
-            let mut entry = state.ready.pop_front()?;
-            state.tail_loaded = state.tail_loaded.min(state.ready.len());
+            let mut entry = match state.pop_high() {
+                Some(entry) => entry,
+                None => {
+                    let entry = state.ready.pop_front()?;
+                    state.tail_loaded = state.tail_loaded.min(state.ready.len());
+                    entry
+                }
+            };
             if entry.message.is_some() {
                 state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
                 return Some(entry);
@@ -813,8 +898,12 @@ impl Queue {
 
     /// Puts a loaded entry back at the front (a delivery that could not be handed over).
     fn push_front_loaded(state: &mut QueueState, entry: Entry) {
-        let all_loaded = state.tail_loaded == state.ready.len();
         state.loaded_bytes += entry.body_len;
+        if entry.priority > 0 {
+            state.push_high_front(entry);
+            return;
+        }
+        let all_loaded = state.tail_loaded == state.ready.len();
         state.ready.push_front(entry);
         if all_loaded {
             state.tail_loaded += 1;
@@ -839,7 +928,12 @@ impl Queue {
             let seq = state.next_seq;
             state.next_seq += 1;
             let expires_at = self.expiry_from(recovered.expiration.as_deref());
-            state.ready.push_back(Entry {
+            // A body recovery left on disk comes back in lane 0: its priority is read with it.
+            let priority = recovered
+                .message
+                .as_ref()
+                .map_or(0, |message| self.priority_of(message));
+            let entry = Entry {
                 seq,
                 message: recovered.message,
                 size,
@@ -849,9 +943,16 @@ impl Queue {
                 redelivered: recovered.delivered,
                 expires_at,
                 persisted: Some(recovered.msg_id),
-            });
+                priority,
+            };
             state.stats.bytes += body_len;
             state.stats.persistent += 1;
+            if priority > 0 {
+                state.loaded_bytes += body_len;
+                state.push_high_back(entry);
+                continue;
+            }
+            state.ready.push_back(entry);
             if loaded {
                 state.loaded_bytes += body_len;
                 state.tail_loaded += 1;
@@ -992,6 +1093,14 @@ impl Queue {
                 release_credit(&mut state, unacked.consumer);
                 let mut entry = unacked.entry;
                 entry.redelivered = true;
+                if entry.priority > 0 {
+                    state.loaded_bytes += entry.body_len;
+                    state.high_len += 1;
+                    let lane = state.high.entry(entry.priority).or_default();
+                    let position = lane.partition_point(|e| e.seq < entry.seq);
+                    lane.insert(position, entry);
+                    continue;
+                }
                 let len = state.ready.len();
                 let position = state.ready.partition_point(|e| e.seq < entry.seq);
                 if position >= len - state.tail_loaded.min(len) {
@@ -1015,7 +1124,7 @@ impl Queue {
             seq: entry.seq,
             message,
             redelivered: entry.redelivered,
-            remaining: saturating_u32(state.ready.len()),
+            remaining: saturating_u32(state.ready_len()),
         };
         if no_ack {
             self.release(&mut state.stats, &entry);
@@ -1036,9 +1145,10 @@ impl Queue {
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
         let mut state = self.state.lock();
-        let count = state.ready.len();
+        let count = state.ready_len();
+        let high = state.drain_high();
         let QueueState { ready, stats, .. } = &mut *state;
-        for entry in ready.drain(..) {
+        for entry in ready.drain(..).chain(high) {
             Self::paged_in(stats, &entry);
             self.release(stats, &entry);
         }
@@ -1062,14 +1172,15 @@ impl Queue {
                 consumer: consumer.spec.id,
             });
         }
-        let count = state.ready.len();
+        let count = state.ready_len();
+        let high = state.drain_high();
         let QueueState {
             ready,
             unacked,
             stats,
             ..
         } = &mut *state;
-        for entry in ready.drain(..) {
+        for entry in ready.drain(..).chain(high) {
             Self::paged_in(stats, &entry);
             self.release(stats, &entry);
         }
@@ -1101,7 +1212,7 @@ impl Queue {
             return delivered;
         }
         self.drop_expired(state);
-        while !state.ready.is_empty() {
+        while state.ready_len() > 0 {
             let Some(index) = pick_consumer(state) else {
                 return delivered;
             };
@@ -1162,6 +1273,19 @@ impl Queue {
 }
 
 impl Queue {
+    /// The lane of a message: its priority property capped at `x-max-priority` (0 in a
+    /// queue without one).
+    fn priority_of(&self, message: &Message) -> u8 {
+        if self.max_priority == 0 {
+            return 0;
+        }
+        message
+            .properties
+            .priority
+            .unwrap_or(0)
+            .min(self.max_priority)
+    }
+
     /// The deadline of a message entering this queue: the earlier of its own `expiration`
     /// (milliseconds) and the queue's `x-message-ttl`, as RabbitMQ applies them.
     fn expiry_for(&self, message: &Message) -> Option<Instant> {
@@ -1181,6 +1305,22 @@ impl Queue {
     /// Drops expired messages from the head of the queue (RabbitMQ expires at the head only).
     fn drop_expired(&self, state: &mut QueueState) {
         let mut now = None;
+        // In a priority queue, the head is the front of the highest lane.
+        while let Some(front) = state.front_high() {
+            let Some(at) = front.expires_at else {
+                break;
+            };
+            if at > *now.get_or_insert_with(Instant::now) {
+                break;
+            }
+            if let Some(entry) = state.pop_high() {
+                state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
+                self.release(&mut state.stats, &entry);
+            }
+        }
+        if state.high_len > 0 {
+            return;
+        }
         while let Some(front) = state.ready.front() {
             let Some(at) = front.expires_at else {
                 return;
