@@ -289,6 +289,9 @@ pub struct ConsumerInfo {
     pub prefetch: u32,
     /// The connection it belongs to.
     pub owner: ConnectionId,
+    /// Whether it gets messages (false for the waiting consumers of a single active
+    /// consumer queue).
+    pub active: bool,
 }
 
 /// A message taken with basic.get.
@@ -356,6 +359,9 @@ pub struct Queue {
     message_ttl: Option<u64>,
     /// `x-max-priority` (0: not a priority queue).
     max_priority: u8,
+    /// `x-single-active-consumer`: only the earliest consumer gets messages; the next one
+    /// takes over when it goes.
+    single_active: bool,
     memory: Arc<MemoryGauge>,
     /// Where a durable queue records acks and deliveries, with its record key.
     store: Option<(Arc<Store>, String)>,
@@ -588,6 +594,10 @@ impl Queue {
             .get("x-max-priority")
             .and_then(|v| v.as_i64())
             .map_or(0, |max| max.clamp(0, 255) as u8);
+        let single_active = matches!(
+            arguments.get("x-single-active-consumer"),
+            Some(crate::core::Value::Bool(true))
+        );
         Queue {
             name,
             durable,
@@ -596,6 +606,7 @@ impl Queue {
             arguments,
             message_ttl,
             max_priority,
+            single_active,
             memory,
             store,
             pager,
@@ -613,12 +624,14 @@ impl Queue {
             .lock()
             .consumers
             .iter()
-            .map(|consumer| ConsumerInfo {
+            .enumerate()
+            .map(|(index, consumer)| ConsumerInfo {
                 tag: consumer.spec.tag.clone(),
                 no_ack: consumer.spec.no_ack,
                 exclusive: consumer.spec.exclusive,
                 prefetch: consumer.spec.prefetch,
                 owner: consumer.spec.owner,
+                active: !self.single_active || index == 0,
             })
             .collect()
     }
@@ -1043,11 +1056,15 @@ impl Queue {
     }
 
     /// Removes a consumer. Its unacknowledged deliveries stay with its channel.
-    pub fn remove_consumer(&self, consumer: ConsumerId) -> ConsumerRemoved {
+    pub fn remove_consumer(self: &Arc<Self>, consumer: ConsumerId) -> ConsumerRemoved {
         let mut state = self.state.lock();
         let before = state.consumers.len();
         state.consumers.retain(|c| c.spec.id != consumer);
         let found = state.consumers.len() != before;
+        if found && self.single_active && !state.deleted {
+            // The next consumer takes over what the active one left.
+            self.dispatch(&mut state);
+        }
         self.update_flow(&mut state);
         ConsumerRemoved {
             found,
@@ -1213,7 +1230,7 @@ impl Queue {
         }
         self.drop_expired(state);
         while state.ready_len() > 0 {
-            let Some(index) = pick_consumer(state) else {
+            let Some(index) = pick_consumer(state, self.single_active) else {
                 return delivered;
             };
             let Some(entry) = self.pop_ready(state) else {
@@ -1340,7 +1357,15 @@ impl Queue {
     }
 }
 
-fn pick_consumer(state: &mut QueueState) -> Option<usize> {
+fn pick_consumer(state: &mut QueueState, single_active: bool) -> Option<usize> {
+    if single_active {
+        // Consumers are kept in the order they came: the first is the active one.
+        return state
+            .consumers
+            .first()
+            .filter(|c| c.has_credit())
+            .map(|_| 0);
+    }
     let count = state.consumers.len();
     for offset in 0..count {
         let index = (state.next_consumer + offset) % count;

@@ -709,8 +709,8 @@ fn consumers_of(management: &Management, caller: &Caller, vhost: Option<&str>) -
                     "ack_required": !consumer.no_ack,
                     "exclusive": consumer.exclusive,
                     "prefetch_count": consumer.prefetch,
-                    "active": true,
-                    "activity_status": "up",
+                    "active": consumer.active,
+                    "activity_status": if consumer.active { "up" } else { "waiting" },
                     "arguments": {},
                 }));
             }
