@@ -154,8 +154,9 @@ pub(super) struct Channel {
     pub(super) confirmed_seq: u64,
     /// Whether the channel is in the connection's list of confirms to send this burst.
     pub(super) confirm_scheduled: bool,
-    /// Publishes (sequence, store ticket) whose confirm waits for the store's fsync.
-    pub(super) awaiting_sync: VecDeque<(u64, crate::store::Ticket)>,
+    /// Publishes (sequence, store ticket, refused) whose confirm waits for the store's fsync
+    /// or for the confirms before it; a refused one (a queue at its length limit) is nacked.
+    pub(super) awaiting_sync: VecDeque<(u64, crate::store::Ticket, bool)>,
     pub(super) transaction: Option<Transaction>,
     /// The exchange of the last publish: publishers mostly reuse one, and this skips the
     /// vhost lookup (a shared lock and a hash) per message.

@@ -290,12 +290,16 @@ impl Connection {
         }
         self.note_congestion();
         let mut ticket = 0;
+        let mut refused = false;
         let routed = routed?;
         if let Routed::Queued {
-            ticket: Some(t), ..
+            ticket: t,
+            rejected,
+            ..
         } = routed
         {
-            ticket = t;
+            ticket = t.unwrap_or(0);
+            refused = rejected;
         }
         if let Routed::Unroutable(message) = routed {
             if mandatory {
@@ -314,9 +318,12 @@ impl Connection {
         let state = self.channel(channel)?;
         if state.confirm {
             state.published_seq += 1;
-            if ticket != 0 || !state.awaiting_sync.is_empty() {
-                // Confirmed only once the store has the message on disk, in order.
-                state.awaiting_sync.push_back((state.published_seq, ticket));
+            if ticket != 0 || refused || !state.awaiting_sync.is_empty() {
+                // Confirmed only once the store has the message on disk, in order; a refused
+                // one is nacked in its turn.
+                state
+                    .awaiting_sync
+                    .push_back((state.published_seq, ticket, refused));
             } else if !state.confirm_scheduled {
                 state.confirm_scheduled = true;
                 self.confirms_due.push(channel);
@@ -328,15 +335,36 @@ impl Connection {
     /// Confirms publishes whose store ticket is now on disk (one `basic.ack multiple` per
     /// channel).
     pub(super) fn release_synced_confirms(&mut self, synced: crate::store::Ticket) {
-        let mut acks = Vec::new();
+        // (channel, delivery tag, multiple, nack), in the order they go out.
+        let mut confirms = Vec::new();
         for (channel, state) in self.channels.iter_mut() {
             let mut upto = None;
-            while let Some(&(seq, ticket)) = state.awaiting_sync.front() {
+            while let Some(&(seq, ticket, refused)) = state.awaiting_sync.front() {
                 if ticket > synced {
                     break;
                 }
                 state.awaiting_sync.pop_front();
-                upto = Some(seq);
+                if !refused {
+                    upto = Some(seq);
+                    continue;
+                }
+                // Everything before a refused publish is acknowledged first, so that no
+                // `multiple` acknowledgement covers it; then it is nacked alone.
+                upto = None;
+                if !state.closing {
+                    let before = seq - 1;
+                    if before > state.confirmed_seq {
+                        let multiple = before > state.confirmed_seq + 1;
+                        state
+                            .stats
+                            .messages()
+                            .confirmed
+                            .add(before - state.confirmed_seq);
+                        confirms.push((*channel, before, multiple, false));
+                    }
+                    confirms.push((*channel, seq, false, true));
+                }
+                state.confirmed_seq = seq;
             }
             if let Some(tag) = upto {
                 if !state.closing {
@@ -347,18 +375,24 @@ impl Connection {
                         .confirmed
                         .add(tag - state.confirmed_seq);
                     state.confirmed_seq = tag;
-                    acks.push((*channel, tag, multiple));
+                    confirms.push((*channel, tag, multiple, false));
                 }
             }
         }
-        for (channel, delivery_tag, multiple) in acks {
-            self.send_method(
-                channel,
-                &Method::BasicAck(m::BasicAck {
+        for (channel, delivery_tag, multiple, nack) in confirms {
+            let method = if nack {
+                Method::BasicNack(m::BasicNack {
                     delivery_tag,
                     multiple,
-                }),
-            );
+                    requeue: false,
+                })
+            } else {
+                Method::BasicAck(m::BasicAck {
+                    delivery_tag,
+                    multiple,
+                })
+            };
+            self.send_method(channel, &method);
         }
     }
 

@@ -30,7 +30,7 @@ pub use message::{Message, Properties, ShortString, WireCache};
 pub use policy::{Policy, PolicyDefinition};
 pub use queue::{
     ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, ConsumerSpec, Delivery, EventSink,
-    GetResult, Queue, QueueCounts, QueueMetrics, WindowGrants,
+    GetResult, Overflow, Queue, QueueCounts, QueueMetrics, WindowGrants,
 };
 pub use table::{Table, Value};
 pub use vhost::{

@@ -276,6 +276,17 @@ pub struct ConsumerSpec {
     pub sink: EventSink,
 }
 
+/// What a queue at its length limit does with a new message (`x-overflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop the oldest ready messages (RabbitMQ's default).
+    DropHead,
+    /// Refuse the new message: a confirming publisher gets basic.nack.
+    RejectPublish,
+    /// As `RejectPublish` (dead-lettering the refused message comes with dead letters).
+    RejectPublishDeadLetter,
+}
+
 /// A consumer as the management API lists it.
 #[derive(Debug, Clone)]
 pub struct ConsumerInfo {
@@ -362,6 +373,12 @@ pub struct Queue {
     /// `x-single-active-consumer`: only the earliest consumer gets messages; the next one
     /// takes over when it goes.
     single_active: bool,
+    /// `x-max-length`: most ready messages.
+    max_length: Option<usize>,
+    /// `x-max-length-bytes`: most body bytes of ready messages.
+    max_length_bytes: Option<u64>,
+    /// `x-overflow`: what happens at the limits.
+    overflow: Overflow,
     memory: Arc<MemoryGauge>,
     /// Where a durable queue records acks and deliveries, with its record key.
     store: Option<(Arc<Store>, String)>,
@@ -598,6 +615,22 @@ impl Queue {
             arguments.get("x-single-active-consumer"),
             Some(crate::core::Value::Bool(true))
         );
+        let limit = |key: &str| {
+            arguments
+                .get(key)
+                .and_then(|v| v.as_i64())
+                .and_then(|n| u64::try_from(n).ok())
+        };
+        let max_length = limit("x-max-length").map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let max_length_bytes = limit("x-max-length-bytes");
+        let overflow = match arguments.get("x-overflow") {
+            Some(crate::core::Value::String(text)) => match text.as_ref() {
+                b"reject-publish" => Overflow::RejectPublish,
+                b"reject-publish-dlx" => Overflow::RejectPublishDeadLetter,
+                _ => Overflow::DropHead,
+            },
+            _ => Overflow::DropHead,
+        };
         Queue {
             name,
             durable,
@@ -607,6 +640,9 @@ impl Queue {
             message_ttl,
             max_priority,
             single_active,
+            max_length,
+            max_length_bytes,
+            overflow,
             memory,
             store,
             pager,
@@ -759,13 +795,29 @@ impl Queue {
     /// store id when it was written to disk for this queue.
     /// Returns whether the queue is now congested (see [`Queue::congested`]).
     pub fn enqueue(self: &Arc<Self>, message: Arc<Message>, persisted: Option<u64>) -> bool {
+        self.enqueue_checked(message, persisted).unwrap_or(false)
+    }
+
+    /// [`Queue::enqueue`], or None when the queue refused the message at its length limit
+    /// (`x-overflow` `reject-publish`): the publisher is to be told (basic.nack).
+    pub fn enqueue_checked(
+        self: &Arc<Self>,
+        message: Arc<Message>,
+        persisted: Option<u64>,
+    ) -> Option<bool> {
         let size = message.memory_size();
         let mut state = self.state.lock();
         if state.deleted {
             if let Some(msg_id) = persisted {
                 self.record_ack(msg_id);
             }
-            return false;
+            return Some(false);
+        }
+        if self.overflow != Overflow::DropHead && self.at_limit(&state, message.body.len() as u64) {
+            if let Some(msg_id) = persisted {
+                self.record_ack(msg_id);
+            }
+            return None;
         }
         self.memory.add(size);
         let seq = state.next_seq;
@@ -813,11 +865,53 @@ impl Queue {
             self.page_out(&mut state);
         }
         self.dispatch(&mut state);
+        if self.overflow == Overflow::DropHead
+            && (self.max_length.is_some() || self.max_length_bytes.is_some())
+        {
+            self.drop_head(&mut state);
+        }
         self.update_flow(&mut state);
         if self.backlogged.load(Ordering::Relaxed) {
             self.check_consumers_stuck(&mut state);
         }
-        self.congested()
+        Some(self.congested())
+    }
+
+    /// Whether one more ready message of `body_len` bytes would pass a length limit.
+    fn at_limit(&self, state: &QueueState, body_len: u64) -> bool {
+        let ready_bytes = state.stats.bytes.saturating_sub(state.stats.unacked_bytes);
+        self.max_length.is_some_and(|max| state.ready_len() >= max)
+            || self
+                .max_length_bytes
+                .is_some_and(|max| ready_bytes + body_len > max)
+    }
+
+    /// Drops the oldest ready messages while the queue is over a length limit (`drop-head`,
+    /// RabbitMQ's default overflow).
+    fn drop_head(&self, state: &mut QueueState) {
+        loop {
+            let ready_bytes = state.stats.bytes.saturating_sub(state.stats.unacked_bytes);
+            let over = self.max_length.is_some_and(|max| state.ready_len() > max)
+                || self.max_length_bytes.is_some_and(|max| ready_bytes > max);
+            if !over {
+                return;
+            }
+            let entry = match state.pop_high() {
+                Some(entry) => entry,
+                None => {
+                    let Some(entry) = state.ready.pop_front() else {
+                        return;
+                    };
+                    state.tail_loaded = state.tail_loaded.min(state.ready.len());
+                    entry
+                }
+            };
+            if entry.message.is_some() {
+                state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
+            }
+            Self::paged_in(&mut state.stats, &entry);
+            self.release(&mut state.stats, &entry);
+        }
     }
 
     /// Drops bodies of the oldest loaded entries at the tail that have a disk copy, until

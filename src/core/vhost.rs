@@ -74,6 +74,9 @@ pub enum Routed {
         count: usize,
         /// The store ticket to wait for before confirming, if it was persisted.
         ticket: Option<Ticket>,
+        /// Whether a queue at its length limit refused it (`x-overflow` `reject-publish`):
+        /// a confirming publisher gets basic.nack, an MQTT v5 one PUBACK 0x97.
+        rejected: bool,
     },
     /// No queue matched; the message is handed back.
     Unroutable(Arc<Message>),
@@ -743,17 +746,21 @@ impl Vhost {
                 persisted = Some(store.persist_publish(&keys, &message));
             }
         }
+        let mut rejected = false;
         for queue in targets.queues.drain(..) {
             let msg_id = persisted
                 .filter(|_| queue.store_key().is_some())
                 .map(|(msg_id, _)| msg_id);
-            if queue.enqueue(message.clone(), msg_id) {
-                targets.congested = Some(queue);
+            match queue.enqueue_checked(message.clone(), msg_id) {
+                Some(true) => targets.congested = Some(queue),
+                Some(false) => {}
+                None => rejected = true,
             }
         }
         Ok(Routed::Queued {
             count,
             ticket: persisted.map(|(_, ticket)| ticket),
+            rejected,
         })
     }
 

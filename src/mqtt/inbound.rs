@@ -134,17 +134,29 @@ impl MqttConnection {
                 .publisher
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        // A queue at its length limit refused it: v5 says so (0x97 Quota exceeded); v3 has
+        // no word for it.
+        let reason = if published.rejected && self.v5() {
+            rc::QUOTA_EXCEEDED
+        } else {
+            rc::SUCCESS
+        };
         let ack = match publish.qos {
             QoS::AtMostOnce => return Ok(()),
             QoS::AtLeastOnce => Packet::PubAck(PubAck {
                 packet_id: publish.packet_id,
+                reason,
                 ..PubAck::default()
             }),
             QoS::ExactlyOnce => {
-                self.session.incoming_qos2.insert(publish.packet_id);
-                self.inbound_inflight += 1;
+                // A PUBREC with a failure reason ends the exchange: no PUBREL follows.
+                if reason == rc::SUCCESS {
+                    self.session.incoming_qos2.insert(publish.packet_id);
+                    self.inbound_inflight += 1;
+                }
                 Packet::PubRec(PubRec {
                     packet_id: publish.packet_id,
+                    reason,
                     ..PubRec::default()
                 })
             }

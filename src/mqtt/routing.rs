@@ -43,6 +43,8 @@ pub(super) struct Published {
     pub(super) ticket: Option<Ticket>,
     /// Whether no queue took it.
     pub(super) unroutable: bool,
+    /// Whether a queue at its length limit refused it (`x-overflow` `reject-publish`).
+    pub(super) rejected: bool,
 }
 
 /// Routes an MQTT-originated message through the configured exchange.
@@ -55,12 +57,16 @@ pub(super) fn publish_to_core(
     let dropped = Published {
         ticket: None,
         unroutable: true,
+        rejected: false,
     };
     match vhost.exchange(&shared.settings.exchange) {
         Ok(exchange) => match vhost.publish(&exchange, std::sync::Arc::new(message), targets) {
-            Ok(Routed::Queued { ticket, .. }) => Published {
+            Ok(Routed::Queued {
+                ticket, rejected, ..
+            }) => Published {
                 ticket,
                 unroutable: false,
+                rejected,
             },
             Ok(Routed::Unroutable(_)) => dropped,
             Err(error) => {
