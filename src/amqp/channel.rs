@@ -139,6 +139,9 @@ impl UnackedLog {
 /// One open channel.
 #[derive(Default)]
 pub(super) struct Channel {
+    /// The queue behind this channel's direct reply-to consumer (`amq.rabbitmq.reply-to`):
+    /// publishes with that `reply_to` get its name instead.
+    pub(super) reply_queue: Option<String>,
     /// channel.close was sent; everything but close/close-ok is dropped until close-ok.
     pub(super) closing: bool,
     pub(super) publish: Option<PendingPublish>,

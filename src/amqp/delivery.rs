@@ -19,11 +19,26 @@ impl Connection {
         channel: u16,
         consume: m::BasicConsume,
     ) -> Result<(), Failure> {
-        self.access.check(
-            crate::auth::Access::Read,
-            crate::auth::Resource::Queue,
-            &consume.queue,
-        )?;
+        let mut consume = consume;
+        if consume.queue == crate::core::vhost::REPLY_TO {
+            // Direct reply-to: a hidden exclusive queue answers to the pseudo-queue, and this
+            // channel's publishes name it in `reply_to`. RabbitMQ asks for no-ack.
+            if !consume.no_ack {
+                return Err(super::channel::channel_error(
+                    c::PRECONDITION_FAILED,
+                    "PRECONDITION_FAILED - reply consumer cannot acknowledge".into(),
+                ));
+            }
+            let queue = self.vhost.declare_reply_queue(self.id)?;
+            self.channel(channel)?.reply_queue = Some(queue.name.clone());
+            consume.queue = queue.name.clone();
+        } else {
+            self.access.check(
+                crate::auth::Access::Read,
+                crate::auth::Resource::Queue,
+                &consume.queue,
+            )?;
+        }
         let state = self.channel(channel)?;
         let tag = if consume.consumer_tag.is_empty() {
             format!("amq.ctag-{:032x}", rand::random::<u128>())

@@ -220,6 +220,28 @@ impl Connection {
             // The message is not shared yet, so this never clones.
             Arc::make_mut(&mut message).body = body;
         }
+        if message.properties.reply_to.as_deref() == Some(crate::core::vhost::REPLY_TO) {
+            // Direct reply-to: the replies go to this channel's reply consumer's queue.
+            match &state.reply_queue {
+                Some(queue) => {
+                    let rewritten = Arc::make_mut(&mut message);
+                    rewritten.properties.reply_to = Some(queue.clone());
+                    // The publisher's encoded header says otherwise now.
+                    rewritten.wire_cache = None;
+                }
+                None => {
+                    self.fail_channel(
+                        channel,
+                        ChannelException {
+                            code: c::PRECONDITION_FAILED,
+                            text: "PRECONDITION_FAILED - fast reply consumer does not exist".into(),
+                        },
+                        pending.class_method,
+                    );
+                    return Ok(());
+                }
+            }
+        }
         // Fields borrowed apart from the channel's state: no second channel lookup.
         let checked = check_publish(
             &mut self.access,

@@ -407,6 +407,41 @@ impl Vhost {
         } else {
             declare.name.clone()
         };
+        self.create_queue(name, declare, owner)
+    }
+
+    /// The queue behind RabbitMQ's direct reply-to (`amq.rabbitmq.reply-to`) for a consumer
+    /// of connection `owner`: exclusive, auto-delete, named `amq.rabbitmq.reply-to.<token>`;
+    /// replies reach it through the default exchange under that name.
+    pub fn declare_reply_queue(&self, owner: ConnectionId) -> CoreResult<Arc<Queue>> {
+        let token: u128 = rand::random();
+        let name = format!("{REPLY_TO}.{token:032x}");
+        let declare = QueueDeclare {
+            name: name.clone(),
+            passive: false,
+            durable: false,
+            exclusive: true,
+            auto_delete: true,
+            arguments: Table::default(),
+        };
+        Ok(self.create_queue(name, declare, owner)?.queue)
+    }
+
+    fn create_queue(
+        &self,
+        name: String,
+        declare: QueueDeclare,
+        owner: ConnectionId,
+    ) -> CoreResult<QueueDeclared> {
+        let declared = |queue: Arc<Queue>| {
+            let counts = queue.counts();
+            QueueDeclared {
+                queue,
+                message_count: counts.ready,
+                consumer_count: counts.consumers,
+            }
+        };
+        let count = |counter: usize| self.churn[counter].fetch_add(1, Ordering::Relaxed);
         let mut queues = self.queues.write();
         if let Some(existing) = queues.get(&name) {
             self.check_owner(existing, owner)?;
@@ -935,6 +970,10 @@ impl Vhost {
         }
     }
 }
+
+/// RabbitMQ's direct reply-to pseudo-queue: consuming from it (no-ack) and publishing with
+/// it as `reply_to` lets the replies come straight back.
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 /// The store document holding the durable topology of the default vhost.
 pub const DEFINITIONS_DOCUMENT: &str = "definitions.json";

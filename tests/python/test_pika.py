@@ -189,12 +189,71 @@ def check_passive_declare_of_missing_queue(connection):
     channel.close()
 
 
+def check_direct_reply_to_rpc(connection):
+    """pika's RPC pattern over direct reply-to, as Celery's rpc:// backend uses it."""
+    server = connection.channel()
+    requests = exclusive_queue(server, "rpc")
+    client = connection.channel()
+    replies = []
+    client.basic_consume(
+        queue="amq.rabbitmq.reply-to",
+        on_message_callback=lambda ch, method, props, body: replies.append((props, body)),
+        auto_ack=True,
+    )
+    client.basic_publish(
+        exchange="",
+        routing_key=requests,
+        properties=pika.BasicProperties(reply_to="amq.rabbitmq.reply-to", correlation_id="42"),
+        body=b"6*7",
+    )
+    method, props, body = None, None, None
+    for _ in range(100):
+        method, props, body = server.basic_get(requests, auto_ack=True)
+        if method is not None:
+            break
+        connection.process_data_events(time_limit=0.1)
+    assert body == b"6*7", body
+    assert props.reply_to.startswith("amq.rabbitmq.reply-to."), props.reply_to
+    server.basic_publish(
+        exchange="",
+        routing_key=props.reply_to,
+        properties=pika.BasicProperties(correlation_id=props.correlation_id),
+        body=b"42",
+    )
+    for _ in range(100):
+        if replies:
+            break
+        connection.process_data_events(time_limit=0.1)
+    assert replies, "no reply within 10 s"
+    reply_props, reply = replies[0]
+    assert reply == b"42", reply
+    assert reply_props.correlation_id == "42", reply_props.correlation_id
+    # Naming the pseudo-queue as reply_to without consuming from it is refused.
+    other = connection.channel()
+    try:
+        other.basic_publish(
+            exchange="",
+            routing_key=requests,
+            properties=pika.BasicProperties(reply_to="amq.rabbitmq.reply-to"),
+            body=b"x",
+        )
+        other.queue_declare(queue=requests, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as error:
+        assert error.reply_code == 406, error.reply_code
+        assert "fast reply consumer does not exist" in error.reply_text, error.reply_text
+    else:
+        raise AssertionError("reply_to amq.rabbitmq.reply-to without a reply consumer was accepted")
+    client.close()
+    server.close()
+
+
 CHECKS = [
     check_round_trip_with_properties,
     check_basic_get,
     check_confirms,
     check_topic_routing,
     check_passive_declare_of_missing_queue,
+    check_direct_reply_to_rpc,
 ]
 
 
