@@ -225,17 +225,34 @@ pub(super) async fn bind_queue(
     Path((vhost_name, exchange, queue)): Path<(String, String, String)>,
     request: Request,
 ) -> Response {
-    let (object, vhost) = match read(
+    bind(
         &management,
         &vhost_name,
+        &exchange,
+        &queue,
+        Resource::Queue,
         request,
-        &[
-            (Access::Write, Resource::Queue, &queue),
-            (Access::Read, Resource::Exchange, &exchange),
-        ],
     )
     .await
-    {
+}
+
+/// Creates a binding from `source` to `destination` (a queue or an exchange) with the
+/// body's `routing_key` and `arguments`, checked as RabbitMQ checks a bind: write on the
+/// destination, read on the source, and the topic permission on the key of a topic source.
+async fn bind(
+    management: &Management,
+    vhost_name: &str,
+    source: &str,
+    destination: &str,
+    destination_kind: Resource,
+    request: Request,
+) -> Response {
+    let caller = request.extensions().get::<super::Caller>().cloned();
+    let needs = [
+        (Access::Write, destination_kind, destination),
+        (Access::Read, Resource::Exchange, source),
+    ];
+    let (object, vhost) = match read(management, vhost_name, request, &needs).await {
         Ok(read) => read,
         Err(response) => return response,
     };
@@ -244,11 +261,37 @@ pub(super) async fn bind_queue(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    match vhost.bind_queue(&queue, &exchange, &routing_key, arguments(&object), API) {
+    let topic_source = vhost
+        .exchange(source)
+        .is_ok_and(|e| e.kind == crate::core::ExchangeKind::Topic);
+    if let Some(caller) = caller.filter(|c| topic_source && !c.is_administrator()) {
+        let mut check = crate::auth::AccessCheck::new(
+            management.core.users().clone(),
+            &caller.name,
+            vhost_name,
+            "",
+        );
+        if let Err(refused) = check.check_topic(Access::Read, source, &routing_key) {
+            return error(StatusCode::UNAUTHORIZED, "not_authorised", &refused.0);
+        }
+    }
+    let (bound, kind) = match destination_kind {
+        Resource::Queue => (
+            vhost.bind_queue(destination, source, &routing_key, arguments(&object), API),
+            "q",
+        ),
+        Resource::Exchange => (
+            vhost.bind_exchange(destination, source, &routing_key, arguments(&object)),
+            "e",
+        ),
+    };
+    match bound {
         Ok(()) => {
             let location = format!(
-                "/api/bindings/{}/e/{exchange}/q/{queue}/{}",
-                encode(&vhost_name),
+                "/api/bindings/{}/e/{}/{kind}/{}/{}",
+                encode(vhost_name),
+                encode(source),
+                encode(destination),
                 encode(&routing_key)
             );
             (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
@@ -370,38 +413,15 @@ pub(super) async fn bind_exchange(
     Path((vhost_name, source, destination)): Path<(String, String, String)>,
     request: Request,
 ) -> Response {
-    let (object, vhost) = match read(
+    bind(
         &management,
         &vhost_name,
+        &source,
+        &destination,
+        Resource::Exchange,
         request,
-        &[
-            (Access::Write, Resource::Exchange, &destination),
-            (Access::Read, Resource::Exchange, &source),
-        ],
     )
     .await
-    {
-        Ok(read) => read,
-        Err(response) => return response,
-    };
-    let routing_key = object
-        .get("routing_key")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    match vhost.bind_exchange(&destination, &source, &routing_key, arguments(&object)) {
-        Ok(()) => {
-            let location = format!(
-                "/api/bindings/{}/e/{}/e/{}/{}",
-                encode(&vhost_name),
-                encode(&source),
-                encode(&destination),
-                encode(&routing_key)
-            );
-            (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
-        }
-        Err(core) => refused(core),
-    }
 }
 
 /// Removes the binding named by its properties key (the routing key, `~` when empty).
