@@ -170,7 +170,12 @@ impl Connection {
             None => counters.acknowledged.add(taken.len() as u64),
             Some(_) => counters.rejected.add(taken.len() as u64),
         }
-        settle(taken, requeue.unwrap_or(false));
+        let how = match requeue {
+            None => Settle::Ack,
+            Some(true) => Settle::Requeue,
+            Some(false) => Settle::Reject,
+        };
+        settle(taken, how);
         Ok(())
     }
 
@@ -179,7 +184,7 @@ impl Connection {
         let mut taken = Vec::new();
         state.unacked.take_up_to(0, &mut taken);
         state.stats.messages().rejected.add(taken.len() as u64);
-        settle(taken, true);
+        settle(taken, Settle::Requeue);
         Ok(())
     }
 
@@ -279,12 +284,23 @@ impl Connection {
                 self.vhost.cancel(&route.queue, id);
             }
         }
-        settle(taken, true);
+        settle(taken, Settle::Requeue);
     }
 }
 
-/// Acknowledges (or requeues) deliveries, one queue lock per run of the same queue.
-fn settle(mut taken: Vec<(Arc<Queue>, u64)>, requeue: bool) {
+/// What becomes of settled deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// basic.ack: gone for good.
+    Ack,
+    /// Back into the queue (nack/reject with requeue, recover, channel closed).
+    Requeue,
+    /// basic.nack / basic.reject without requeue: dead-lettered or dropped.
+    Reject,
+}
+
+/// Acknowledges, requeues or rejects deliveries, one queue lock per run of the same queue.
+fn settle(mut taken: Vec<(Arc<Queue>, u64)>, how: Settle) {
     let mut seqs = Vec::new();
     while !taken.is_empty() {
         let queue = taken[0].0.clone();
@@ -297,10 +313,10 @@ fn settle(mut taken: Vec<(Arc<Queue>, u64)>, requeue: bool) {
                 true
             }
         });
-        if requeue {
-            queue.requeue(seqs.iter().copied());
-        } else {
-            queue.ack(seqs.iter().copied());
+        match how {
+            Settle::Ack => queue.ack(seqs.iter().copied()),
+            Settle::Requeue => queue.requeue(seqs.iter().copied()),
+            Settle::Reject => queue.reject(seqs.iter().copied()),
         }
     }
 }

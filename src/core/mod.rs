@@ -3,12 +3,15 @@
 //! Listeners translate their protocol into calls on [`Vhost`] and receive deliveries as
 //! [`ConsumerEvent`]s. Nothing here knows AMQP or MQTT.
 
+pub mod arguments;
+pub mod dead_letter;
 pub mod definitions;
 pub mod error;
 pub mod exchange;
 mod import;
 pub mod policy;
 pub mod queue;
+mod timers;
 pub mod topic;
 pub mod vhost;
 
@@ -198,11 +201,14 @@ impl Core {
     }
 
     fn insert_vhost(&self, name: &str, metadata: VhostMetadata) -> Arc<Vhost> {
-        let vhost = Arc::new(Vhost::new(
-            name.to_string(),
-            self.memory.clone(),
-            self.store.clone(),
-        ));
+        let vhost = Arc::new_cyclic(|this| {
+            Vhost::new(
+                name.to_string(),
+                self.memory.clone(),
+                self.store.clone(),
+                this.clone(),
+            )
+        });
         vhost.set_metadata(metadata);
         self.vhosts.write().insert(name.to_string(), vhost.clone());
         vhost

@@ -9,16 +9,18 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
+use super::dead_letter::{DeadLetter, DeathReason};
 use super::error::{CoreError, CoreResult};
 use super::message::Message;
-use super::table::Table;
+use super::policy::Policy;
+use super::table::{Table, Value};
 use super::MemoryGauge;
 use crate::store::Store;
 
@@ -277,14 +279,112 @@ pub struct ConsumerSpec {
 }
 
 /// What a queue at its length limit does with a new message (`x-overflow`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
-    /// Drop the oldest ready messages (RabbitMQ's default).
+    /// Drop the oldest ready messages (RabbitMQ's default), dead-lettering them.
+    #[default]
     DropHead,
     /// Refuse the new message: a confirming publisher gets basic.nack.
     RejectPublish,
-    /// As `RejectPublish` (dead-lettering the refused message comes with dead letters).
+    /// As `RejectPublish`, and the refused message is dead-lettered.
     RejectPublishDeadLetter,
+}
+
+impl Overflow {
+    /// The `x-overflow` value naming it, if any.
+    pub fn parse(text: &str) -> Option<Overflow> {
+        match text {
+            "drop-head" => Some(Overflow::DropHead),
+            "reject-publish" => Some(Overflow::RejectPublish),
+            "reject-publish-dlx" => Some(Overflow::RejectPublishDeadLetter),
+            _ => None,
+        }
+    }
+}
+
+/// What a queue needs from the vhost holding it: somewhere to publish its dead letters, and a
+/// way to go when `x-expires` finds it unused. A trait, so the queue holds its vhost weakly
+/// without knowing exchanges.
+pub trait QueueHost: Send + Sync + std::fmt::Debug {
+    /// Publishes `letters`, which died in `queue`, to the dead-letter exchange `exchange`
+    /// (under `routing_key` when set); persists those that need it before returning.
+    fn dead_letter(
+        &self,
+        queue: &Queue,
+        exchange: &str,
+        routing_key: Option<&str>,
+        letters: &[DeadLetter],
+    );
+    /// Deletes `queue`, unused for its `x-expires`.
+    fn expire_queue(&self, queue: &Arc<Queue>);
+}
+
+/// The lifetime and length settings in force: the queue's arguments, and its policy's keys
+/// where RabbitMQ lets a policy apply (for limits and TTLs the lower of the two; for the
+/// dead-letter target and the overflow behaviour the argument wins).
+#[derive(Debug, Clone, Default)]
+struct QueueLimits {
+    /// `x-message-ttl` / `message-ttl`, milliseconds.
+    message_ttl: Option<u64>,
+    /// `x-expires` / `expires`, milliseconds.
+    expires: Option<u64>,
+    /// `x-max-length`: most ready messages.
+    max_length: Option<usize>,
+    /// `x-max-length-bytes`: most body bytes of ready messages.
+    max_length_bytes: Option<u64>,
+    /// `x-overflow`: what happens at the limits.
+    overflow: Overflow,
+    /// `x-dead-letter-exchange` ("" is the default exchange).
+    dead_letter_exchange: Option<String>,
+    /// `x-dead-letter-routing-key`.
+    dead_letter_routing_key: Option<String>,
+    /// `x-delivery-limit` (quorum queues): returns after which a message is dead-lettered.
+    delivery_limit: Option<u64>,
+}
+
+impl QueueLimits {
+    fn resolve(arguments: &Table, policy: Option<&Policy>, quorum: bool) -> QueueLimits {
+        let argument = |key: &str| {
+            arguments
+                .get(key)
+                .and_then(Value::as_i64)
+                .and_then(|n| u64::try_from(n).ok())
+        };
+        let from_policy = |key: &str| {
+            policy
+                .and_then(|policy| policy.get(key))
+                .and_then(|value| value.as_u64())
+        };
+        let lower = |key: &str, policy_key: &str| match (argument(key), from_policy(policy_key)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let text = |key: &str, policy_key: &str| {
+            arguments.get_str(key).map(str::to_string).or_else(|| {
+                policy
+                    .and_then(|policy| policy.get(policy_key))
+                    .and_then(|value| value.as_str())
+                    .map(str::to_string)
+            })
+        };
+        QueueLimits {
+            message_ttl: lower("x-message-ttl", "message-ttl"),
+            expires: lower("x-expires", "expires"),
+            max_length: lower("x-max-length", "max-length")
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_length_bytes: lower("x-max-length-bytes", "max-length-bytes"),
+            overflow: text("x-overflow", "overflow")
+                .and_then(|text| Overflow::parse(&text))
+                .unwrap_or_default(),
+            dead_letter_exchange: text("x-dead-letter-exchange", "dead-letter-exchange"),
+            dead_letter_routing_key: text("x-dead-letter-routing-key", "dead-letter-routing-key"),
+            delivery_limit: lower("x-delivery-limit", "delivery-limit").filter(|_| quorum),
+        }
+    }
+
+    fn has_length_limit(&self) -> bool {
+        self.max_length.is_some() || self.max_length_bytes.is_some()
+    }
 }
 
 /// A consumer as the management API lists it.
@@ -351,6 +451,8 @@ pub struct QueueStorage {
     pub store: Option<(Arc<Store>, String)>,
     /// Where bodies are paged out when the queue outgrows its memory budget.
     pub pager: Option<Arc<Store>>,
+    /// The vhost holding the queue (dead letters and `x-expires` go through it).
+    pub host: Option<Weak<dyn QueueHost>>,
 }
 
 /// A queue.
@@ -366,20 +468,16 @@ pub struct Queue {
     pub auto_delete: bool,
     /// Declare arguments.
     pub arguments: Table,
-    /// `x-message-ttl` in milliseconds, if set.
-    message_ttl: Option<u64>,
+    /// `x-queue-type: quorum` (on one node: a durable queue with quorum rules).
+    quorum: bool,
     /// `x-max-priority` (0: not a priority queue).
     max_priority: u8,
     /// `x-single-active-consumer`: only the earliest consumer gets messages; the next one
     /// takes over when it goes.
     single_active: bool,
-    /// `x-max-length`: most ready messages.
-    max_length: Option<usize>,
-    /// `x-max-length-bytes`: most body bytes of ready messages.
-    max_length_bytes: Option<u64>,
-    /// `x-overflow`: what happens at the limits.
-    overflow: Overflow,
     memory: Arc<MemoryGauge>,
+    /// The vhost holding it.
+    host: Option<Weak<dyn QueueHost>>,
     /// Where a durable queue records acks and deliveries, with its record key.
     store: Option<(Arc<Store>, String)>,
     /// Where bodies go when the queue holds more than [`QUEUE_MEMORY_BUDGET`] in memory.
@@ -469,6 +567,8 @@ struct Entry {
     persisted: Option<u64>,
     /// Its priority lane (0 unless the queue has `x-max-priority`).
     priority: u8,
+    /// Times it was returned to the queue unacknowledged (for `x-delivery-limit`).
+    returned: u32,
 }
 
 #[derive(Debug)]
@@ -526,6 +626,23 @@ struct QueueState {
     /// Counters for the metrics.
     stats: QueueStats,
     progress: Progress,
+    /// The TTLs, limits and dead-letter target in force.
+    limits: QueueLimits,
+    /// Messages that died under the lock, routed to the dead-letter exchange once it is
+    /// released (see [`Queue::unlock`]), and the disk ids (persisted, paged) of each, released
+    /// only after the dead-lettered copy is written.
+    dying: Vec<DeadLetter>,
+    dying_disk: Vec<(Option<u64>, Option<u64>)>,
+    /// Whether the queue may have deadlines: a TTL, `x-expires`, or a message that came with an
+    /// `expiration`. Queues without any never touch the timer.
+    may_expire: bool,
+    /// When the timer will next look at the queue.
+    timer_at: Option<Instant>,
+    /// When a consumer, basic.get or declare last used it (for `x-expires`).
+    last_used: Option<Instant>,
+    /// The entry just enqueued, while the enqueue offers it to consumers: a TTL of 0 still
+    /// lets a waiting consumer have it, as in RabbitMQ.
+    fresh: Option<u64>,
 }
 
 impl QueueState {
@@ -565,13 +682,6 @@ impl QueueState {
         entry
     }
 
-    /// The entry [`QueueState::pop_high`] would take.
-    fn front_high(&self) -> Option<&Entry> {
-        self.high
-            .last_key_value()
-            .and_then(|(_, lane)| lane.front())
-    }
-
     /// Empties the lanes above 0.
     fn drain_high(&mut self) -> Vec<Entry> {
         self.high_len = 0;
@@ -601,11 +711,7 @@ impl Queue {
             auto_delete,
             arguments,
         } = spec;
-        let QueueStorage { store, pager } = storage;
-        let message_ttl = arguments
-            .get("x-message-ttl")
-            .and_then(|v| v.as_i64())
-            .and_then(|ms| u64::try_from(ms).ok());
+        let QueueStorage { store, pager, host } = storage;
         // RabbitMQ caps priorities at 255.
         let max_priority = arguments
             .get("x-max-priority")
@@ -615,21 +721,13 @@ impl Queue {
             arguments.get("x-single-active-consumer"),
             Some(crate::core::Value::Bool(true))
         );
-        let limit = |key: &str| {
-            arguments
-                .get(key)
-                .and_then(|v| v.as_i64())
-                .and_then(|n| u64::try_from(n).ok())
-        };
-        let max_length = limit("x-max-length").map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        let max_length_bytes = limit("x-max-length-bytes");
-        let overflow = match arguments.get("x-overflow") {
-            Some(crate::core::Value::String(text)) => match text.as_ref() {
-                b"reject-publish" => Overflow::RejectPublish,
-                b"reject-publish-dlx" => Overflow::RejectPublishDeadLetter,
-                _ => Overflow::DropHead,
-            },
-            _ => Overflow::DropHead,
+        let quorum = arguments.get_str("x-queue-type") == Some("quorum");
+        let limits = QueueLimits::resolve(&arguments, None, quorum);
+        let state = QueueState {
+            may_expire: limits.expires.is_some() || limits.message_ttl.is_some(),
+            last_used: Some(Instant::now()),
+            limits,
+            ..QueueState::default()
         };
         Queue {
             name,
@@ -637,20 +735,18 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
-            message_ttl,
+            quorum,
             max_priority,
             single_active,
-            max_length,
-            max_length_bytes,
-            overflow,
             memory,
+            host,
             store,
             pager,
             backlogged: AtomicBool::new(false),
             consumers_stuck: AtomicBool::new(false),
             drained: Notify::new(),
             policy: parking_lot::Mutex::new(None),
-            state: CacheLine(Mutex::new(QueueState::default())),
+            state: CacheLine(Mutex::new(state)),
         }
     }
 
@@ -677,9 +773,104 @@ impl Queue {
         self.policy.lock().clone()
     }
 
-    /// Sets the effective policy.
-    pub fn set_policy(&self, policy: Option<Arc<crate::core::policy::Policy>>) {
+    /// Sets the effective policy; its TTL, length and dead-letter keys apply from now on.
+    pub fn set_policy(self: &Arc<Self>, policy: Option<Arc<crate::core::policy::Policy>>) {
+        let limits = QueueLimits::resolve(&self.arguments, policy.as_deref(), self.quorum);
         *self.policy.lock() = policy;
+        let mut state = self.state.lock();
+        state.may_expire |= limits.expires.is_some() || limits.message_ttl.is_some();
+        state.limits = limits;
+        self.unlock(state);
+    }
+
+    /// Whether this is a quorum queue (`x-queue-type: quorum`).
+    pub fn is_quorum(&self) -> bool {
+        self.quorum
+    }
+
+    /// Notes a use of the queue (a redeclare): restarts its `x-expires` countdown.
+    pub fn touch(self: &Arc<Self>) {
+        let mut state = self.state.lock();
+        state.last_used = Some(Instant::now());
+        self.unlock(state);
+    }
+
+    /// Releases the queue's lock, then publishes what died under it to the dead-letter
+    /// exchange and arms the timer for the next deadline. Every public operation that may
+    /// expire, drop or reject messages ends here rather than dropping the guard, so dead
+    /// letters never wait for the next operation.
+    fn unlock(self: &Arc<Self>, mut state: MutexGuard<'_, QueueState>) {
+        if state.may_expire && !state.deleted {
+            self.arm_timer(&mut state);
+        }
+        if state.dying.is_empty() {
+            return;
+        }
+        let letters = std::mem::take(&mut state.dying);
+        let disk = std::mem::take(&mut state.dying_disk);
+        let exchange = state.limits.dead_letter_exchange.clone();
+        let routing_key = state.limits.dead_letter_routing_key.clone();
+        drop(state);
+        let host = self.host.as_ref().and_then(Weak::upgrade);
+        if let (Some(exchange), Some(host)) = (exchange, host) {
+            host.dead_letter(self, &exchange, routing_key.as_deref(), &letters);
+        }
+        // Only now: the dead-lettered copies are submitted to the store ahead of these
+        // records, so a crash in between keeps a message twice, never zero times.
+        for (persisted, paged) in disk {
+            self.release_disk(persisted, paged);
+        }
+    }
+
+    /// Schedules the timer for the queue's next deadline (its earliest ready head's expiry,
+    /// or `x-expires` while unused) unless it is already due to look by then.
+    fn arm_timer(self: &Arc<Self>, state: &mut QueueState) {
+        let mut next = state.ready.front().and_then(|entry| entry.expires_at);
+        for lane in state.high.values() {
+            if let Some(at) = lane.front().and_then(|entry| entry.expires_at) {
+                next = Some(next.map_or(at, |next| next.min(at)));
+            }
+        }
+        if let (Some(expires), Some(used), true) = (
+            state.limits.expires,
+            state.last_used,
+            state.consumers.is_empty(),
+        ) {
+            let at = used + Duration::from_millis(expires);
+            next = Some(next.map_or(at, |next| next.min(at)));
+        }
+        let Some(at) = next else {
+            return;
+        };
+        if state.timer_at.is_some_and(|scheduled| scheduled <= at) {
+            return;
+        }
+        state.timer_at = Some(at);
+        super::timers::schedule(at, Arc::downgrade(self));
+    }
+
+    /// The timer's call: drops (or dead-letters) expired heads, and deletes the queue when it
+    /// has been unused for its `x-expires`.
+    pub(super) fn on_timer(self: &Arc<Self>) {
+        let mut state = self.state.lock();
+        state.timer_at = None;
+        if state.deleted {
+            return;
+        }
+        self.drop_expired(&mut state);
+        self.update_flow(&mut state);
+        let unused = match (state.limits.expires, state.last_used) {
+            (Some(expires), Some(used)) => {
+                state.consumers.is_empty() && used.elapsed() >= Duration::from_millis(expires)
+            }
+            _ => false,
+        };
+        self.unlock(state);
+        if unused {
+            if let Some(host) = self.host.as_ref().and_then(Weak::upgrade) {
+                host.expire_queue(self);
+            }
+        }
     }
 
     /// Whether publishers to this queue should pause: its consumers are behind by more than
@@ -813,8 +1004,18 @@ impl Queue {
             }
             return Some(false);
         }
-        if self.overflow != Overflow::DropHead && self.at_limit(&state, message.body.len() as u64) {
-            if let Some(msg_id) = persisted {
+        let overflow = state.limits.overflow;
+        if overflow != Overflow::DropHead && self.at_limit(&state, message.body.len() as u64) {
+            if overflow == Overflow::RejectPublishDeadLetter
+                && state.limits.dead_letter_exchange.is_some()
+            {
+                state.dying.push(DeadLetter {
+                    message,
+                    reason: DeathReason::MaxLength,
+                });
+                state.dying_disk.push((persisted, None));
+                self.unlock(state);
+            } else if let Some(msg_id) = persisted {
                 self.record_ack(msg_id);
             }
             return None;
@@ -822,7 +1023,11 @@ impl Queue {
         self.memory.add(size);
         let seq = state.next_seq;
         state.next_seq += 1;
-        let expires_at = self.expiry_for(&message);
+        let expires_at = expiry_from(&state.limits, message.properties.expiration.as_deref());
+        if expires_at.is_some() {
+            state.may_expire = true;
+            state.fresh = Some(seq);
+        }
         // Near the budget, a transient message gets a disk copy right away, so its body can
         // be dropped by the time paging reaches it. From the paging target on, not from the
         // budget: otherwise every pass leaves the messages enqueued while it brought the queue
@@ -848,6 +1053,7 @@ impl Queue {
             expires_at,
             persisted,
             priority,
+            returned: 0,
         };
         if priority > 0 {
             state.push_high_back(entry);
@@ -865,23 +1071,26 @@ impl Queue {
             self.page_out(&mut state);
         }
         self.dispatch(&mut state);
-        if self.overflow == Overflow::DropHead
-            && (self.max_length.is_some() || self.max_length_bytes.is_some())
-        {
+        state.fresh = None;
+        if overflow == Overflow::DropHead && state.limits.has_length_limit() {
             self.drop_head(&mut state);
         }
         self.update_flow(&mut state);
         if self.backlogged.load(Ordering::Relaxed) {
             self.check_consumers_stuck(&mut state);
         }
+        self.unlock(state);
         Some(self.congested())
     }
 
     /// Whether one more ready message of `body_len` bytes would pass a length limit.
     fn at_limit(&self, state: &QueueState, body_len: u64) -> bool {
         let ready_bytes = state.stats.bytes.saturating_sub(state.stats.unacked_bytes);
-        self.max_length.is_some_and(|max| state.ready_len() >= max)
-            || self
+        let limits = &state.limits;
+        limits
+            .max_length
+            .is_some_and(|max| state.ready_len() >= max)
+            || limits
                 .max_length_bytes
                 .is_some_and(|max| ready_bytes + body_len > max)
     }
@@ -891,8 +1100,9 @@ impl Queue {
     fn drop_head(&self, state: &mut QueueState) {
         loop {
             let ready_bytes = state.stats.bytes.saturating_sub(state.stats.unacked_bytes);
-            let over = self.max_length.is_some_and(|max| state.ready_len() > max)
-                || self.max_length_bytes.is_some_and(|max| ready_bytes > max);
+            let limits = &state.limits;
+            let over = limits.max_length.is_some_and(|max| state.ready_len() > max)
+                || limits.max_length_bytes.is_some_and(|max| ready_bytes > max);
             if !over {
                 return;
             }
@@ -910,7 +1120,36 @@ impl Queue {
                 state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
             }
             Self::paged_in(&mut state.stats, &entry);
+            self.kill(state, entry, DeathReason::MaxLength);
+        }
+    }
+
+    /// Gives up on an entry already out of the ready list and the unacked map: dead-letters
+    /// it when the queue has a dead-letter exchange (routed once the lock is released), or
+    /// forgets it.
+    fn kill(&self, state: &mut QueueState, mut entry: Entry, reason: DeathReason) {
+        if state.limits.dead_letter_exchange.is_none() {
             self.release(&mut state.stats, &entry);
+            return;
+        }
+        let message = match entry.message.take() {
+            Some(message) => Some(message),
+            None => entry
+                .persisted
+                .or(entry.paged)
+                .and_then(|id| self.pager.as_ref().and_then(|pager| pager.read_message(id)))
+                .map(Arc::new),
+        };
+        self.release_counts(&mut state.stats, &entry);
+        match message {
+            Some(message) => {
+                state.dying.push(DeadLetter { message, reason });
+                state.dying_disk.push((entry.persisted, entry.paged));
+            }
+            None => {
+                tracing::error!(queue = %self.name, seq = entry.seq, "paged message unreadable; not dead-lettered");
+                self.release_disk(entry.persisted, entry.paged);
+            }
         }
     }
 
@@ -1034,7 +1273,8 @@ impl Queue {
             self.memory.add(accounted);
             let seq = state.next_seq;
             state.next_seq += 1;
-            let expires_at = self.expiry_from(recovered.expiration.as_deref());
+            let expires_at = expiry_from(&state.limits, recovered.expiration.as_deref());
+            state.may_expire |= expires_at.is_some();
             // A body recovery left on disk comes back in lane 0: its priority is read with it.
             let priority = recovered
                 .message
@@ -1051,6 +1291,7 @@ impl Queue {
                 expires_at,
                 persisted: Some(recovered.msg_id),
                 priority,
+                returned: 0,
             };
             state.stats.bytes += body_len;
             state.stats.persistent += 1;
@@ -1073,6 +1314,7 @@ impl Queue {
             }
         }
         self.dispatch(&mut state);
+        self.unlock(state);
     }
 
     fn record_ack(&self, msg_id: u64) {
@@ -1083,15 +1325,26 @@ impl Queue {
 
     /// Forgets an entry for good: memory accounting and, if on disk, an ack record.
     fn release(&self, stats: &mut QueueStats, entry: &Entry) {
+        self.release_counts(stats, entry);
+        self.release_disk(entry.persisted, entry.paged);
+    }
+
+    /// The memory and byte accounting part of [`Queue::release`].
+    fn release_counts(&self, stats: &mut QueueStats, entry: &Entry) {
         stats.bytes = stats.bytes.wrapping_sub(entry.body_len);
         if entry.persisted.is_some() {
             stats.persistent = stats.persistent.wrapping_sub(1);
         }
         self.memory.sub(entry.accounted);
-        if let Some(msg_id) = entry.persisted {
+    }
+
+    /// The disk part of [`Queue::release`]: ack records for the queue's copy (`persisted`)
+    /// and a paging copy (`paged`).
+    fn release_disk(&self, persisted: Option<u64>, paged: Option<u64>) {
+        if let Some(msg_id) = persisted {
             self.record_ack(msg_id);
         }
-        if let (Some(msg_id), Some(pager)) = (entry.paged, &self.pager) {
+        if let (Some(msg_id), Some(pager)) = (paged, &self.pager) {
             pager.record_ack(PAGING_KEY, msg_id);
         }
     }
@@ -1145,7 +1398,9 @@ impl Queue {
             window: DELIVERY_WINDOW,
             window_bytes: DELIVERY_WINDOW_BYTES,
         });
+        state.last_used = Some(Instant::now());
         self.dispatch(&mut state);
+        self.unlock(state);
         Ok(())
     }
 
@@ -1159,14 +1414,20 @@ impl Queue {
             // The next consumer takes over what the active one left.
             self.dispatch(&mut state);
         }
+        if state.consumers.is_empty() {
+            // x-expires counts from the moment the queue was last used.
+            state.last_used = Some(Instant::now());
+        }
         self.update_flow(&mut state);
-        ConsumerRemoved {
+        let removed = ConsumerRemoved {
             found,
             auto_delete_now: found
                 && self.auto_delete
                 && state.consumers.is_empty()
                 && !state.deleted,
-        }
+        };
+        self.unlock(state);
+        removed
     }
 
     /// Returns delivery credit: the listener wrote `count` of this consumer's deliveries.
@@ -1180,6 +1441,7 @@ impl Queue {
                 .min(DELIVERY_WINDOW_BYTES);
             self.dispatch(&mut state);
         }
+        self.unlock(state);
     }
 
     /// Acknowledges deliveries: they leave the queue for good.
@@ -1193,6 +1455,23 @@ impl Queue {
             }
         }
         self.dispatch(&mut state);
+        self.unlock(state);
+    }
+
+    /// Rejects deliveries without requeueing (basic.reject / basic.nack with
+    /// `requeue=false`): dead-lettered with reason `rejected` when the queue has a
+    /// dead-letter exchange, otherwise dropped.
+    pub fn reject(self: &Arc<Self>, seqs: impl IntoIterator<Item = u64>) {
+        let mut state = self.state.lock();
+        for seq in seqs {
+            if let Some(unacked) = state.unacked.remove(&seq) {
+                Self::acked_or_requeued(&mut state.stats, &unacked.entry);
+                release_credit(&mut state, unacked.consumer);
+                self.kill(&mut state, unacked.entry, DeathReason::Rejected);
+            }
+        }
+        self.dispatch(&mut state);
+        self.unlock(state);
     }
 
     /// Puts deliveries back at their original positions, marked redelivered.
@@ -1204,6 +1483,15 @@ impl Queue {
                 release_credit(&mut state, unacked.consumer);
                 let mut entry = unacked.entry;
                 entry.redelivered = true;
+                entry.returned = entry.returned.saturating_add(1);
+                if state
+                    .limits
+                    .delivery_limit
+                    .is_some_and(|limit| u64::from(entry.returned) > limit)
+                {
+                    self.kill(&mut state, entry, DeathReason::DeliveryLimit);
+                    continue;
+                }
                 if entry.priority > 0 {
                     state.loaded_bytes += entry.body_len;
                     state.high_len += 1;
@@ -1222,15 +1510,23 @@ impl Queue {
             }
         }
         self.dispatch(&mut state);
+        self.unlock(state);
     }
 
     /// Takes the next ready message (basic.get). Without `no_ack` it stays unacknowledged.
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<GetResult> {
         let mut state = self.state.lock();
+        state.last_used = Some(Instant::now());
         self.drop_expired(&mut state);
-        let entry = self.pop_ready(&mut state)?;
+        let Some(entry) = self.pop_ready(&mut state) else {
+            self.unlock(state);
+            return None;
+        };
         state.taken = state.taken.wrapping_add(1);
-        let message = entry.message.clone()?;
+        let Some(message) = entry.message.clone() else {
+            self.unlock(state);
+            return None;
+        };
         let result = GetResult {
             seq: entry.seq,
             message,
@@ -1250,6 +1546,7 @@ impl Queue {
                 },
             );
         }
+        self.unlock(state);
         Some(result)
     }
 
@@ -1330,8 +1627,10 @@ impl Queue {
             let Some(entry) = self.pop_ready(state) else {
                 return delivered;
             };
-            if entry.expires_at.is_some_and(|at| at <= Instant::now()) {
-                self.release(&mut state.stats, &entry);
+            if entry.expires_at.is_some_and(|at| at <= Instant::now())
+                && state.fresh != Some(entry.seq)
+            {
+                self.kill(state, entry, DeathReason::Expired);
                 continue;
             }
             let Some(message) = entry.message.clone() else {
@@ -1397,58 +1696,62 @@ impl Queue {
             .min(self.max_priority)
     }
 
-    /// The deadline of a message entering this queue: the earlier of its own `expiration`
-    /// (milliseconds) and the queue's `x-message-ttl`, as RabbitMQ applies them.
-    fn expiry_for(&self, message: &Message) -> Option<Instant> {
-        self.expiry_from(message.properties.expiration.as_deref())
-    }
-
-    /// The deadline for a message with this `expiration` property entering the queue now.
-    fn expiry_from(&self, expiration: Option<&str>) -> Option<Instant> {
-        let per_message = expiration.and_then(|ms| ms.parse::<u64>().ok());
-        let ttl = match (per_message, self.message_ttl) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }?;
-        Some(Instant::now() + Duration::from_millis(ttl))
-    }
-
-    /// Drops expired messages from the head of the queue (RabbitMQ expires at the head only).
+    /// Drops (or dead-letters) expired messages at the heads of the lanes (RabbitMQ expires
+    /// at the head only, each priority on its own).
     fn drop_expired(&self, state: &mut QueueState) {
-        let mut now = None;
-        // In a priority queue, the head is the front of the highest lane.
-        while let Some(front) = state.front_high() {
-            let Some(at) = front.expires_at else {
-                break;
-            };
-            if at > *now.get_or_insert_with(Instant::now) {
-                break;
-            }
-            if let Some(entry) = state.pop_high() {
-                state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
-                self.release(&mut state.stats, &entry);
-            }
-        }
-        if state.high_len > 0 {
+        if !state.may_expire {
             return;
         }
-        while let Some(front) = state.ready.front() {
-            let Some(at) = front.expires_at else {
-                return;
-            };
-            if at > *now.get_or_insert_with(Instant::now) {
-                return;
+        let now = Instant::now();
+        let expired = |entry: &Entry, fresh: Option<u64>| {
+            entry.expires_at.is_some_and(|at| at <= now) && fresh != Some(entry.seq)
+        };
+        let lanes: Vec<u8> = state.high.keys().copied().collect();
+        for priority in lanes {
+            while let Some(lane) = state.high.get_mut(&priority) {
+                if !lane
+                    .front()
+                    .is_some_and(|entry| expired(entry, state.fresh))
+                {
+                    break;
+                }
+                let Some(entry) = lane.pop_front() else {
+                    break;
+                };
+                if lane.is_empty() {
+                    state.high.remove(&priority);
+                }
+                state.high_len -= 1;
+                state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
+                self.kill(state, entry, DeathReason::Expired);
             }
+        }
+        while state
+            .ready
+            .front()
+            .is_some_and(|entry| expired(entry, state.fresh))
+        {
             if let Some(entry) = state.ready.pop_front() {
                 if entry.message.is_some() {
                     state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
                 }
                 Self::paged_in(&mut state.stats, &entry);
                 state.tail_loaded = state.tail_loaded.min(state.ready.len());
-                self.release(&mut state.stats, &entry);
+                self.kill(state, entry, DeathReason::Expired);
             }
         }
     }
+}
+
+/// The deadline for a message with this `expiration` property (milliseconds) entering a queue
+/// now: the earlier of it and the queue's message TTL, as RabbitMQ applies them.
+fn expiry_from(limits: &QueueLimits, expiration: Option<&str>) -> Option<Instant> {
+    let per_message = expiration.and_then(|ms| ms.parse::<u64>().ok());
+    let ttl = match (per_message, limits.message_ttl) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }?;
+    Some(Instant::now() + Duration::from_millis(ttl))
 }
 
 fn pick_consumer(state: &mut QueueState, single_active: bool) -> Option<usize> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use super::dead_letter::{dead_lettered, is_cycle, DeadLetter};
 use super::definitions::{
     table_from_json, table_to_json, BindingDefinition, Definitions, ExchangeDefinition,
     QueueDefinition,
@@ -13,7 +14,9 @@ use super::error::{CoreError, CoreResult};
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind, RouteTargets};
 use super::message::Message;
 use super::policy::{self, Policy};
-use super::queue::{ConnectionId, ConsumerId, ConsumerSpec, Queue, QueueSpec, QueueStorage};
+use super::queue::{
+    ConnectionId, ConsumerId, ConsumerSpec, Queue, QueueHost, QueueSpec, QueueStorage,
+};
 use super::table::{Table, Value};
 use super::MemoryGauge;
 use crate::store::{queue_key, Store, Ticket};
@@ -94,6 +97,7 @@ const EQUIVALENT_QUEUE_ARGUMENTS: &[&str] = &[
     "x-overflow",
     "x-single-active-consumer",
     "x-queue-type",
+    "x-delivery-limit",
 ];
 
 /// A virtual host.
@@ -114,6 +118,8 @@ pub struct Vhost {
     policies: RwLock<Vec<Arc<Policy>>>,
     /// Set once the vhost is deleted: nothing is persisted for it any more.
     deleted: std::sync::atomic::AtomicBool,
+    /// Itself, for its queues to reach (dead letters, `x-expires`) without a cycle.
+    this: std::sync::Weak<Vhost>,
 }
 
 /// What an operator says about a vhost.
@@ -147,7 +153,13 @@ const DELETED: usize = 2;
 
 impl Vhost {
     /// Creates a vhost with the default exchange and the `amq.*` exchanges.
-    pub fn new(name: String, memory: Arc<MemoryGauge>, store: Option<Arc<Store>>) -> Vhost {
+    /// `this` is the vhost's own `Arc` (it is made with `Arc::new_cyclic`).
+    pub fn new(
+        name: String,
+        memory: Arc<MemoryGauge>,
+        store: Option<Arc<Store>>,
+        this: std::sync::Weak<Vhost>,
+    ) -> Vhost {
         let vhost = Vhost {
             name,
             exchanges: RwLock::new(Default::default()),
@@ -160,6 +172,7 @@ impl Vhost {
             metadata: RwLock::new(VhostMetadata::default()),
             policies: RwLock::new(Vec::new()),
             deleted: std::sync::atomic::AtomicBool::new(false),
+            this,
         };
         let standard = [
             ("", ExchangeKind::Direct),
@@ -402,6 +415,7 @@ impl Vhost {
                 declare.name
             )));
         }
+        super::arguments::check_queue_arguments(&declare, &self.name)?;
         let name = if declare.name.is_empty() {
             self.server_queue_name()
         } else {
@@ -447,7 +461,10 @@ impl Vhost {
             self.check_owner(existing, owner)?;
             self.check_queue_equivalent(existing, &declare)?;
             count(DECLARED);
-            return Ok(declared(existing.clone()));
+            let existing = existing.clone();
+            drop(queues);
+            existing.touch();
+            return Ok(declared(existing));
         }
         // Exclusive queues die with their connection, so they are never persisted.
         let store = match (&self.store, declare.durable && !declare.exclusive) {
@@ -466,11 +483,12 @@ impl Vhost {
             QueueStorage {
                 store,
                 pager: self.store.clone(),
+                host: Some(self.this.clone() as std::sync::Weak<dyn QueueHost>),
             },
         ));
-        queue.set_policy(policy::effective(&self.policies.read(), true, &name));
-        queues.insert(name, queue.clone());
+        queues.insert(name.clone(), queue.clone());
         drop(queues);
+        queue.set_policy(policy::effective(&self.policies.read(), true, &name));
         count(DECLARED);
         count(CREATED);
         // Every queue is bound to the default exchange under its own name.
@@ -521,9 +539,18 @@ impl Vhost {
                 existing.auto_delete.to_string(),
             );
         }
+        // A queue declared without a type is a classic one.
+        let classic = Value::String(bytes::Bytes::from_static(b"classic"));
         for key in EQUIVALENT_QUEUE_ARGUMENTS {
-            let received = declare.arguments.get(key);
-            let current = existing.arguments.get(key);
+            let typed = |value: Option<&'_ Value>| -> Option<Value> {
+                match (value, *key == "x-queue-type") {
+                    (None, true) => Some(classic.clone()),
+                    (value, _) => value.cloned(),
+                }
+            };
+            let received = typed(declare.arguments.get(key));
+            let current = typed(existing.arguments.get(key));
+            let (received, current) = (received.as_ref(), current.as_ref());
             if !values_equivalent(received, current) {
                 return mismatch(key, describe(received), describe(current));
             }
@@ -768,6 +795,12 @@ impl Vhost {
         if targets.queues.is_empty() {
             return Ok(Routed::Unroutable(message));
         }
+        Ok(self.enqueue_routed(message, targets))
+    }
+
+    /// Enqueues a routed message on `targets.queues` (drained), writing it to disk first,
+    /// once for all of them, if it is persistent and any of them is durable.
+    fn enqueue_routed(&self, message: Arc<Message>, targets: &mut RouteTargets) -> Routed {
         let count = targets.queues.len();
         // A persistent message reaching durable queues is written once, for all of them.
         let mut persisted = None;
@@ -792,11 +825,11 @@ impl Vhost {
                 None => rejected = true,
             }
         }
-        Ok(Routed::Queued {
+        Routed::Queued {
             count,
             ticket: persisted.map(|(_, ticket)| ticket),
             rejected,
-        })
+        }
     }
 
     /// Starts a consumer on a queue.
@@ -810,15 +843,20 @@ impl Vhost {
     pub fn cancel(&self, queue: &Arc<Queue>, consumer: ConsumerId) {
         let removed = queue.remove_consumer(consumer);
         if removed.auto_delete_now {
-            let mut queues = self.queues.write();
-            let still_same = queues
-                .get(&queue.name)
-                .is_some_and(|q| Arc::ptr_eq(q, queue));
-            if still_same {
-                queues.remove(&queue.name);
-                drop(queues);
-                self.forget_queue(queue.clone());
-            }
+            self.remove_queue_if_current(queue);
+        }
+    }
+
+    /// Deletes `queue` if it is still the one under its name.
+    fn remove_queue_if_current(&self, queue: &Arc<Queue>) {
+        let mut queues = self.queues.write();
+        let still_same = queues
+            .get(&queue.name)
+            .is_some_and(|q| Arc::ptr_eq(q, queue));
+        if still_same {
+            queues.remove(&queue.name);
+            drop(queues);
+            self.forget_queue(queue.clone());
         }
     }
 
@@ -836,6 +874,55 @@ impl Vhost {
         for queue in owned {
             self.forget_queue(queue);
         }
+    }
+}
+
+impl QueueHost for Vhost {
+    fn dead_letter(
+        &self,
+        queue: &Queue,
+        exchange: &str,
+        routing_key: Option<&str>,
+        letters: &[DeadLetter],
+    ) {
+        // A missing dead-letter exchange drops the letters, as in RabbitMQ.
+        let Ok(target) = self.exchange(exchange) else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let mut targets = RouteTargets::default();
+        for letter in letters {
+            let message = Arc::new(dead_lettered(
+                letter,
+                &queue.name,
+                exchange,
+                routing_key,
+                now,
+            ));
+            targets.clear();
+            target.route(
+                &message.routing_key,
+                message.properties.headers.as_ref(),
+                &mut targets,
+            );
+            if targets.queues.is_empty() {
+                self.route_alternate(&target, &message, &mut targets, 0);
+            }
+            targets
+                .queues
+                .retain(|target| !is_cycle(&message, letter.reason, &target.name));
+            if !targets.queues.is_empty() {
+                self.enqueue_routed(message, &mut targets);
+            }
+        }
+        targets.congested = None;
+    }
+
+    fn expire_queue(&self, queue: &Arc<Queue>) {
+        tracing::debug!(vhost = %self.name, queue = %queue.name, "queue unused for its x-expires; deleted");
+        self.remove_queue_if_current(queue);
     }
 }
 
