@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs warren's whole test suite: installs the Python client libraries the integration tests
-# drive (pika, paho-mqtt) into a project-local virtual environment, .venv/, then runs every
+# drive (pika, paho-mqtt, celery) into a project-local virtual environment, .venv/, then runs every
 # Rust test in the workspace with WARREN_TEST_PYTHON pointing at that environment's interpreter.
 #
 # A virtual environment rather than `pip install` into the system Python: Debian 12's system
@@ -25,7 +25,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/nu
   rm -rf "$venv"
   python3 -m venv "$venv"
 fi
-if ! cmp -s "$requirements" "$stamp" || ! "$venv/bin/python" -c 'import pika, paho.mqtt' 2>/dev/null; then
+if ! cmp -s "$requirements" "$stamp" || ! "$venv/bin/python" -c 'import pika, paho.mqtt, celery' 2>/dev/null; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
   cp "$requirements" "$stamp"
 fi
