@@ -166,6 +166,8 @@ pub(super) struct Channel {
     pub(super) last_exchange: Option<Arc<crate::core::Exchange>>,
     /// The channel's counters, as the metrics see them.
     pub(super) stats: Arc<crate::stats::ChannelStats>,
+    /// What basic.qos `global=true` and channel.flow allow the channel's consumers together.
+    pub(super) credit: Arc<crate::core::ChannelCredit>,
 }
 
 impl Channel {
@@ -354,6 +356,11 @@ impl Connection {
             }
             Method::ChannelCloseOk(_) => Ok(()),
             Method::ChannelFlow(flow) => {
+                // active=false: no more deliveries to this channel until active=true.
+                self.channel(channel)?.credit.set_paused(!flow.active);
+                if flow.active {
+                    self.kick_channel_consumers(channel);
+                }
                 self.send_method(
                     channel,
                     &Method::ChannelFlowOk(m::ChannelFlowOk {
@@ -560,11 +567,18 @@ impl Connection {
                     .into());
                 }
                 let state = self.channel(channel)?;
-                state.prefetch = qos.prefetch_count.into();
-                state
-                    .stats
-                    .prefetch
-                    .store(state.prefetch, std::sync::atomic::Ordering::Relaxed);
+                if qos.global {
+                    // RabbitMQ 3.x: a limit shared by the channel's consumers, existing ones
+                    // included (AMQP's connection-wide meaning is not implemented by anyone).
+                    state.credit.set_limit(qos.prefetch_count.into());
+                    self.kick_channel_consumers(channel);
+                } else {
+                    state.prefetch = qos.prefetch_count.into();
+                    state
+                        .stats
+                        .prefetch
+                        .store(state.prefetch, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.send_method(channel, &Method::BasicQosOk(m::BasicQosOk));
                 Ok(())
             }

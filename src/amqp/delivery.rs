@@ -53,6 +53,7 @@ impl Connection {
             .into());
         }
         let prefetch = state.prefetch;
+        let credit = state.credit.clone();
         let id = self.core.next_consumer_id();
         let spec = ConsumerSpec {
             id,
@@ -62,6 +63,8 @@ impl Connection {
             prefetch,
             owner: self.id,
             sink: self.events.sink(),
+            priority: consumer_priority(&consume.arguments),
+            channel: Some(credit),
         };
         // The reply goes out before any delivery: deliveries arrive as events, handled after
         // this frame.
@@ -154,6 +157,7 @@ impl Connection {
             } => (tag, multiple, Some(requeue)),
         };
         let state = self.channel(channel)?;
+        let was_full = state.credit.is_full();
         let mut taken = Vec::new();
         if multiple {
             state.unacked.take_up_to(tag, &mut taken);
@@ -176,7 +180,27 @@ impl Connection {
             Some(false) => Settle::Reject,
         };
         settle(taken, how);
+        if was_full {
+            // Credit freed on this queue may be wanted by the channel's consumers of others.
+            self.kick_channel_consumers(channel);
+        }
         Ok(())
+    }
+
+    /// Offers messages again to the queues of a channel's consumers (its shared credit grew).
+    pub(super) fn kick_channel_consumers(&mut self, channel: u16) {
+        let Some(state) = self.channels.get(&channel) else {
+            return;
+        };
+        let queues: Vec<Arc<Queue>> = state
+            .consumers
+            .values()
+            .filter_map(|id| self.consumers.get(id))
+            .map(|route| route.queue.clone())
+            .collect();
+        for queue in queues {
+            queue.kick();
+        }
     }
 
     pub(super) fn recover(&mut self, channel: u16) -> Result<(), Failure> {
@@ -285,6 +309,23 @@ impl Connection {
             }
         }
         settle(taken, Settle::Requeue);
+    }
+}
+
+/// `x-priority` from basic.consume's arguments (0 when absent or not an integer).
+fn consumer_priority(arguments: &warren_amqp::FieldTable) -> i32 {
+    use warren_amqp::FieldValue as V;
+    match arguments.get("x-priority") {
+        Some(V::ShortShortInt(n)) => (*n).into(),
+        Some(V::ShortShortUInt(n)) => (*n).into(),
+        Some(V::ShortInt(n)) => (*n).into(),
+        Some(V::ShortUInt(n)) => (*n).into(),
+        Some(V::LongInt(n)) => *n,
+        Some(V::LongUInt(n)) => i32::try_from(*n).unwrap_or(i32::MAX),
+        Some(V::LongLongInt(n)) => {
+            i32::try_from(*n).unwrap_or(if *n < 0 { i32::MIN } else { i32::MAX })
+        }
+        _ => 0,
     }
 }
 

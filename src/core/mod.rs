@@ -32,8 +32,8 @@ pub use exchange::{Exchange, ExchangeKind, RouteTargets};
 pub use message::{Message, Properties, ShortString, WireCache};
 pub use policy::{Policy, PolicyDefinition};
 pub use queue::{
-    ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, ConsumerSpec, Delivery, EventSink,
-    GetResult, Overflow, Queue, QueueCounts, QueueMetrics, WindowGrants,
+    ChannelCredit, ConnectionId, ConsumerEvent, ConsumerEvents, ConsumerId, ConsumerSpec, Delivery,
+    EventSink, GetResult, Overflow, Queue, QueueCounts, QueueMetrics, WindowGrants,
 };
 pub use table::{Table, Value};
 pub use vhost::{
@@ -88,11 +88,63 @@ impl MemoryGauge {
     }
 }
 
+/// The disk alarm: raised while the data directory's file system has less free space than
+/// the limit (RabbitMQ's `disk_free_limit.absolute`). The broker's disk monitor feeds it.
+#[derive(Debug)]
+pub struct DiskAlarm {
+    limit: AtomicU64,
+    /// The last free space measured (`u64::MAX` until measured).
+    free: AtomicU64,
+    raised: std::sync::atomic::AtomicBool,
+}
+
+impl DiskAlarm {
+    fn new() -> DiskAlarm {
+        DiskAlarm {
+            limit: AtomicU64::new(0),
+            free: AtomicU64::new(u64::MAX),
+            raised: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The free space below which the alarm is raised.
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Changes the limit (RabbitMQ's `rabbitmqctl set_disk_free_limit`); the alarm follows at
+    /// once from the last measurement.
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Relaxed);
+        self.measured(self.free.load(Ordering::Relaxed));
+    }
+
+    /// Records a measurement of the free space; logs when the alarm is raised or cleared.
+    pub fn measured(&self, free: u64) {
+        self.free.store(free, Ordering::Relaxed);
+        let limit = self.limit();
+        let low = free != u64::MAX && free < limit;
+        if self.raised.swap(low, Ordering::Relaxed) != low {
+            if low {
+                tracing::warn!(free, limit, "disk alarm raised: free disk space is below disk_free_limit; publishers are blocked");
+            } else {
+                tracing::info!(free, limit, "disk alarm cleared");
+            }
+        }
+    }
+
+    /// Whether the alarm is raised.
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Relaxed)
+    }
+}
+
 /// The broker's shared state: every vhost, the users, and id allocation.
 #[derive(Debug)]
 pub struct Core {
     vhosts: RwLock<HashMap<String, Arc<Vhost>>>,
     memory: Arc<MemoryGauge>,
+    disk: DiskAlarm,
     next_id: AtomicU64,
     store: Option<Arc<Store>>,
     users: Arc<crate::auth::Users>,
@@ -193,6 +245,7 @@ impl Core {
         Arc::new(Core {
             vhosts: RwLock::new(HashMap::new()),
             memory: Arc::new(MemoryGauge::new(memory_high_watermark)),
+            disk: DiskAlarm::new(),
             next_id: AtomicU64::new(1),
             store,
             users,
@@ -311,6 +364,22 @@ impl Core {
     /// The message store, if the broker persists anything.
     pub fn store(&self) -> Option<&Arc<Store>> {
         self.store.as_ref()
+    }
+
+    /// The disk alarm.
+    pub fn disk(&self) -> &DiskAlarm {
+        &self.disk
+    }
+
+    /// Why publishers are blocked right now, in the words RabbitMQ's connection.blocked
+    /// uses, or None when no resource alarm is raised.
+    pub fn resource_alarm(&self) -> Option<&'static str> {
+        match (self.memory.over_limit(), self.disk.is_raised()) {
+            (false, false) => None,
+            (true, false) => Some("low on memory"),
+            (false, true) => Some("low on disk"),
+            (true, true) => Some("low on memory, low on disk"),
+        }
     }
 
     /// The memory gauge shared by all queues.

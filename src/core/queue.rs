@@ -8,7 +8,7 @@
 //! a window of messages in flight and the rest waits here, where memory limits see it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -276,6 +276,66 @@ pub struct ConsumerSpec {
     pub owner: ConnectionId,
     /// Where its deliveries go.
     pub sink: EventSink,
+    /// `x-priority`: while a consumer of higher priority has credit, lower ones get nothing.
+    pub priority: i32,
+    /// The limits its AMQP channel puts on all its consumers together (basic.qos with
+    /// `global=true`, channel.flow); None for MQTT subscriptions.
+    pub channel: Option<Arc<ChannelCredit>>,
+}
+
+/// What one AMQP channel allows its consumers together: RabbitMQ 3.x reads basic.qos with
+/// `global=true` as a limit on the channel's unacknowledged deliveries across its consumers,
+/// and channel.flow with `active=false` stops deliveries to the channel. Shared by the queues
+/// its consumers read from; counts are atomics, so two queues racing for the last credit may
+/// overshoot the limit by one delivery each, as RabbitMQ's own limiter may.
+#[derive(Debug, Default)]
+pub struct ChannelCredit {
+    /// Most unacknowledged deliveries across the channel's consumers (0: no limit).
+    limit: AtomicU32,
+    /// Unacknowledged deliveries to the channel's consumers.
+    unacked: AtomicU32,
+    /// channel.flow `active=false`.
+    paused: AtomicBool,
+}
+
+impl ChannelCredit {
+    /// Sets the channel-wide prefetch limit (0 lifts it).
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Stops (true) or resumes (false) deliveries to the channel.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Whether the channel-wide limit is set and reached: an ack then frees credit that
+    /// consumers on other queues may be waiting for.
+    pub fn is_full(&self) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        limit != 0 && self.unacked.load(Ordering::Relaxed) >= limit
+    }
+
+    /// Whether the channel takes another delivery (a no-ack one counts against no limit).
+    fn allows(&self, no_ack: bool) -> bool {
+        if self.paused.load(Ordering::Relaxed) {
+            return false;
+        }
+        let limit = self.limit.load(Ordering::Relaxed);
+        no_ack || limit == 0 || self.unacked.load(Ordering::Relaxed) < limit
+    }
+
+    fn took(&self) {
+        self.unacked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn returned(&self, count: u32) {
+        let _ = self
+            .unacked
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |unacked| {
+                Some(unacked.saturating_sub(count))
+            });
+    }
 }
 
 /// What a queue at its length limit does with a new message (`x-overflow`).
@@ -590,6 +650,11 @@ impl Consumer {
         self.window > 0
             && self.window_bytes > 0
             && (self.spec.no_ack || self.spec.prefetch == 0 || self.unacked < self.spec.prefetch)
+            && self
+                .spec
+                .channel
+                .as_ref()
+                .is_none_or(|channel| channel.allows(self.spec.no_ack))
     }
 }
 
@@ -643,6 +708,8 @@ struct QueueState {
     /// The entry just enqueued, while the enqueue offers it to consumers: a TTL of 0 still
     /// lets a waiting consumer have it, as in RabbitMQ.
     fresh: Option<u64>,
+    /// Whether a consumer ever came with an `x-priority` (then delivery picks by priority).
+    prioritised: bool,
 }
 
 impl QueueState {
@@ -780,6 +847,16 @@ impl Queue {
         let mut state = self.state.lock();
         state.may_expire |= limits.expires.is_some() || limits.message_ttl.is_some();
         state.limits = limits;
+        self.unlock(state);
+    }
+
+    /// Offers ready messages to the consumers again: their channel's shared credit grew (an
+    /// ack on another queue, channel.flow resumed).
+    pub fn kick(self: &Arc<Self>) {
+        let mut state = self.state.lock();
+        if !state.deleted {
+            self.dispatch(&mut state);
+        }
         self.unlock(state);
     }
 
@@ -1392,12 +1469,25 @@ impl Queue {
                 self.name
             )));
         }
-        state.consumers.push(Consumer {
-            spec,
-            unacked: 0,
-            window: DELIVERY_WINDOW,
-            window_bytes: DELIVERY_WINDOW_BYTES,
-        });
+        // Kept in descending priority, arrival order within one (a single active consumer
+        // queue ignores priorities, as RabbitMQ 3.10 does, and keeps arrival order).
+        let position = if self.single_active {
+            state.consumers.len()
+        } else {
+            state
+                .consumers
+                .partition_point(|c| c.spec.priority >= spec.priority)
+        };
+        state.prioritised |= spec.priority != 0;
+        state.consumers.insert(
+            position,
+            Consumer {
+                spec,
+                unacked: 0,
+                window: DELIVERY_WINDOW,
+                window_bytes: DELIVERY_WINDOW_BYTES,
+            },
+        );
         state.last_used = Some(Instant::now());
         self.dispatch(&mut state);
         self.unlock(state);
@@ -1407,9 +1497,16 @@ impl Queue {
     /// Removes a consumer. Its unacknowledged deliveries stay with its channel.
     pub fn remove_consumer(self: &Arc<Self>, consumer: ConsumerId) -> ConsumerRemoved {
         let mut state = self.state.lock();
-        let before = state.consumers.len();
-        state.consumers.retain(|c| c.spec.id != consumer);
-        let found = state.consumers.len() != before;
+        let position = state.consumers.iter().position(|c| c.spec.id == consumer);
+        let found = position.is_some();
+        if let Some(position) = position {
+            let removed = state.consumers.remove(position);
+            // Its deliveries stay unacknowledged with its channel, but no longer hold the
+            // channel's shared credit (the consumer that counted them is gone).
+            if let (Some(channel), false) = (&removed.spec.channel, removed.spec.no_ack) {
+                channel.returned(removed.unacked);
+            }
+        }
         if found && self.single_active && !state.deleted {
             // The next consumer takes over what the active one left.
             self.dispatch(&mut state);
@@ -1668,6 +1765,9 @@ impl Queue {
                 self.note_delivered(&entry);
                 Self::awaits_ack(&mut state.stats, &entry);
                 consumer.unacked += 1;
+                if let Some(channel) = &consumer.spec.channel {
+                    channel.took();
+                }
                 let id = consumer.spec.id;
                 state.unacked.insert(
                     entry.seq,
@@ -1763,6 +1863,9 @@ fn pick_consumer(state: &mut QueueState, single_active: bool) -> Option<usize> {
             .filter(|c| c.has_credit())
             .map(|_| 0);
     }
+    if state.prioritised {
+        return pick_by_priority(state);
+    }
     let count = state.consumers.len();
     for offset in 0..count {
         let index = (state.next_consumer + offset) % count;
@@ -1774,10 +1877,36 @@ fn pick_consumer(state: &mut QueueState, single_active: bool) -> Option<usize> {
     None
 }
 
+/// Round-robin within the highest priority that has a consumer with credit (consumers are
+/// sorted by descending priority).
+fn pick_by_priority(state: &mut QueueState) -> Option<usize> {
+    let count = state.consumers.len();
+    let mut start = 0;
+    while start < count {
+        let priority = state.consumers[start].spec.priority;
+        let len = state.consumers[start..]
+            .iter()
+            .take_while(|c| c.spec.priority == priority)
+            .count();
+        for offset in 0..len {
+            let index = start + (state.next_consumer + offset) % len;
+            if state.consumers[index].has_credit() {
+                state.next_consumer = index - start + 1;
+                return Some(index);
+            }
+        }
+        start += len;
+    }
+    None
+}
+
 fn release_credit(state: &mut QueueState, consumer: Option<ConsumerId>) {
     if let Some(id) = consumer {
         if let Some(c) = state.consumers.iter_mut().find(|c| c.spec.id == id) {
             c.unacked = c.unacked.saturating_sub(1);
+            if let Some(channel) = &c.spec.channel {
+                channel.returned(1);
+            }
         }
     }
 }

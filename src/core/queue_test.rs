@@ -35,6 +35,8 @@ fn consumer(id: u64, prefetch: u32, no_ack: bool) -> (ConsumerSpec, ConsumerEven
         prefetch,
         owner: ConnectionId(1),
         sink,
+        priority: 0,
+        channel: None,
     };
     (spec, events)
 }

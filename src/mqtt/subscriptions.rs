@@ -52,6 +52,8 @@ impl MqttConnection {
             prefetch: self.client_receive_maximum.into(),
             owner: self.id,
             sink: self.sink(),
+            priority: 0,
+            channel: None,
         };
         active(&mut self.delivering).consumers.insert(
             id,
