@@ -185,6 +185,12 @@ impl Broker {
         )
         .map_err(StartError::Metadata)?;
         core.restore(&store, recovered);
+        // The disk alarm is measured once before any listener opens, so a node started
+        // short of disk blocks its first publisher.
+        core.disk().set_limit(config.disk_free_limit);
+        if let Some(free) = crate::prometheus::disk_free(&config.data_dir) {
+            core.disk().measured(free);
+        }
         if let Some(path) = &config.load_definitions {
             load_definitions(&core, path)?;
         }
@@ -192,6 +198,11 @@ impl Broker {
         let tasks = TaskTracker::new();
         let limits = Limits::new(config.max_connections, config.handshake_timeout);
 
+        tasks.spawn(monitor_disk(
+            core.clone(),
+            config.data_dir.clone(),
+            shutdown.clone(),
+        ));
         let stats = crate::stats::Registry::new();
         // Bind everything first, so a port conflict leaves nothing half started.
         let mut bound = Vec::new();
@@ -256,7 +267,6 @@ impl Broker {
                     mqtt: mqtt.shared(),
                     identity: identity.clone(),
                     max_connections: config.max_connections,
-                    disk_free_limit: config.disk_free_limit,
                     started: std::time::Instant::now(),
                     started_unix,
                 });
@@ -328,7 +338,6 @@ impl Broker {
                     identity,
                     listeners,
                     data_dir: config.data_dir.clone(),
-                    disk_free_limit: config.disk_free_limit,
                     max_connections: config.max_connections,
                     started: std::time::Instant::now(),
                 });
@@ -447,4 +456,22 @@ async fn bind(
     let socket = TcpListener::bind(address).await.map_err(failed)?;
     let local = socket.local_addr().map_err(failed)?;
     Ok((socket, local))
+}
+
+/// How often the disk monitor measures the data directory's free space (a statvfs call).
+const DISK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Feeds the disk alarm until shutdown.
+async fn monitor_disk(core: Arc<Core>, data_dir: std::path::PathBuf, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(DISK_CHECK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if let Some(free) = crate::prometheus::disk_free(&data_dir) {
+            core.disk().measured(free);
+        }
+    }
 }

@@ -442,19 +442,20 @@ impl Connection {
         if !self.published {
             return;
         }
-        let over = self.core.memory().over_limit();
-        if over == self.blocked {
+        let alarm = self.core.resource_alarm();
+        if alarm.is_some() == self.blocked {
             return;
         }
-        self.blocked = over;
+        self.blocked = alarm.is_some();
+        if let Some(reason) = alarm {
+            tracing::warn!(peer = %self.peer, reason, "resource alarm: blocking publisher");
+        }
         if self.capabilities.connection_blocked {
-            let method = if over {
-                tracing::warn!(peer = %self.peer, "memory high watermark reached: blocking publisher");
-                Method::ConnectionBlocked(ConnectionBlocked {
-                    reason: "low on memory".into(),
-                })
-            } else {
-                Method::ConnectionUnblocked(ConnectionUnblocked)
+            let method = match alarm {
+                Some(reason) => Method::ConnectionBlocked(ConnectionBlocked {
+                    reason: reason.into(),
+                }),
+                None => Method::ConnectionUnblocked(ConnectionUnblocked),
             };
             self.send_method(0, &method);
         }

@@ -19,7 +19,7 @@ use crate::store::{Store, Ticket};
 /// Consumer events handled per wake-up before flushing, so one busy queue cannot starve reads.
 const EVENT_BATCH: usize = 512;
 
-/// How often a publisher blocked by the memory alarm checks whether memory is back.
+/// How often a publisher blocked by a resource alarm checks whether it cleared.
 const ALARM_RECHECK: Duration = Duration::from_millis(50);
 
 /// The longest a publisher waits for one congested queue before reading again, so a cycle
@@ -37,7 +37,7 @@ pub(crate) enum ReadGate {
     Open,
     /// Wait for a congested queue to drain (or the pause's deadline).
     Paused((Arc<Queue>, Instant)),
-    /// The memory alarm is on: do not read this publisher until memory is back.
+    /// A resource alarm (memory, disk) is on: do not read this publisher until it clears.
     Blocked,
 }
 

@@ -19,7 +19,8 @@ pub(super) async fn alarms(State(management): State<Arc<Management>>) -> Respons
         alarms.push(json!({ "node": management.identity.node, "resource": "memory" }));
     }
     let disk_free = crate::prometheus::disk_free(&management.data_dir);
-    if disk_free.is_some_and(|free| free < management.disk_free_limit) {
+    let disk_free_limit = management.core.disk().limit();
+    if disk_free.is_some_and(|free| free < disk_free_limit) {
         alarms.push(json!({ "node": management.identity.node, "resource": "disk" }));
     }
     if alarms.is_empty() {
@@ -155,8 +156,8 @@ fn node_json(management: &Management) -> Value {
         "mem_limit": memory.limit(),
         "mem_alarm": memory.over_limit(),
         "disk_free": disk_free,
-        "disk_free_limit": management.disk_free_limit,
-        "disk_free_alarm": disk_free.is_some_and(|free| free < management.disk_free_limit),
+        "disk_free_limit": management.core.disk().limit(),
+        "disk_free_alarm": disk_free.is_some_and(|free| free < management.core.disk().limit()),
         "fd_used": process.open_fds,
         "fd_total": fd_total,
         "sockets_used": management.stats.connections().len(),

@@ -48,8 +48,6 @@ pub(crate) struct Management {
     pub(crate) listeners: Vec<(&'static str, SocketAddr)>,
     /// The data directory (free disk space).
     pub(crate) data_dir: std::path::PathBuf,
-    /// The free disk space limit, in bytes.
-    pub(crate) disk_free_limit: u64,
     /// Connections allowed at most.
     pub(crate) max_connections: usize,
     /// When the broker started.

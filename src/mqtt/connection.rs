@@ -900,7 +900,9 @@ impl Session for MqttConnection {
     }
 
     fn read_gate(&mut self) -> ReadGate {
-        if self.shared.core.memory().over_limit() {
+        // Only publishers are held back, as in RabbitMQ: a subscriber must keep reading its
+        // PUBACKs so queues drain while the alarm is on.
+        if self.publishing.is_some() && self.shared.core.resource_alarm().is_some() {
             return ReadGate::Blocked;
         }
         let flow = match self.publishing.as_mut() {

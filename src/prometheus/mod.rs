@@ -37,8 +37,6 @@ pub(crate) struct Exporter {
     pub(crate) identity: NodeIdentity,
     /// Connections allowed at most (`--max-connections`).
     pub(crate) max_connections: usize,
-    /// The free disk space limit, in bytes.
-    pub(crate) disk_free_limit: u64,
     pub(crate) started: Instant,
     pub(crate) started_unix: f64,
 }
@@ -628,13 +626,14 @@ impl Exporter {
         out.sample(&f::MAX_FDS, Vec::new(), optional(limit_fds));
         out.sample(&f::MAX_TCP_SOCKETS, Vec::new(), max_sockets as f64);
         out.sample(&f::MEMORY_LIMIT, Vec::new(), memory.limit() as f64);
-        out.sample(&f::DISK_LIMIT, Vec::new(), self.disk_free_limit as f64);
+        let disk_free_limit = self.core.disk().limit();
+        out.sample(&f::DISK_LIMIT, Vec::new(), disk_free_limit as f64);
         let flag = |on: bool| if on { 1.0 } else { 0.0 };
         out.sample(&f::ALARM_MEMORY, Vec::new(), flag(memory.over_limit()));
         out.sample(
             &f::ALARM_DISK,
             Vec::new(),
-            flag(disk_free.is_some_and(|free| free < self.disk_free_limit)),
+            flag(disk_free.is_some_and(|free| free < disk_free_limit)),
         );
         let fds_exhausted =
             matches!((process.open_fds, limit_fds), (Some(open), Some(max)) if open >= max);
