@@ -101,8 +101,8 @@ struct Args {
     /// physical memory] (keys: vm_memory_high_watermark.absolute, .relative).
     #[arg(long)]
     memory_high_watermark: Option<u64>,
-    /// Free disk space, in bytes, under which the disk alarm shows in the metrics
-    /// [default: 50000000] (key: disk_free_limit.absolute).
+    /// Free space, in bytes, on the data directory's file system under which publishers are
+    /// blocked (the disk alarm) [default: 50000000] (key: disk_free_limit.absolute).
     #[arg(long)]
     disk_free_limit: Option<u64>,
 }

@@ -67,7 +67,7 @@ pub struct Config {
     pub mqtt_vhost: String,
     /// A definitions file imported at every start (`load_definitions`).
     pub load_definitions: Option<std::path::PathBuf>,
-    /// Free disk space (bytes) under which the disk alarm shows (RabbitMQ's
+    /// Free disk space (bytes) under which the disk alarm blocks publishers (RabbitMQ's
     /// `disk_free_limit.absolute`, default 50 MB).
     pub disk_free_limit: u64,
 }
