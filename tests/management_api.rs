@@ -454,3 +454,37 @@ async fn health_checks_nodes_and_aliveness() {
     assert_eq!(one["name"], name.as_str());
     broker.shutdown().await;
 }
+
+/// Direct reply-to needs no queue in RabbitMQ, so `/api/queues` lists none for it; warren's
+/// hidden reply queue stays out of the list too.
+#[tokio::test]
+async fn direct_reply_to_queues_are_not_listed() {
+    let (broker, api) = broker().await;
+    let connection = common::connect(&broker).await;
+    let channel = common::channel(&connection).await;
+    let _consumer = channel
+        .basic_consume(
+            "amq.rabbitmq.reply-to",
+            "replies",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (status, queues) = json_as_guest(api, "/api/queues").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|queue| queue["name"].as_str())
+        .collect();
+    assert!(
+        names.iter().all(|name| !name.starts_with("amq.rabbitmq.reply-to")),
+        "{names:?}"
+    );
+    broker.shutdown().await;
+}

@@ -568,6 +568,10 @@ fn queues_of(
     let mut queues = Vec::new();
     for vhost in vhosts {
         let mut listed: Vec<Arc<Queue>> = vhost.queues();
+        // Direct reply-to needs no queue in RabbitMQ, so its lists show none; warren's hidden
+        // ones stay out of them too.
+        let reply_prefix = format!("{}.", crate::core::vhost::REPLY_TO);
+        listed.retain(|queue| !queue.name.starts_with(&reply_prefix));
         listed.sort_by(|a, b| a.name.cmp(&b.name));
         queues.extend(
             listed
