@@ -115,9 +115,11 @@ pub fn default_memory_high_watermark() -> u64 {
 /// The memory assumed when the machine's cannot be read.
 pub const FALLBACK_MEMORY: u64 = 2560 << 20;
 
-/// The machine's physical memory in bytes (`MemTotal` of `/proc/meminfo`).
+/// The memory the broker may use, in bytes: the machine's physical memory (`MemTotal` of
+/// `/proc/meminfo`), or the cgroup's limit when it is lower (a container), as RabbitMQ
+/// counts it for `vm_memory_high_watermark.relative`.
 pub fn total_memory() -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo")
+    let physical = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
             text.lines()
@@ -125,5 +127,19 @@ pub fn total_memory() -> Option<u64> {
                 .and_then(|line| line.split_whitespace().nth(1))
                 .and_then(|kib| kib.parse::<u64>().ok())
         })
-        .map(|kib| kib * 1024)
+        .map(|kib| kib * 1024);
+    match (physical, cgroup_memory_limit()) {
+        (Some(physical), Some(limit)) => Some(physical.min(limit)),
+        (physical, limit) => physical.or(limit),
+    }
+}
+
+/// The cgroup memory limit (v2 `memory.max`, else v1 `memory.limit_in_bytes`); None when
+/// unlimited ("max", or v1's huge sentinel) or unreadable.
+fn cgroup_memory_limit() -> Option<u64> {
+    ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .filter(|limit| *limit < 1 << 60)
 }
