@@ -59,18 +59,7 @@ async fn consume(channel: &Channel, queue: &str, tag: &str, priority: Option<i32
 }
 
 async fn ready(channel: &Channel, queue: &str) -> u32 {
-    channel
-        .queue_declare(
-            queue,
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count()
+    common::queue_counts(channel, queue).await.0
 }
 
 async fn next(consumer: &mut Consumer) -> lapin::message::Delivery {

@@ -77,18 +77,7 @@ async fn publish(channel: &Channel, queue: &str, body: &str, properties: BasicPr
 
 /// Ready messages, from a passive declare.
 async fn depth(channel: &Channel, queue: &str) -> u32 {
-    channel
-        .queue_declare(
-            queue,
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count()
+    common::queue_counts(channel, queue).await.0
 }
 
 /// Waits (bounded) until the queue holds `count` ready messages.

@@ -73,6 +73,26 @@ fn publish_confirmed(
     })
 }
 
+/// A publisher connection with confirms on a new durable queue, publishing `total` messages of
+/// `size` bytes from a task.
+async fn start_publishing(
+    broker: &warren::Broker,
+    prefix: &str,
+    total: usize,
+    size: usize,
+) -> (Connection, String, JoinHandle<usize>) {
+    let publisher = connect(broker).await;
+    let channel = publisher.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let queue = unique(prefix);
+    declare(&channel, &queue).await;
+    let publishing = publish_confirmed(channel, queue.clone(), total, size);
+    (publisher, queue, publishing)
+}
+
 async fn wait_blocked(connection: &Connection, blocked: bool) {
     within(&format!("the publisher to be blocked={blocked}"), async {
         while connection.status().blocked() != blocked {
@@ -110,15 +130,8 @@ async fn the_memory_alarm_blocks_publishers_until_consumers_drain_and_loses_noth
         ..warren::Config::default()
     })
     .await;
-    let publisher = connect(&broker).await;
-    let channel = publisher.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let queue = unique("memory-alarm");
-    declare(&channel, &queue).await;
-    let publishing = publish_confirmed(channel, queue.clone(), TOTAL, BODY);
+    let (publisher, queue, publishing) =
+        start_publishing(&broker, "memory-alarm", TOTAL, BODY).await;
     wait_blocked(&publisher, true).await;
     // Held back near the watermark, far from everything the client wants to send.
     let observer = connect(&broker).await;
@@ -165,15 +178,7 @@ async fn the_disk_alarm_blocks_publishers_until_space_is_back() {
         ..warren::Config::default()
     })
     .await;
-    let publisher = connect(&broker).await;
-    let channel = publisher.create_channel().await.unwrap();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let queue = unique("disk-alarm");
-    declare(&channel, &queue).await;
-    let publishing = publish_confirmed(channel, queue.clone(), 50, 100);
+    let (publisher, queue, publishing) = start_publishing(&broker, "disk-alarm", 50, 100).await;
     // The first publish marks the connection a publisher; it is then blocked and not read.
     wait_blocked(&publisher, true).await;
     let observer = connect(&broker).await;

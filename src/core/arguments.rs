@@ -5,7 +5,21 @@
 
 use super::error::{CoreError, CoreResult};
 use super::table::{Table, Value};
-use super::vhost::QueueDeclare;
+
+/// What the checks look at in a queue declaration.
+#[derive(Debug, Clone, Copy)]
+pub struct DeclaredQueue<'a> {
+    /// The queue's name.
+    pub name: &'a str,
+    /// Whether it is to survive a restart.
+    pub durable: bool,
+    /// Whether it belongs to the declaring connection.
+    pub exclusive: bool,
+    /// Whether it goes with its last consumer.
+    pub auto_delete: bool,
+    /// Its arguments.
+    pub arguments: &'a Table,
+}
 
 /// The queue types a declaration may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,14 +32,14 @@ pub enum QueueType {
 }
 
 /// Checks `declare`'s arguments for a queue in `vhost`; returns the queue type.
-pub fn check_queue_arguments(declare: &QueueDeclare, vhost: &str) -> CoreResult<QueueType> {
-    let name = &declare.name;
+pub fn check_queue_arguments(declare: DeclaredQueue<'_>, vhost: &str) -> CoreResult<QueueType> {
+    let name = declare.name;
     let invalid = |key: &str, reason: String| {
         CoreError::PreconditionFailed(format!(
             "PRECONDITION_FAILED - invalid arg '{key}' for queue '{name}' in vhost '{vhost}': {reason}"
         ))
     };
-    let arguments = &declare.arguments;
+    let arguments = declare.arguments;
     let queue_type = match arguments.get("x-queue-type") {
         None => QueueType::Classic,
         Some(Value::String(text)) => match text.as_ref() {

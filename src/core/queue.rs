@@ -923,12 +923,13 @@ impl Queue {
             return;
         }
         state.timer_at = Some(at);
-        super::timers::schedule(at, Arc::downgrade(self));
+        let target: Weak<dyn super::timers::TimerTarget> = Arc::downgrade(self) as _;
+        super::timers::schedule(at, target);
     }
 
     /// The timer's call: drops (or dead-letters) expired heads, and deletes the queue when it
     /// has been unused for its `x-expires`.
-    pub(super) fn on_timer(self: &Arc<Self>) {
+    fn expire(self: &Arc<Self>) {
         let mut state = self.state.lock();
         state.timer_at = None;
         if state.deleted {
@@ -1852,6 +1853,12 @@ fn expiry_from(limits: &QueueLimits, expiration: Option<&str>) -> Option<Instant
         (a, b) => a.or(b),
     }?;
     Some(Instant::now() + Duration::from_millis(ttl))
+}
+
+impl super::timers::TimerTarget for Queue {
+    fn on_timer(self: Arc<Self>) {
+        self.expire();
+    }
 }
 
 fn pick_consumer(state: &mut QueueState, single_active: bool) -> Option<usize> {

@@ -13,12 +13,16 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::queue::Queue;
+/// Something the timer thread wakes (a queue).
+pub(super) trait TimerTarget: Send + Sync {
+    /// Called at (or soon after) a scheduled deadline.
+    fn on_timer(self: Arc<Self>);
+}
 
 struct Deadline {
     at: Instant,
     order: u64,
-    queue: Weak<Queue>,
+    queue: Weak<dyn TimerTarget>,
 }
 
 impl PartialEq for Deadline {
@@ -73,7 +77,7 @@ fn timers() -> &'static Arc<Timers> {
 }
 
 /// Asks for `queue.on_timer()` to run at `at` (or soon after).
-pub(super) fn schedule(at: Instant, queue: Weak<Queue>) {
+pub(super) fn schedule(at: Instant, queue: Weak<dyn TimerTarget>) {
     let timers = timers();
     let mut heap = timers.heap.lock();
     let order = heap.next_order;

@@ -415,7 +415,14 @@ impl Vhost {
                 declare.name
             )));
         }
-        super::arguments::check_queue_arguments(&declare, &self.name)?;
+        let shape = super::arguments::DeclaredQueue {
+            name: &declare.name,
+            durable: declare.durable,
+            exclusive: declare.exclusive,
+            auto_delete: declare.auto_delete,
+            arguments: &declare.arguments,
+        };
+        super::arguments::check_queue_arguments(shape, &self.name)?;
         let name = if declare.name.is_empty() {
             self.server_queue_name()
         } else {
