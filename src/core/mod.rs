@@ -9,6 +9,7 @@ pub mod definitions;
 pub mod error;
 pub mod exchange;
 mod import;
+mod lanes;
 pub mod policy;
 pub mod queue;
 mod timers;

@@ -672,11 +672,9 @@ struct QueueState {
     /// Ready messages of priority 0 (all of them in a queue without `x-max-priority`); the
     /// only lane that pages out.
     ready: VecDeque<Entry>,
-    /// Ready messages of priorities 1 and up, one FIFO lane per priority used, so a
-    /// 100-level queue costs a map lookup per message, not a sort.
-    high: std::collections::BTreeMap<u8, VecDeque<Entry>>,
-    /// Entries in `high`.
-    high_len: usize,
+    /// Ready messages of priorities 1 and up, one FIFO lane per priority, so a 100-level
+    /// queue costs a bitmap scan per message, not a sort.
+    high: super::lanes::PriorityLanes<Entry>,
     /// Bytes of ready messages whose bodies are in memory.
     loaded_bytes: u64,
     /// The last `tail_loaded` ready entries are loaded: where paging out continues.
@@ -715,47 +713,27 @@ struct QueueState {
 impl QueueState {
     /// Ready messages in every lane.
     fn ready_len(&self) -> usize {
-        self.ready.len() + self.high_len
+        self.ready.len() + self.high.len()
     }
 
     /// Appends an entry to its priority lane (priority above 0).
     fn push_high_back(&mut self, entry: Entry) {
-        self.high_len += 1;
-        self.high
-            .entry(entry.priority)
-            .or_default()
-            .push_back(entry);
+        self.high.push_back(entry.priority, entry);
     }
 
     /// Puts an entry back at the front of its priority lane.
     fn push_high_front(&mut self, entry: Entry) {
-        self.high_len += 1;
-        self.high
-            .entry(entry.priority)
-            .or_default()
-            .push_front(entry);
+        self.high.push_front(entry.priority, entry);
     }
 
     /// Takes the first entry of the highest non-empty priority lane above 0.
     fn pop_high(&mut self) -> Option<Entry> {
-        let mut lane = self.high.last_entry()?;
-        let entry = lane.get_mut().pop_front();
-        if lane.get().is_empty() {
-            lane.remove();
-        }
-        if entry.is_some() {
-            self.high_len -= 1;
-        }
-        entry
+        self.high.pop_highest()
     }
 
     /// Empties the lanes above 0.
     fn drain_high(&mut self) -> Vec<Entry> {
-        self.high_len = 0;
-        std::mem::take(&mut self.high)
-            .into_values()
-            .flatten()
-            .collect()
+        self.high.drain()
     }
 }
 
@@ -903,8 +881,8 @@ impl Queue {
     /// or `x-expires` while unused) unless it is already due to look by then.
     fn arm_timer(self: &Arc<Self>, state: &mut QueueState) {
         let mut next = state.ready.front().and_then(|entry| entry.expires_at);
-        for lane in state.high.values() {
-            if let Some(at) = lane.front().and_then(|entry| entry.expires_at) {
+        for front in state.high.fronts() {
+            if let Some(at) = front.expires_at {
                 next = Some(next.map_or(at, |next| next.min(at)));
             }
         }
@@ -1592,10 +1570,10 @@ impl Queue {
                 }
                 if entry.priority > 0 {
                     state.loaded_bytes += entry.body_len;
-                    state.high_len += 1;
-                    let lane = state.high.entry(entry.priority).or_default();
-                    let position = lane.partition_point(|e| e.seq < entry.seq);
-                    lane.insert(position, entry);
+                    let seq = entry.seq;
+                    state
+                        .high
+                        .insert_ordered(entry.priority, entry, |queued| queued.seq >= seq);
                     continue;
                 }
                 let len = state.ready.len();
@@ -1807,22 +1785,12 @@ impl Queue {
         let expired = |entry: &Entry, fresh: Option<u64>| {
             entry.expires_at.is_some_and(|at| at <= now) && fresh != Some(entry.seq)
         };
-        let lanes: Vec<u8> = state.high.keys().copied().collect();
-        for priority in lanes {
-            while let Some(lane) = state.high.get_mut(&priority) {
-                if !lane
-                    .front()
-                    .is_some_and(|entry| expired(entry, state.fresh))
-                {
-                    break;
-                }
-                let Some(entry) = lane.pop_front() else {
-                    break;
-                };
-                if lane.is_empty() {
-                    state.high.remove(&priority);
-                }
-                state.high_len -= 1;
+        for priority in state.high.priorities() {
+            let fresh = state.fresh;
+            while let Some(entry) = state
+                .high
+                .pop_front_if(priority, |entry| expired(entry, fresh))
+            {
                 state.loaded_bytes = state.loaded_bytes.saturating_sub(entry.body_len);
                 self.kill(state, entry, DeathReason::Expired);
             }
