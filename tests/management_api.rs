@@ -483,7 +483,9 @@ async fn direct_reply_to_queues_are_not_listed() {
         .filter_map(|queue| queue["name"].as_str())
         .collect();
     assert!(
-        names.iter().all(|name| !name.starts_with("amq.rabbitmq.reply-to")),
+        names
+            .iter()
+            .all(|name| !name.starts_with("amq.rabbitmq.reply-to")),
         "{names:?}"
     );
     broker.shutdown().await;

@@ -137,9 +137,12 @@ pub fn total_memory() -> Option<u64> {
 /// The cgroup memory limit (v2 `memory.max`, else v1 `memory.limit_in_bytes`); None when
 /// unlimited ("max", or v1's huge sentinel) or unreadable.
 fn cgroup_memory_limit() -> Option<u64> {
-    ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
-        .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .filter(|limit| *limit < 1 << 60)
+    [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read_to_string(path).ok())
+    .and_then(|text| text.trim().parse::<u64>().ok())
+    .filter(|limit| *limit < 1 << 60)
 }
