@@ -190,6 +190,65 @@ async fn idle_connections_both_protocols() {
     broker.shutdown().await;
 }
 
+/// Queue arguments, priorities and dead letters: a 10-level priority queue takes publishes
+/// cycling priorities 0..9; a queue with `x-message-ttl` 0 dead-letters everything to the
+/// `--consume-queue`; and rejecters nack everything they get into another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_queue_and_dead_letter_runs() {
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .start()
+        .await;
+    let uri = amqp_uri(broker.amqp_addr());
+    let report = run(Options {
+        uri: uri.clone(),
+        count: Some(2000),
+        size: 64,
+        prefetch: 50,
+        queue_args: vec!["x-max-priority=10".into()],
+        priority_spread: Some(10),
+        ..quiet()
+    })
+    .await;
+    assert_eq!((report.published, report.consumed), (2000, 2000));
+    assert_eq!(report.priority_spread, Some(10));
+    let dead_letter_to = |queue: &str| {
+        vec![
+            "x-dead-letter-exchange=".to_string(),
+            format!("x-dead-letter-routing-key={queue}"),
+        ]
+    };
+    let mut ttl_args = dead_letter_to("perf-expired");
+    ttl_args.push("x-message-ttl=0".into());
+    let report = run(Options {
+        uri: uri.clone(),
+        count: Some(2000),
+        size: 64,
+        queue_pattern: "perf-ttl-%d".into(),
+        queue_args: ttl_args,
+        consume_queue: Some("perf-expired".into()),
+        ..quiet()
+    })
+    .await;
+    assert_eq!((report.published, report.consumed), (2000, 2000));
+    assert_eq!(report.latency.samples, 2000);
+    let report = run(Options {
+        uri,
+        count: Some(2000),
+        size: 64,
+        prefetch: 100,
+        queue_pattern: "perf-rejected-%d".into(),
+        queue_args: dead_letter_to("perf-dead"),
+        consume_queue: Some("perf-dead".into()),
+        rejecters: 2,
+        ..quiet()
+    })
+    .await;
+    assert_eq!((report.published, report.consumed), (2000, 2000));
+    assert_eq!(report.rejected, 2000);
+    broker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_errors_fail_the_run() {
     let broker = TestBroker::options()

@@ -207,14 +207,18 @@ impl Conn {
     }
 
     /// Sends `connection.close` and waits (briefly) for `connection.close-ok`.
-    async fn close(mut self) -> Result<()> {
+    async fn close(self) -> Result<()> {
+        self.close_within(Duration::from_secs(3)).await
+    }
+
+    /// Sends `connection.close` and waits up to `wait` for `connection.close-ok`.
+    async fn close_within(mut self, wait: Duration) -> Result<()> {
         let close = ConnectionClose {
             reply_code: 200,
             reply_text: "bye".into(),
             ..Default::default()
         };
         send(&mut self.writer, 0, &[Method::ConnectionClose(close)]).await?;
-        let wait = Duration::from_secs(3);
         loop {
             if let Frame::Method {
                 method: Method::ConnectionCloseOk(_),
@@ -286,19 +290,32 @@ fn amqp_uri(plan: &Plan) -> Result<&AmqpUri> {
         .ok_or_else(|| anyhow!("internal: no AMQP URI"))
 }
 
-/// Declares (durable with `--persistent`) and purges the queues; in mqtt-to-amqp mode binds
-/// each to `amq.topic` with `perf.<i>`.
+/// Every queue of the run: the `--consume-queue` (if any, first: it is where the others
+/// dead-letter), then the queues published to, with their index (`--queue-arg` applies to
+/// those).
+fn all_queues(plan: &Plan) -> impl Iterator<Item = (String, Option<usize>)> + '_ {
+    let consume = plan.consume_queue.iter().map(|q| (q.clone(), None));
+    consume.chain((0..plan.queues).map(|q| (plan.queue_name(q), Some(q))))
+}
+
+/// Declares (durable with `--persistent`, with the `--queue-arg` arguments) and purges the
+/// queues, and the `--consume-queue`; in mqtt-to-amqp mode binds each to `amq.topic` with
+/// `perf.<i>`.
 pub(crate) async fn setup_queues(plan: &Plan) -> Result<()> {
     let uri = amqp_uri(plan)?;
     let wait = plan.timeout;
     let mut conn = Conn::open(uri, plan.tls.as_ref(), wait, "perf setup")
         .await
         .context("set-up connection")?;
-    for q in 0..plan.queues {
-        let queue = plan.queue_name(q);
+    for (queue, published) in all_queues(plan) {
         let declare = QueueDeclare {
             queue: queue.clone(),
             durable: plan.persistent,
+            arguments: if published.is_some() {
+                plan.queue_args.clone()
+            } else {
+                FieldTable::new()
+            },
             ..Default::default()
         };
         rpc(
@@ -311,8 +328,8 @@ pub(crate) async fn setup_queues(plan: &Plan) -> Result<()> {
         .await
         .with_context(|| {
             format!(
-                "declaring queue {queue:?} (if it exists with other properties, delete it or \
-                 use --queue-pattern)"
+                "declaring queue {queue:?} (if it exists with other properties or arguments, \
+                 delete it or use --queue-pattern)"
             )
         })?;
         let purge = QueuePurge {
@@ -328,7 +345,7 @@ pub(crate) async fn setup_queues(plan: &Plan) -> Result<()> {
         )
         .await
         .with_context(|| format!("purging queue {queue:?}"))?;
-        if plan.kind == Kind::MqttToAmqp {
+        if let (Kind::MqttToAmqp, Some(q)) = (plan.kind, published) {
             let bind = QueueBind {
                 queue: queue.clone(),
                 exchange: "amq.topic".into(),
@@ -355,8 +372,7 @@ pub(crate) async fn finish_queues(plan: &Plan, keep: bool) -> Result<u64> {
     let wait = plan.timeout;
     let mut conn = Conn::open(uri, plan.tls.as_ref(), wait, "perf clean-up").await?;
     let mut queued = 0u64;
-    for q in 0..plan.queues {
-        let queue = plan.queue_name(q);
+    for (queue, _) in all_queues(plan) {
         let declare = QueueDeclare {
             queue: queue.clone(),
             passive: true,
@@ -430,6 +446,33 @@ impl Confirms {
     }
 }
 
+/// The encoded content header frames a producer cycles through: one, or one per priority
+/// 0..N-1 with `--priority-spread N`.
+fn header_frames(plan: &Plan) -> Vec<Bytes> {
+    let priorities: Vec<Option<u8>> = match plan.priority_spread {
+        None => vec![None],
+        Some(n) => (0..n).map(|p| u8::try_from(p).ok()).collect(),
+    };
+    priorities
+        .into_iter()
+        .map(|priority| {
+            let header = ContentHeader {
+                class_id: BASIC_CLASS,
+                weight: 0,
+                body_size: plan.size as u64,
+                properties: BasicProperties {
+                    delivery_mode: Some(if plan.persistent { 2 } else { 1 }),
+                    priority,
+                    ..Default::default()
+                },
+            };
+            let mut tmp = BytesMut::new();
+            frame::encode_header_frame(CHANNEL, &header, &mut tmp);
+            tmp.freeze()
+        })
+        .collect()
+}
+
 /// Producer `idx`: publishes to its queue until `--count` or `--duration`, flat out or at
 /// `--rate`, keeping at most `--confirm` publishes unconfirmed.
 pub(crate) async fn producer(
@@ -479,19 +522,9 @@ async fn producer_inner(
         }
     }
     let queue = plan.queue_name(idx % plan.queues);
-    // The content header is the same for every message: encode it once.
-    let header = ContentHeader {
-        class_id: BASIC_CLASS,
-        weight: 0,
-        body_size: plan.size as u64,
-        properties: BasicProperties {
-            delivery_mode: Some(if plan.persistent { 2 } else { 1 }),
-            ..Default::default()
-        },
-    };
-    let mut tmp = BytesMut::new();
-    frame::encode_header_frame(CHANNEL, &header, &mut tmp);
-    let header_frame = tmp.freeze();
+    // The content header is the same for every message, or one per priority with
+    // --priority-spread: encode them once.
+    let header_frames = header_frames(plan);
     let mut body = vec![0u8; plan.size];
     for (i, b) in body.iter_mut().enumerate().skip(super::STAMP_LEN) {
         *b = b'a' + (i % 26) as u8;
@@ -570,7 +603,8 @@ async fn producer_inner(
                     false,
                     &mut buf,
                 );
-                buf.extend_from_slice(&header_frame);
+                let k = ((sent + n) % header_frames.len() as u64) as usize;
+                buf.extend_from_slice(header_frames.get(k).map_or(&[][..], |h| &h[..]));
                 write_stamp(&mut body, plan.run_tag);
                 frame::encode_body_frames(CHANNEL, &body, frame_max, &mut buf);
                 n += 1;
@@ -602,13 +636,16 @@ async fn producer_inner(
         r = write_side => r?,
         r = read_side => return r,
     }
-    // Best-effort close so the broker doesn't log an abrupt disconnect.
+    // A polite close, waiting as long as the no-progress timeout: without confirms the broker
+    // may still be reading a backlog of publishes (RabbitMQ's flow control reads the socket
+    // at the queue's pace), and it drops what it has not routed yet when the connection goes
+    // away abruptly; it answers close-ok only once it has handled them.
     let _ = (Conn {
         reader,
         writer,
         frame_max,
     })
-    .close()
+    .close_within(wait)
     .await;
     Ok(())
 }
@@ -695,39 +732,75 @@ fn next_incoming(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Incoming>>
 
 /// Appends a `basic.ack` frame.
 fn put_ack(out: &mut BytesMut, tag: u64, multiple: bool) {
+    put_settle(out, 80, tag, u8::from(multiple));
+}
+
+/// Appends a `basic.nack` frame with requeue=false (the message is dead-lettered or dropped).
+fn put_reject(out: &mut BytesMut, tag: u64, multiple: bool) {
+    put_settle(out, 120, tag, u8::from(multiple));
+}
+
+/// Appends a `basic.ack` (method 80) or `basic.nack` (120) frame: delivery tag, then the bits
+/// (multiple = bit 0, nack's requeue = bit 1).
+fn put_settle(out: &mut BytesMut, method: u16, tag: u64, bits: u8) {
     out.put_u8(FRAME_METHOD);
     out.put_u16(CHANNEL);
     out.put_u32(13);
     out.put_u16(60);
-    out.put_u16(80);
+    out.put_u16(method);
     out.put_u64(tag);
-    out.put_u8(u8::from(multiple));
+    out.put_u8(bits);
     out.put_u8(FRAME_END);
 }
 
-/// Consumer `idx`: consumes its queue until told to stop, recording latency and acking.
+/// Consumer `idx`: consumes its queue (or `--consume-queue`) until told to stop, recording
+/// latency and acking.
 pub(crate) async fn consumer(
     shared: Arc<Shared>,
     idx: usize,
     ready: mpsc::Sender<()>,
 ) -> Result<()> {
-    consumer_inner(&shared, idx, ready)
+    consumer_inner(&shared, idx, ready, false)
         .await
         .with_context(|| format!("consumer {idx}"))
 }
 
-async fn consumer_inner(shared: &Shared, idx: usize, ready: mpsc::Sender<()>) -> Result<()> {
+/// Rejecter `idx` (`--rejecters`): consumes queue `idx % queues` until told to stop and
+/// rejects every message (requeue=false), counting them as rejected, not consumed: one
+/// `basic.nack` with multiple=true for the deliveries of each socket read.
+pub(crate) async fn rejecter(
+    shared: Arc<Shared>,
+    idx: usize,
+    ready: mpsc::Sender<()>,
+) -> Result<()> {
+    consumer_inner(&shared, idx, ready, true)
+        .await
+        .with_context(|| format!("rejecter {idx}"))
+}
+
+async fn consumer_inner(
+    shared: &Shared,
+    idx: usize,
+    ready: mpsc::Sender<()>,
+    reject: bool,
+) -> Result<()> {
     let plan = &shared.plan;
     let wait = plan.timeout;
+    let role = if reject { "rejecter" } else { "consumer" };
     let mut conn = Conn::open(
         amqp_uri(plan)?,
         plan.tls.as_ref(),
         wait,
-        &format!("perf consumer {idx}"),
+        &format!("perf {role} {idx}"),
     )
     .await?;
-    let queue = plan.queue_name(idx % plan.queues);
-    if !plan.auto_ack && plan.prefetch > 0 {
+    let queue = match (&plan.consume_queue, reject) {
+        (Some(q), false) => q.clone(),
+        _ => plan.queue_name(idx % plan.queues),
+    };
+    // Rejecters always settle explicitly: an auto-acked message cannot be rejected.
+    let auto_ack = plan.auto_ack && !reject;
+    if !auto_ack && plan.prefetch > 0 {
         let qos = BasicQos {
             prefetch_count: plan.prefetch,
             ..Default::default()
@@ -743,8 +816,8 @@ async fn consumer_inner(shared: &Shared, idx: usize, ready: mpsc::Sender<()>) ->
     }
     let consume = BasicConsume {
         queue: queue.clone(),
-        consumer_tag: format!("perf-c{idx}"),
-        no_ack: plan.auto_ack,
+        consumer_tag: format!("perf-{}{idx}", if reject { 'r' } else { 'c' }),
+        no_ack: auto_ack,
         ..Default::default()
     };
     rpc(
@@ -836,7 +909,10 @@ async fn consumer_inner(shared: &Shared, idx: usize, ready: mpsc::Sender<()>) ->
                     Stamp::Unstamped => ours += 1,
                     Stamp::Foreign => foreign += 1,
                 }
-                if !plan.auto_ack {
+                if reject {
+                    unacked += 1;
+                    last_tag = tag;
+                } else if !auto_ack {
                     match ack_every {
                         None => put_ack(&mut acks, tag, false),
                         Some(every) => {
@@ -851,10 +927,19 @@ async fn consumer_inner(shared: &Shared, idx: usize, ready: mpsc::Sender<()>) ->
                 }
             }
         }
+        if reject && unacked > 0 {
+            // Everything this read brought, at once: nothing waits to be dead-lettered.
+            put_reject(&mut acks, last_tag, true);
+            unacked = 0;
+        }
         if !acks.is_empty() {
             conn.writer.write_all(&acks).await.context("writing acks")?;
         }
-        shared.consumed_batch(idx, ours, foreign, &latencies);
+        if reject {
+            shared.rejected.fetch_add(ours + foreign, Ordering::Relaxed);
+        } else {
+            shared.consumed_batch(idx, ours, foreign, &latencies);
+        }
         if got >= BIG_READ {
             // Reads that are always ready never return Pending: let other tasks run.
             tokio::task::yield_now().await;
@@ -919,6 +1004,36 @@ mod tests {
         c.ack(10, true);
         assert_eq!((c.confirmed, c.watermark), (10, 10));
         assert!(c.above.is_empty());
+    }
+
+    #[test]
+    fn priority_spread_cycles_header_frames() {
+        let o = crate::Options {
+            priority_spread: Some(3),
+            size: 20,
+            ..crate::Options::default()
+        };
+        let frames = header_frames(&Plan::new(&o).unwrap());
+        assert_eq!(frames.len(), 3);
+        for (p, f) in frames.iter().enumerate() {
+            let mut b = BytesMut::from(&f[..]);
+            match frame::decode_frame(&mut b, 0).unwrap().unwrap() {
+                Frame::Header { header, .. } => {
+                    assert_eq!(header.properties.priority, Some(p as u8));
+                    assert_eq!(header.body_size, 20);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let plain = header_frames(&Plan::new(&crate::Options::default()).unwrap());
+        assert_eq!(plain.len(), 1);
+        let mut nack = BytesMut::new();
+        put_reject(&mut nack, 9, true);
+        assert!(matches!(
+            frame::decode_frame(&mut nack, 0).unwrap().unwrap(),
+            Frame::Method { channel: 1, method: Method::BasicNack(n) }
+                if n.delivery_tag == 9 && n.multiple && !n.requeue
+        ));
     }
 
     #[test]

@@ -6,7 +6,12 @@
 //!   (`perf-%d` → `perf-0`, `perf-1`, …; durable with `--persistent`) and purges them; producer
 //!   `i` publishes to queue `i % queues` through the default exchange, consumer `j` consumes
 //!   queue `j % queues` (competing consumers share a queue's messages). The queues are deleted
-//!   at the end unless `--keep-queues`.
+//!   at the end unless `--keep-queues`. Queue features: `--queue-arg KEY=VALUE` declares the
+//!   queues with arguments (`x-max-priority`, `x-message-ttl`, `x-dead-letter-*`, …),
+//!   `--priority-spread N` publishes with priorities cycling 0..N-1, `--consume-queue NAME`
+//!   has the consumers consume another queue (where the published ones dead-letter), and
+//!   `--rejecters N` adds consumers that reject (requeue=false) everything on the published
+//!   queues.
 //! - **MQTT** (`--uri mqtt://…`; `mqtts://…` over TLS, `ws://…` / `wss://…` over WebSocket;
 //!   MQTT 3.1.1, clean sessions, keep-alive off): publisher `i`
 //!   publishes to topic `perf/<i % queues>` with `--qos`, subscriber `j` subscribes to
@@ -71,6 +76,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -78,6 +84,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use warren_amqp::table::{FieldTable, FieldValue};
 
 pub use stats::LatencySummary;
 use uri::{AmqpUri, BrokerUri, MqttUri};
@@ -210,6 +217,26 @@ pub struct Options {
     /// Do not delete the queues at the end.
     #[arg(long)]
     pub keep_queues: bool,
+    /// AMQP: an argument of the queues published to, as KEY=VALUE (repeatable). An integer
+    /// value is sent as a signed 32-bit integer, anything else as a string; e.g.
+    /// `--queue-arg x-max-priority=10`, `--queue-arg x-dead-letter-exchange=` (empty string).
+    #[arg(long = "queue-arg", value_name = "KEY=VALUE")]
+    pub queue_args: Vec<String>,
+    /// AMQP: publish with the priority property cycling 0, 1, …, N-1 (message k of a
+    /// producer gets priority k % N).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub priority_spread: Option<u16>,
+    /// AMQP: the consumers consume this queue instead of the ones published to, e.g. where
+    /// those dead-letter (`--queue-arg x-dead-letter-routing-key=NAME`). The tool declares
+    /// it (without arguments), purges it and deletes it at the end like the others.
+    #[arg(long, value_name = "NAME")]
+    pub consume_queue: Option<String>,
+    /// AMQP, with --consume-queue: N more consumers, on the queues published to, that reject
+    /// every message (basic.nack, requeue=false; one multiple=true nack per socket read), so
+    /// the queue dead-letters it; they follow --prefetch. Only what reaches the consumers
+    /// counts as consumed.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub rejecters: usize,
     /// No progress lines or summary (the JSON line is still printed by the CLI).
     #[arg(long)]
     pub quiet: bool,
@@ -246,6 +273,10 @@ impl Default for Options {
             threads: None,
             batch_bytes: 64 * 1024,
             keep_queues: false,
+            queue_args: Vec::new(),
+            priority_spread: None,
+            consume_queue: None,
+            rejecters: 0,
             quiet: false,
         }
     }
@@ -288,6 +319,14 @@ pub(crate) struct Plan {
     pub(crate) drain: Duration,
     pub(crate) batch_bytes: usize,
     pub(crate) queue_pattern: String,
+    /// Arguments of the queues published to (AMQP `--queue-arg`).
+    pub(crate) queue_args: FieldTable,
+    /// Priorities cycled through by publishes (`--priority-spread`; `None`: no property).
+    pub(crate) priority_spread: Option<u16>,
+    /// The queue the consumers consume instead of the published ones (`--consume-queue`).
+    pub(crate) consume_queue: Option<String>,
+    /// Consumers on the published queues that reject what they get (`--rejecters`).
+    pub(crate) rejecters: usize,
     /// Per-run tag in every body; also makes client ids unique.
     pub(crate) run_tag: u32,
 }
@@ -414,6 +453,26 @@ impl Plan {
         if threads == 0 {
             bail!("--threads must be at least 1");
         }
+        if amqp.is_none() && !o.queue_args.is_empty() {
+            bail!("--queue-arg is for AMQP queues");
+        }
+        let queue_args = parse_queue_args(&o.queue_args)?;
+        if kind != Kind::Amqp
+            && (o.priority_spread.is_some() || o.consume_queue.is_some() || o.rejecters > 0)
+        {
+            bail!("--priority-spread, --consume-queue and --rejecters are for AMQP runs (--mode amqp)");
+        }
+        if let Some(q) = &o.consume_queue {
+            if q.is_empty() {
+                bail!("--consume-queue must not be empty");
+            }
+            if (0..o.queues).any(|i| o.queue_pattern.replace("%d", &i.to_string()) == *q) {
+                bail!("--consume-queue {q:?} is one of the queues published to");
+            }
+        }
+        if o.rejecters > 0 && o.consume_queue.is_none() {
+            bail!("--rejecters needs --consume-queue (where the rejected messages are consumed)");
+        }
         Ok(Plan {
             kind,
             amqp,
@@ -437,6 +496,10 @@ impl Plan {
             drain: Duration::from_secs_f64(o.drain),
             batch_bytes: o.batch_bytes,
             queue_pattern: o.queue_pattern.clone(),
+            queue_args,
+            priority_spread: o.priority_spread,
+            consume_queue: o.consume_queue.clone(),
+            rejecters: o.rejecters,
             run_tag: rand::random::<u32>(),
         })
     }
@@ -455,6 +518,10 @@ impl Plan {
     /// competing consumers (one delivery if the queue has any), MQTT topics fan out to every
     /// subscriber.
     pub(crate) fn expected(&self, published: &[u64]) -> u64 {
+        if self.consume_queue.is_some() {
+            // Every message ends up in the one queue every consumer shares.
+            return published.iter().sum::<u64>() * u64::from(self.consumers > 0);
+        }
         let subscribers = |q: usize| (0..self.consumers).filter(|j| j % self.queues == q).count();
         published
             .iter()
@@ -475,6 +542,31 @@ impl Plan {
     }
 }
 
+/// Parses `--queue-arg KEY=VALUE` values: integers become signed 32-bit integers (`I`),
+/// anything else a long string (`S`).
+fn parse_queue_args(args: &[String]) -> Result<FieldTable> {
+    let mut table = FieldTable::new();
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            bail!("--queue-arg {arg:?}: expected KEY=VALUE");
+        };
+        if key.is_empty() {
+            bail!("--queue-arg {arg:?}: the key is empty");
+        }
+        let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+        let value = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            let n: i32 = value
+                .parse()
+                .with_context(|| format!("--queue-arg {arg:?}: not a 32-bit integer"))?;
+            FieldValue::LongInt(n)
+        } else {
+            FieldValue::LongString(Bytes::from(value.to_string()))
+        };
+        table.insert(key, value);
+    }
+    Ok(table)
+}
+
 /// Counters shared by the tasks of a run and the monitor.
 pub(crate) struct Shared {
     pub(crate) plan: Plan,
@@ -486,6 +578,8 @@ pub(crate) struct Shared {
     pub(crate) consumed: AtomicU64,
     /// Messages consumed that did not carry this run's tag.
     pub(crate) foreign: AtomicU64,
+    /// Messages the rejecters rejected (`--rejecters`).
+    pub(crate) rejected: AtomicU64,
     /// `connection.blocked` notifications received.
     pub(crate) blocked: AtomicU64,
     /// When each producer finished (ns on [`stats::now_ns`]; 0 = still running).
@@ -691,6 +785,10 @@ pub struct Report {
     pub lost: u64,
     /// Messages from other runs that consumers discarded.
     pub foreign: u64,
+    /// Messages the rejecters rejected (`--rejecters`), to be dead-lettered.
+    pub rejected: u64,
+    /// Publishes cycled through priorities 0..N-1 (`--priority-spread N`).
+    pub priority_spread: Option<u16>,
     /// `connection.blocked` notifications the producers got.
     pub blocked: u64,
     /// Messages left in the queues (AMQP, without consumers).
@@ -858,6 +956,7 @@ async fn load_run(plan: Plan, options: &Options, threads: usize) -> Result<Repor
         confirmed: AtomicU64::new(0),
         consumed: AtomicU64::new(0),
         foreign: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
         blocked: AtomicU64::new(0),
         producer_done_ns: (0..producers).map(|_| AtomicU64::new(0)).collect(),
         first_consume_ns: AtomicU64::new(u64::MAX),
@@ -867,7 +966,8 @@ async fn load_run(plan: Plan, options: &Options, threads: usize) -> Result<Repor
         plan,
     });
     let (go_tx, go_rx) = watch::channel::<Option<Instant>>(None);
-    let (ready_tx, mut ready_rx) = mpsc::channel::<()>(producers + consumers + 1);
+    let rejecters = shared.plan.rejecters;
+    let (ready_tx, mut ready_rx) = mpsc::channel::<()>(producers + consumers + rejecters + 1);
     let mut tasks = TaskSet::new();
 
     let result = async {
@@ -880,6 +980,10 @@ async fn load_run(plan: Plan, options: &Options, threads: usize) -> Result<Repor
             };
         }
         wait_ready(&mut tasks, &mut ready_rx, consumers, timeout, "consumers").await?;
+        for r in 0..rejecters {
+            tasks.spawn(amqp::rejecter(shared.clone(), r, ready_tx.clone()));
+        }
+        wait_ready(&mut tasks, &mut ready_rx, rejecters, timeout, "rejecters").await?;
         for i in 0..producers {
             let (s, r, g) = (shared.clone(), ready_tx.clone(), go_rx.clone());
             match s.plan.kind {
@@ -1139,6 +1243,8 @@ async fn monitor(
         expected,
         lost,
         foreign: shared.foreign.load(Ordering::Relaxed),
+        rejected: shared.rejected.load(Ordering::Relaxed),
+        priority_spread: plan.priority_spread,
         blocked: shared.blocked.load(Ordering::Relaxed),
         queued: None,
         publish_rate: stats::rate(published as f64, publish_s),
@@ -1308,6 +1414,9 @@ fn print_summary(r: &Report) {
     if r.foreign > 0 {
         println!("{} messages from other runs were discarded", r.foreign);
     }
+    if r.rejected > 0 {
+        println!("rejected (for dead-lettering) {}", r.rejected);
+    }
     if r.blocked > 0 {
         println!("the broker blocked publishers {} time(s)", r.blocked);
     }
@@ -1385,6 +1494,8 @@ async fn idle_run(plan: Plan, options: &Options, n: usize, threads: usize) -> Re
         expected: 0,
         lost: 0,
         foreign: 0,
+        rejected: 0,
+        priority_spread: None,
         blocked: 0,
         queued: None,
         publish_rate: 0.0,
@@ -1621,9 +1732,77 @@ mod tests {
             &["--uri", "ws://h", "--tls-ca", "/nonexistent.pem"],
             &["--uri", "mqtts://h", "--tls-ca", "/nonexistent.pem"],
             &["--uri", "ws://h", "--mode", "amqp"],
+            &["--uri", "mqtt://h", "--queue-arg", "x-max-priority=10"],
+            &["--queue-arg", "x-max-priority"],
+            &["--queue-arg", "=10"],
+            &["--queue-arg", "x-max-length=99999999999"],
+            &["--priority-spread", "0"],
+            &["--priority-spread", "257"],
+            &["--uri", "mqtt://h", "--priority-spread", "10"],
+            &["--rejecters", "1"],
+            &["--consume-queue", ""],
+            &["--consume-queue", "perf-0"],
+            &["--uri", "mqtt://h", "--consume-queue", "dl"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn queue_arguments_priorities_and_dead_letter_options() {
+        let p = parse(&[
+            "--queue-arg",
+            "x-max-priority=100",
+            "--queue-arg",
+            "x-dead-letter-exchange=",
+            "--queue-arg",
+            "x-dead-letter-routing-key=perf-dl",
+            "--queue-arg",
+            "x-message-ttl=-0",
+            "--queue-arg",
+            "x-overflow=reject-publish-dlx",
+            "--priority-spread",
+            "10",
+            "--consume-queue",
+            "perf-dl",
+            "--rejecters",
+            "2",
+            "-x",
+            "2",
+        ])
+        .unwrap();
+        let args: Vec<_> = p
+            .queue_args
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        assert_eq!(
+            args,
+            [
+                ("x-max-priority", &FieldValue::LongInt(100)),
+                (
+                    "x-dead-letter-exchange",
+                    &FieldValue::LongString(Bytes::new())
+                ),
+                (
+                    "x-dead-letter-routing-key",
+                    &FieldValue::LongString(Bytes::from_static(b"perf-dl"))
+                ),
+                ("x-message-ttl", &FieldValue::LongInt(0)),
+                (
+                    "x-overflow",
+                    &FieldValue::LongString(Bytes::from_static(b"reject-publish-dlx"))
+                ),
+            ]
+        );
+        assert_eq!(p.priority_spread, Some(10));
+        assert_eq!(
+            (p.consume_queue.as_deref(), p.rejecters),
+            (Some("perf-dl"), 2)
+        );
+        // Everything published reaches the one consumed queue.
+        assert_eq!(p.expected(&[10, 20]), 30);
     }
 
     #[test]
@@ -1694,6 +1873,7 @@ mod tests {
             confirmed: AtomicU64::new(0),
             consumed: AtomicU64::new(0),
             foreign: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             producer_done_ns: vec![AtomicU64::new(0)],
             first_consume_ns: AtomicU64::new(u64::MAX),
