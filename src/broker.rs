@@ -337,6 +337,7 @@ impl Broker {
                     stats: stats.clone(),
                     identity,
                     listeners,
+                    mqtt: mqtt.shared(),
                     data_dir: config.data_dir.clone(),
                     max_connections: config.max_connections,
                     started: std::time::Instant::now(),

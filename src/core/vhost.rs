@@ -246,6 +246,11 @@ impl Vhost {
         Ok(queue)
     }
 
+    /// The queue named `name`, whoever owns it (for listings).
+    pub fn find_queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.read().get(name).cloned()
+    }
+
     fn check_owner(&self, queue: &Queue, owner: ConnectionId) -> CoreResult<()> {
         match queue.exclusive_owner {
             Some(holder) if holder != owner => Err(CoreError::ResourceLocked(format!(

@@ -15,6 +15,7 @@ mod access;
 mod health;
 mod listing;
 mod messages;
+mod ui;
 mod write;
 
 use std::collections::HashMap;
@@ -46,6 +47,8 @@ pub(crate) struct Management {
     pub(crate) identity: NodeIdentity,
     /// Every listener: protocol name as RabbitMQ's overview writes it, and address.
     pub(crate) listeners: Vec<(&'static str, SocketAddr)>,
+    /// The MQTT side (sessions, retained messages).
+    pub(crate) mqtt: Arc<crate::mqtt::Shared>,
     /// The data directory (free disk space).
     pub(crate) data_dir: std::path::PathBuf,
     /// Connections allowed at most.
@@ -235,6 +238,8 @@ pub(crate) async fn serve(
         )
         .route("/api/aliveness-test/{vhost}", get(health::aliveness))
         .route("/api/nodes", get(health::nodes))
+        .route("/api/mqtt/sessions", get(mqtt_sessions))
+        .route("/api/mqtt/retained", get(mqtt_retained))
         .route("/api/nodes/{name}", get(health::node))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -242,6 +247,9 @@ pub(crate) async fn serve(
             authenticate,
         ))
         .with_state(management);
+    // The UI's pages need no login (they log in against the API); routes added after the
+    // authentication layer are outside it.
+    let app = ui::routes().merge(app);
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -395,12 +403,16 @@ async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // The web UI asks with X-Requested-With and shows its own login form: no browser dialog.
+    let from_ui = request.headers().contains_key("x-requested-with");
     let unauthorised = || {
         let mut response = error(StatusCode::UNAUTHORIZED, "not_authorised", "Login failed");
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
-        );
+        if !from_ui {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
+            );
+        }
         response
     };
     let Some((user, password)) = basic_credentials(request.headers()) else {
@@ -480,6 +492,37 @@ async fn overview(State(management): State<Arc<Management>>) -> Response {
         })
         .collect();
     let version = env!("CARGO_PKG_VERSION");
+    // RabbitMQ's message_stats counters (rates come from the difference between two
+    // samples), overall and, for the web UI, per protocol family.
+    let by_protocol = management.stats.message_totals_by_protocol();
+    let stats_json = |totals: &crate::stats::MessageTotals| {
+        json!({
+            "publish": totals.received(),
+            "confirm": totals.confirmed,
+            "return_unroutable": totals.unroutable_returned,
+            "drop_unroutable": totals.unroutable_dropped,
+            "deliver": totals.delivered_consume_manual_ack,
+            "deliver_no_ack": totals.delivered_consume_auto_ack,
+            "get": totals.delivered_get_manual_ack,
+            "get_no_ack": totals.delivered_get_auto_ack,
+            "get_empty": totals.get_empty,
+            "deliver_get": totals.delivered(),
+            "redeliver": totals.redelivered,
+            "ack": totals.acknowledged,
+        })
+    };
+    let mut amqp = crate::stats::MessageTotals::default();
+    let mut mqtt = crate::stats::MessageTotals::default();
+    let mut all = crate::stats::MessageTotals::default();
+    for (protocol, totals) in crate::stats::Protocol::ALL.iter().zip(&by_protocol) {
+        if protocol.is_mqtt() {
+            mqtt.add(totals);
+        } else {
+            amqp.add(totals);
+        }
+        all.add(totals);
+    }
+    let uptime_ms = u64::try_from(management.started.elapsed().as_millis()).unwrap_or(u64::MAX);
     json_response(
         StatusCode::OK,
         &json!({
@@ -503,6 +546,12 @@ async fn overview(State(management): State<Arc<Management>>) -> Response {
                 "consumers": consumers,
             },
             "listeners": listeners,
+            "message_stats": stats_json(&all),
+            "message_stats_by_protocol": {
+                "amqp": stats_json(&amqp),
+                "mqtt": stats_json(&mqtt),
+            },
+            "uptime": uptime_ms,
         }),
     )
 }
@@ -845,4 +894,54 @@ async fn one_queue(
         ),
         None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
     }
+}
+
+/// warren's own: every MQTT session (online and offline) in the vhosts the caller sees, with
+/// its subscriptions and queued messages — what RabbitMQ's UI does not show.
+async fn mqtt_sessions(State(management): State<Arc<Management>>, caller: Caller) -> Response {
+    let sessions: Vec<Value> = management
+        .mqtt
+        .session_summaries()
+        .into_iter()
+        .filter(|session| caller.sees_vhost(&management, &session.vhost))
+        .map(|session| {
+            let subscriptions: Vec<Value> = session
+                .subscriptions
+                .iter()
+                .map(|(filter, qos)| json!({ "filter": filter, "qos": qos }))
+                .collect();
+            json!({
+                "vhost": session.vhost,
+                "client_id": session.client_id,
+                "online": session.online,
+                "subscriptions": subscriptions,
+                "queued_messages": session.queued,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &Value::Array(sessions))
+}
+
+/// Most payload bytes `/api/mqtt/retained` shows of each message.
+const RETAINED_PREVIEW: usize = 256;
+
+/// warren's own: the retained messages in the vhosts the caller sees.
+async fn mqtt_retained(State(management): State<Arc<Management>>, caller: Caller) -> Response {
+    let retained: Vec<Value> = management
+        .mqtt
+        .retained_messages()
+        .into_iter()
+        .filter(|(vhost, ..)| caller.sees_vhost(&management, vhost))
+        .map(|(vhost, topic, qos, body)| {
+            let preview = &body[..body.len().min(RETAINED_PREVIEW)];
+            json!({
+                "vhost": vhost,
+                "topic": topic,
+                "qos": qos,
+                "payload_bytes": body.len(),
+                "payload": String::from_utf8_lossy(preview),
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &Value::Array(retained))
 }

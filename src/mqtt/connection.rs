@@ -552,7 +552,7 @@ async fn accept_connect(
 }
 
 /// The queue of a session, named as RabbitMQ names it.
-pub(super) fn session_queue_name(client_id: &str, persistent: bool) -> String {
+pub(crate) fn session_queue_name(client_id: &str, persistent: bool) -> String {
     if persistent {
         format!("mqtt-subscription-{client_id}qos1")
     } else {

@@ -214,6 +214,84 @@ impl Mqtt {
 }
 
 /// Serves one accepted connection (any transport: TCP, TLS, WebSocket) until it closes.
+/// One MQTT session as the management API lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSummary {
+    /// Its vhost.
+    pub(crate) vhost: String,
+    /// Its client id.
+    pub(crate) client_id: String,
+    /// Whether its client is connected.
+    pub(crate) online: bool,
+    /// Its subscriptions' topic filters, from its queues' bindings to the MQTT exchange, with
+    /// the QoS of the queue (0 or 1).
+    pub(crate) subscriptions: Vec<(String, u8)>,
+    /// Messages waiting in its queues (ready and unacknowledged).
+    pub(crate) queued: u64,
+}
+
+impl Shared {
+    /// Every session, online and offline, with its subscriptions and queued messages.
+    pub(crate) fn session_summaries(&self) -> Vec<SessionSummary> {
+        let mut summaries = Vec::new();
+        for (vhost_name, client_id, online) in self.sessions.list() {
+            let mut summary = SessionSummary {
+                vhost: vhost_name.clone(),
+                client_id: client_id.clone(),
+                online,
+                subscriptions: Vec::new(),
+                queued: 0,
+            };
+            if let Some(vhost) = self.core.vhost(&vhost_name) {
+                let exchange = vhost.exchange(&self.settings.exchange).ok();
+                for (qos, persistent) in [(0u8, false), (1u8, true)] {
+                    let name = connection::session_queue_name(&client_id, persistent);
+                    let Some(queue) = vhost.find_queue(&name) else {
+                        continue;
+                    };
+                    let counts = queue.counts();
+                    summary.queued += u64::from(counts.ready) + u64::from(counts.unacked);
+                    for binding in exchange.iter().flat_map(|e| e.bindings()) {
+                        if let crate::core::exchange::Destination::Queue(bound) =
+                            &binding.destination
+                        {
+                            if Arc::ptr_eq(bound, &queue) {
+                                summary.subscriptions.push((
+                                    translate::routing_key_to_topic(&binding.routing_key),
+                                    qos,
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            summary.subscriptions.sort();
+            summaries.push(summary);
+        }
+        summaries.sort_by(|a, b| (&a.vhost, &a.client_id).cmp(&(&b.vhost, &b.client_id)));
+        summaries
+    }
+
+    /// Every retained message as (vhost, topic, QoS, body).
+    pub(crate) fn retained_messages(&self) -> Vec<(String, String, u8, bytes::Bytes)> {
+        let mut entries: Vec<(String, String, u8, bytes::Bytes)> = self
+            .retained
+            .entries()
+            .into_iter()
+            .map(|(vhost, topic, retained)| {
+                (
+                    vhost,
+                    topic,
+                    retained.qos as u8,
+                    retained.message.body.clone(),
+                )
+            })
+            .collect();
+        entries.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        entries
+    }
+}
+
 pub(crate) fn serve(
     accepted: crate::listener::Accepted,
     shared: Arc<Shared>,

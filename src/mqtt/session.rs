@@ -197,6 +197,23 @@ impl Sessions {
         offline
     }
 
+    /// Every session as (vhost, client id, whether its client is connected), for listings.
+    pub(crate) fn list(&self) -> Vec<(String, String, bool)> {
+        self.slots
+            .lock()
+            .iter()
+            .filter(|(_, slot)| slot.active.is_some() || slot.stored.is_some())
+            .map(|(key, slot)| {
+                let (vhost, client_id) = key.split_once('\u{0}').unwrap_or(("", key));
+                (
+                    vhost.to_string(),
+                    client_id.to_string(),
+                    slot.active.is_some(),
+                )
+            })
+            .collect()
+    }
+
     /// Kicks every connected client (broker shutdown).
     pub(crate) fn kick_all(&self) {
         for slot in self.slots.lock().values() {

@@ -536,6 +536,22 @@ impl Registry {
         visit(&state.retired, &mut connections)
     }
 
+    /// Message totals since start per protocol, in [`Protocol::ALL`] order: closed
+    /// connections' and the live ones' (their channels included).
+    pub fn message_totals_by_protocol(&self) -> [MessageTotals; Protocol::ALL.len()] {
+        self.visit(|retired, connections| {
+            let mut totals = *retired;
+            for connection in connections {
+                let total = &mut totals[connection.protocol().index()];
+                total.add(&connection.message_totals());
+                for channel in connection.channels() {
+                    total.add(&channel.message_totals());
+                }
+            }
+            totals
+        })
+    }
+
     /// Live connections now (a copy of the list, for listings).
     pub fn connections(&self) -> Vec<Arc<ConnectionStats>> {
         self.state.lock().connections.values().cloned().collect()
