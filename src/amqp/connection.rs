@@ -145,6 +145,7 @@ pub(super) async fn serve(
     };
     let transport = link.stream.transport();
     let user = negotiated.user.clone();
+    let connection_name = negotiated.connection_name.clone();
     let mut connection = Box::new(Connection::new(
         core,
         peer,
@@ -159,6 +160,7 @@ pub(super) async fn serve(
             user: user.clone(),
             vhost: connection.vhost.name.clone(),
             connection: connection.id.0,
+            client: connection_name.unwrap_or_default(),
         });
     tracing::info!(%peer, user = %user, vhost = %connection.vhost.name, protocol = "AMQP 0-9-1", transport, connection = connection.id.0, "connection opened");
     let kick = connection.registration.stats().kick.clone();
@@ -633,6 +635,7 @@ struct Negotiated {
     channel_max: u16,
     heartbeat: u16,
     capabilities: ClientCapabilities,
+    connection_name: Option<String>,
 }
 
 impl Wire<'_> {
@@ -720,6 +723,8 @@ struct Handshake<'a> {
     step: HandshakeStep,
     user: String,
     capabilities: ClientCapabilities,
+    /// `connection_name` from the client's properties, as RabbitMQ's UI shows it.
+    connection_name: Option<String>,
     frame_max: u32,
     channel_max: u16,
     heartbeat: u16,
@@ -738,6 +743,7 @@ impl<'a> Handshake<'a> {
             step: HandshakeStep::Header,
             user: String::new(),
             capabilities: ClientCapabilities::default(),
+            connection_name: None,
             frame_max: settings.frame_max,
             channel_max: settings.channel_max,
             heartbeat: 0,
@@ -793,6 +799,12 @@ impl<'a> Handshake<'a> {
                         return Err(unexpected(&method, "connection.start-ok").into());
                     };
                     self.capabilities = client_capabilities(&start_ok.client_properties);
+                    self.connection_name = match start_ok.client_properties.get("connection_name") {
+                        Some(FieldValue::LongString(name)) => {
+                            Some(String::from_utf8_lossy(name).into_owned())
+                        }
+                        _ => None,
+                    };
                     self.user = authenticate(
                         &start_ok.mechanism,
                         &start_ok.response,
@@ -887,6 +899,7 @@ impl<'a> Handshake<'a> {
                         channel_max: self.channel_max,
                         heartbeat: self.heartbeat,
                         capabilities: self.capabilities,
+                        connection_name: self.connection_name.take(),
                     }));
                 }
             }
@@ -1093,6 +1106,7 @@ mod tests {
             channel_max: 2047,
             heartbeat,
             capabilities: ClientCapabilities::default(),
+            connection_name: None,
         };
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         let registration = crate::stats::Registry::new().open_connection(

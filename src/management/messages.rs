@@ -84,6 +84,7 @@ pub(super) async fn publish(
     caller: super::Caller,
     request: Request,
 ) -> Response {
+    let exchange_name = super::exchange_in_path(&exchange_name).to_string();
     let object = match permitted_body(
         &management,
         request,

@@ -271,6 +271,16 @@ fn json_response(status: StatusCode, value: &Value) -> Response {
         .into_response()
 }
 
+/// The exchange a path segment names: RabbitMQ's API calls the default exchange
+/// `amq.default`.
+fn exchange_in_path(name: &str) -> &str {
+    if name == "amq.default" {
+        ""
+    } else {
+        name
+    }
+}
+
 /// RabbitMQ's error shape.
 fn error(status: StatusCode, error: &str, reason: &str) -> Response {
     json_response(status, &json!({ "error": error, "reason": reason }))
@@ -721,7 +731,10 @@ async fn one_exchange(
 ) -> Response {
     let found = visible_vhost(&management, &caller, &vhost_name)
         .ok()
-        .and_then(|vhost| vhost.exchange(&name).ok().map(|exchange| (vhost, exchange)));
+        .and_then(|vhost| {
+            let exchange = vhost.exchange(exchange_in_path(&name)).ok()?;
+            Some((vhost, exchange))
+        });
     match found {
         Some((vhost, exchange)) => {
             json_response(StatusCode::OK, &exchange_json(&vhost.name, &exchange))
@@ -755,6 +768,17 @@ fn connection_json(node: &str, connection: &crate::stats::ConnectionStats) -> Va
         "ssl": matches!(connection.transport, "tls" | "wss"),
         "transport": connection.transport,
         "channels": connection.channel_count(),
+        // RabbitMQ's fields for the client's own name: MQTT's client id, AMQP's
+        // `connection_name` property.
+        "client_properties": if connection.protocol().is_mqtt() {
+            json!({ "client_id": identity.client })
+        } else if identity.client.is_empty() {
+            json!({})
+        } else {
+            json!({ "connection_name": identity.client })
+        },
+        "user_provided_name": (!connection.protocol().is_mqtt() && !identity.client.is_empty())
+            .then_some(&identity.client),
         "recv_oct": connection.bytes_in.get(),
         "send_oct": connection.bytes_out.get(),
         "recv_cnt": connection.reads.get(),

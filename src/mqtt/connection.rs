@@ -512,6 +512,7 @@ async fn accept_connect(
             user: user.clone(),
             vhost: vhost.name.clone(),
             connection: id.0,
+            client: client_id.clone(),
         });
     let client_receive_maximum = connect
         .properties

@@ -300,6 +300,9 @@ pub struct ConnectionIdentity {
     pub vhost: String,
     /// The core's id of the connection (what its consumers name as their owner).
     pub connection: u64,
+    /// The client's own name: the MQTT client id, or the AMQP `connection_name` client
+    /// property (empty when it sent none).
+    pub client: String,
 }
 
 /// One connection as the scrape sees it.
