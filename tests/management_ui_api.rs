@@ -150,5 +150,10 @@ async fn the_default_exchange_is_amq_default_in_paths() {
     );
     let exchange = json(api, "/api/exchanges/%2F/amq.default").await;
     assert_eq!(exchange["name"], "");
+    // The queue's counters, which the UI turns into rates.
+    let queue = json(api, "/api/queues/%2F/ui-default-exchange").await;
+    assert_eq!(queue["message_stats"]["publish"], 1, "{queue}");
+    assert_eq!(queue["message_stats"]["deliver_get"], 0, "{queue}");
+    assert_eq!(queue["type"], "classic");
     broker.shutdown().await;
 }

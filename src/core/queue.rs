@@ -595,6 +595,8 @@ pub struct QueueMetrics {
     pub counts: QueueCounts,
     /// Messages ever enqueued.
     pub published: u64,
+    /// Messages consumers and basic.get ever took.
+    pub delivered: u64,
     /// Body bytes of all messages in the queue.
     pub bytes: u64,
     /// Body bytes of unacknowledged messages.
@@ -1030,6 +1032,7 @@ impl Queue {
                 consumers: saturating_u32(state.consumers.len()),
             },
             published: stats.published,
+            delivered: state.taken,
             bytes: stats.bytes,
             unacked_bytes: stats.unacked_bytes,
             paged: stats.paged,

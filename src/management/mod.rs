@@ -576,7 +576,7 @@ fn queue_json(vhost: &str, node: &str, queue: &Queue) -> Value {
         "name": queue.name,
         "vhost": vhost,
         "node": node,
-        "type": "classic",
+        "type": if queue.is_quorum() { "quorum" } else { "classic" },
         "state": "running",
         "durable": queue.durable,
         "auto_delete": queue.auto_delete,
@@ -592,6 +592,11 @@ fn queue_json(vhost: &str, node: &str, queue: &Queue) -> Value {
         "message_bytes_paged_out": metrics.paged_bytes,
         "messages_paged_out": metrics.paged,
         "messages_persistent": metrics.persistent,
+        // Counters since the queue was created; the UI turns them into rates.
+        "message_stats": {
+            "publish": metrics.published,
+            "deliver_get": metrics.delivered,
+        },
         "policy": policy.as_ref().map(|p| p.name().to_string()),
         "effective_policy_definition": policy
             .as_ref()
