@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs warren's whole test suite: installs the Python client libraries the integration tests
-# drive (pika, paho-mqtt, celery) into a project-local virtual environment, .venv/, then runs every
-# Rust test in the workspace with WARREN_TEST_PYTHON pointing at that environment's interpreter.
+# drive (pika, paho-mqtt, celery, selenium) into a project-local virtual environment, .venv/, then
+# runs every Rust test in the workspace with WARREN_TEST_PYTHON pointing at that environment's
+# interpreter.
 #
 # A virtual environment rather than `pip install` into the system Python: Debian 12's system
 # Python refuses that (PEP 668, "externally managed"). Creating one needs the venv module with
@@ -25,7 +26,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/nu
   rm -rf "$venv"
   python3 -m venv "$venv"
 fi
-if ! cmp -s "$requirements" "$stamp" || ! "$venv/bin/python" -c 'import pika, paho.mqtt, celery' 2>/dev/null; then
+if ! cmp -s "$requirements" "$stamp" || ! "$venv/bin/python" -c 'import pika, paho.mqtt, celery, selenium' 2>/dev/null; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
   cp "$requirements" "$stamp"
 fi
