@@ -622,28 +622,45 @@ fn selected_vhosts(
     Some(vhosts)
 }
 
+/// The queues of the vhost named (or of every vhost the caller sees), by vhost then name,
+/// with their vhost's name; None when the named vhost does not exist or is not visible.
 fn queues_of(
     management: &Management,
     caller: &Caller,
     vhost_name: Option<&str>,
-) -> Option<Vec<Value>> {
-    let node = &management.identity.node;
+) -> Option<Vec<(String, Arc<Queue>)>> {
     let vhosts = selected_vhosts(management, caller, vhost_name)?;
+    // Direct reply-to needs no queue in RabbitMQ, so its lists show none; warren's hidden
+    // ones stay out of them too.
+    let reply_prefix = format!("{}.", crate::core::vhost::REPLY_TO);
     let mut queues = Vec::new();
     for vhost in vhosts {
         let mut listed: Vec<Arc<Queue>> = vhost.queues();
-        // Direct reply-to needs no queue in RabbitMQ, so its lists show none; warren's hidden
-        // ones stay out of them too.
-        let reply_prefix = format!("{}.", crate::core::vhost::REPLY_TO);
         listed.retain(|queue| !queue.name.starts_with(&reply_prefix));
         listed.sort_by(|a, b| a.name.cmp(&b.name));
-        queues.extend(
-            listed
-                .iter()
-                .map(|queue| queue_json(&vhost.name, node, queue)),
-        );
+        queues.extend(listed.into_iter().map(|queue| (vhost.name.clone(), queue)));
     }
     Some(queues)
+}
+
+/// A list of queues with RabbitMQ's list parameters; only the page's queues are serialised
+/// when the list is sorted by name (see [`listing::list_lazily`]).
+fn queue_list_response(
+    management: &Management,
+    queues: Vec<(String, Arc<Queue>)>,
+    query: &HashMap<String, String>,
+) -> Response {
+    let node = &management.identity.node;
+    let listed = listing::list_lazily(
+        queues,
+        query,
+        |(_, queue)| queue.name.as_str(),
+        |(vhost, queue)| queue_json(vhost, node, queue),
+    );
+    match listed {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(listing::BadRequest(reason)) => error(StatusCode::BAD_REQUEST, "bad_request", &reason),
+    }
 }
 
 /// A list answer after RabbitMQ's list parameters; 400 for bad ones.
@@ -660,7 +677,7 @@ async fn all_queues(
     caller: Caller,
 ) -> Response {
     let queues = queues_of(&management, &caller, None).unwrap_or_default();
-    list_response(queues, &query)
+    queue_list_response(&management, queues, &query)
 }
 
 async fn vhost_queues(
@@ -670,7 +687,7 @@ async fn vhost_queues(
     caller: Caller,
 ) -> Response {
     match queues_of(&management, &caller, Some(&vhost)) {
-        Some(queues) => list_response(queues, &query),
+        Some(queues) => queue_list_response(&management, queues, &query),
         None => error(StatusCode::NOT_FOUND, "Object Not Found", "Not Found"),
     }
 }
