@@ -57,6 +57,7 @@ async fn mqtt_sessions_retained_messages_and_counters_are_listed() {
     device
         .subscribe("ui/+/temp", rumqttc::QoS::AtLeastOnce)
         .await;
+    device.subscribe("ui/+/hum", rumqttc::QoS::AtMostOnce).await;
     device
         .publish("ui/kitchen/temp", rumqttc::QoS::AtLeastOnce, true, "21.5")
         .await;
@@ -71,8 +72,14 @@ async fn mqtt_sessions_retained_messages_and_counters_are_listed() {
         .unwrap_or_else(|| panic!("no session {client_id}: {sessions}"));
     assert_eq!(session["online"], true);
     assert_eq!(session["vhost"], "/");
-    assert_eq!(session["subscriptions"][0]["filter"], "ui/+/temp");
-    assert_eq!(session["subscriptions"][0]["qos"], 1);
+    let filters: Vec<&str> = session["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["filter"].as_str())
+        .collect();
+    assert!(filters.contains(&"ui/+/temp"), "{session}");
+    assert!(filters.contains(&"ui/+/hum"), "{session}");
 
     let retained = json(api, "/api/mqtt/retained").await;
     let message = retained
@@ -102,21 +109,39 @@ async fn mqtt_sessions_retained_messages_and_counters_are_listed() {
 
     // Offline, the session stays listed with what waits for it.
     device.kill().await;
-    within("the session to go offline", async {
+    let offline = within("the session to go offline", async {
         loop {
             let sessions = json(api, "/api/mqtt/sessions").await;
             let offline = sessions
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|s| s["client_id"] == client_id.as_str() && s["online"] == false);
-            if offline {
-                break;
+                .find(|s| s["client_id"] == client_id.as_str() && s["online"] == false)
+                .cloned();
+            if let Some(offline) = offline {
+                break offline;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
+    // Each subscription with the QoS it was granted, from the session's record.
+    let granted: Vec<(String, u64)> = offline["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["filter"].as_str().unwrap().to_string(),
+                s["qos"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        granted,
+        [("ui/+/hum".to_string(), 0), ("ui/+/temp".to_string(), 1)],
+        "{offline}"
+    );
     broker.shutdown().await;
 }
 

@@ -223,8 +223,9 @@ pub(crate) struct SessionSummary {
     pub(crate) client_id: String,
     /// Whether its client is connected.
     pub(crate) online: bool,
-    /// Its subscriptions' topic filters, from its queues' bindings to the MQTT exchange, with
-    /// the QoS of the queue (0 or 1).
+    /// Its subscriptions' topic filters with their QoS: from the session's record when it is
+    /// offline; while online, from its queues' bindings to the MQTT exchange, with the QoS of
+    /// the queue (0 or 1).
     pub(crate) subscriptions: Vec<(String, u8)>,
     /// Messages waiting in its queues (ready and unacknowledged).
     pub(crate) queued: u64,
@@ -234,7 +235,7 @@ impl Shared {
     /// Every session, online and offline, with its subscriptions and queued messages.
     pub(crate) fn session_summaries(&self) -> Vec<SessionSummary> {
         let mut summaries = Vec::new();
-        for (vhost_name, client_id, online) in self.sessions.list() {
+        for (vhost_name, client_id, online, stored) in self.sessions.list() {
             let mut summary = SessionSummary {
                 vhost: vhost_name.clone(),
                 client_id: client_id.clone(),
@@ -264,6 +265,11 @@ impl Shared {
                         }
                     }
                 }
+            }
+            // An offline session's own record has each subscription's granted QoS (its queues
+            // only say which queue a filter feeds).
+            if let Some(stored) = stored {
+                summary.subscriptions = stored;
             }
             summary.subscriptions.sort();
             summaries.push(summary);

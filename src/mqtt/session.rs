@@ -197,18 +197,28 @@ impl Sessions {
         offline
     }
 
-    /// Every session as (vhost, client id, whether its client is connected), for listings.
-    pub(crate) fn list(&self) -> Vec<(String, String, bool)> {
+    /// Every session as (vhost, client id, whether its client is connected, and for one that
+    /// is not its stored subscriptions as (filter, QoS)), for listings.
+    #[allow(clippy::type_complexity)] // A listing row, used once.
+    pub(crate) fn list(&self) -> Vec<(String, String, bool, Option<Vec<(String, u8)>>)> {
         self.slots
             .lock()
             .iter()
             .filter(|(_, slot)| slot.active.is_some() || slot.stored.is_some())
             .map(|(key, slot)| {
                 let (vhost, client_id) = key.split_once('\u{0}').unwrap_or(("", key));
+                let stored = slot.stored.as_ref().map(|state| {
+                    state
+                        .subscriptions
+                        .iter()
+                        .map(|(filter, subscription)| (filter.clone(), subscription.qos as u8))
+                        .collect()
+                });
                 (
                     vhost.to_string(),
                     client_id.to_string(),
                     slot.active.is_some(),
+                    stored,
                 )
             })
             .collect()
