@@ -91,6 +91,17 @@ async fn mqtt_sessions_retained_messages_and_counters_are_listed() {
     assert_eq!(message["payload"], "21.5");
     assert_eq!(message["payload_bytes"], 4);
 
+    // The topic published to is among the recent traffic.
+    let topics = json(api, "/api/mqtt/topics").await;
+    assert!(
+        topics
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["topic"] == "ui/kitchen/temp" && t["seconds_ago"].as_f64().is_some()),
+        "{topics}"
+    );
+
     let connections = json(api, "/api/connections").await;
     let row = connections
         .as_array()

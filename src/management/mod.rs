@@ -240,6 +240,7 @@ pub(crate) async fn serve(
         .route("/api/nodes", get(health::nodes))
         .route("/api/mqtt/sessions", get(mqtt_sessions))
         .route("/api/mqtt/retained", get(mqtt_retained))
+        .route("/api/mqtt/topics", get(mqtt_topics))
         .route("/api/nodes/{name}", get(health::node))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -990,4 +991,18 @@ async fn mqtt_retained(State(management): State<Arc<Management>>, caller: Caller
         })
         .collect();
     json_response(StatusCode::OK, &Value::Array(retained))
+}
+
+/// warren's own: the topics MQTT clients published to lately (up to 2,000, newest first),
+/// with the seconds since the last publish, in the vhosts the caller sees.
+async fn mqtt_topics(State(management): State<Arc<Management>>, caller: Caller) -> Response {
+    let topics: Vec<Value> = management
+        .mqtt
+        .recent_topics
+        .list()
+        .into_iter()
+        .filter(|(vhost, ..)| caller.sees_vhost(&management, vhost))
+        .map(|(vhost, topic, age)| json!({ "vhost": vhost, "topic": topic, "seconds_ago": age }))
+        .collect();
+    json_response(StatusCode::OK, &Value::Array(topics))
 }

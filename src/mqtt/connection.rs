@@ -81,6 +81,9 @@ pub(super) struct Publishing {
     pub(super) flow: crate::listener::Flow,
     /// PUBACKs sent while processing the current burst of input (see `start_input_burst`).
     pub(super) pubacks_this_burst: usize,
+    /// The routing key of the last publish, so [`super::RecentTopics`] hears of a topic only
+    /// when the publisher changes topics (a device publishing to one topic costs a compare).
+    pub(super) last_topic: crate::core::ShortString,
 }
 
 /// Topic aliases (MQTT 5) of one connection.

@@ -227,6 +227,12 @@ impl MqttConnection {
     /// when it was persisted.
     fn route(&mut self, message: Message) -> Published {
         let publishing = self.publishing.get_or_insert_with(Box::default);
+        if publishing.last_topic != message.routing_key {
+            publishing.last_topic = message.routing_key.clone();
+            self.shared
+                .recent_topics
+                .note(&self.vhost.name, &message.routing_key);
+        }
         let published =
             publish_to_core(&self.shared, &self.vhost, message, &mut publishing.targets);
         let consumers = self.delivering.as_ref().map(|d| &d.consumers);

@@ -24,6 +24,7 @@ mod session;
 mod subscriptions;
 mod translate;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +95,56 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// The metrics registry (wills published).
     pub(crate) stats: Arc<crate::stats::Registry>,
+    /// Topics published to lately, for the management UI's topic tree.
+    pub(crate) recent_topics: RecentTopics,
+}
+
+/// Topics MQTT clients published to lately, by (vhost, routing key), with when they were last
+/// heard of: what the management UI draws its topic tree of recent traffic from. Bounded: past
+/// [`RecentTopics::CAPACITY`] topics, the older half is forgotten.
+#[derive(Debug, Default)]
+pub(crate) struct RecentTopics(parking_lot::Mutex<HashMap<(String, String), std::time::Instant>>);
+
+impl RecentTopics {
+    /// Most topics remembered.
+    const CAPACITY: usize = 2000;
+
+    /// Notes a publish to `routing_key` in `vhost`.
+    fn note(&self, vhost: &str, routing_key: &str) {
+        let now = std::time::Instant::now();
+        let mut topics = self.0.lock();
+        if let Some(seen) = topics.get_mut(&(vhost.to_string(), routing_key.to_string())) {
+            *seen = now;
+            return;
+        }
+        if topics.len() >= Self::CAPACITY {
+            let mut seen: Vec<std::time::Instant> = topics.values().copied().collect();
+            let middle = seen.len() / 2;
+            let (_, cut, _) = seen.select_nth_unstable(middle);
+            let cut = *cut;
+            topics.retain(|_, at| *at > cut);
+        }
+        topics.insert((vhost.to_string(), routing_key.to_string()), now);
+    }
+
+    /// The topics (MQTT form) of `vhost`-filtered traffic, newest first, with seconds since
+    /// each was last published to.
+    pub(crate) fn list(&self) -> Vec<(String, String, f64)> {
+        let mut list: Vec<(String, String, f64)> = self
+            .0
+            .lock()
+            .iter()
+            .map(|((vhost, key), at)| {
+                (
+                    vhost.clone(),
+                    translate::routing_key_to_topic(key),
+                    at.elapsed().as_secs_f64(),
+                )
+            })
+            .collect();
+        list.sort_by(|a, b| a.2.total_cmp(&b.2));
+        list
+    }
 }
 
 /// What the MQTT side holds outside connections, for the metrics.
@@ -126,6 +177,7 @@ impl Mqtt {
     ) -> Mqtt {
         let shared = Arc::new(Shared {
             stats,
+            recent_topics: RecentTopics::default(),
             core,
             settings,
             sessions: session::Sessions::default(),

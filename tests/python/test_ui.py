@@ -464,6 +464,9 @@ def step_mqtt(ui, host, mqtt_port):
     tree = ui.text("#mqtt-topic-tree")
     if "sensors" not in tree or "kitchen" not in tree:
         raise StepFailed("#mqtt-topic-tree does not show sensors/kitchen: %r" % tree)
+    # Recent traffic: the device's publish shows on its topic.
+    if not ui.els('#mqtt-topic-tree li[data-path="%s"] .badge.recent' % TOPIC):
+        raise StepFailed("#mqtt-topic-tree shows no recent publish on %s: %r" % (TOPIC, tree))
     ui.screenshot("mqtt")
     return device
 

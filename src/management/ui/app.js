@@ -44,6 +44,8 @@
   // ---------------------------------------------------------------- formatting
   const numberFormat = new Intl.NumberFormat("en-US");
   const fmt = (n) => (n === null || n === undefined || Number.isNaN(Number(n)) ? "–" : numberFormat.format(n));
+  // "12 s ago", "3 min ago": how long since a topic was published to.
+  const ago = (seconds) => (seconds < 60 ? `${Math.round(seconds)} s ago` : seconds < 3600 ? `${Math.round(seconds / 60)} min ago` : `${Math.round(seconds / 3600)} h ago`);
   function fmtRate(r) {
     if (r === null || r === undefined || !Number.isFinite(r)) return "–";
     return (r < 10 && r !== 0 ? r.toFixed(1) : numberFormat.format(Math.round(r))) + "/s";
@@ -1152,22 +1154,23 @@
         el("div", { class: "grid2" },
           el("section", { class: "card" }, el("h2", { text: "Retained messages" }), retained.wrap),
           el("section", { class: "card", "aria-labelledby": "tree-heading" }, el("h2", { id: "tree-heading", text: "Topic tree" }),
-            el("p", { class: "muted", text: "Levels of retained topics and subscription filters." }), tree)),
+            el("p", { class: "muted", text: "Levels of topics published to lately, retained topics and subscription filters." }), tree)),
       );
-      function renderTree(retainedList, sessionList) {
+      function renderTree(retainedList, sessionList, recentList) {
         const root = { children: new Map() };
         const nodeAt = (topic) => {
           let n = root;
           const levels = topic.split("/");
           levels.forEach((level, i) => {
-            if (!n.children.has(level)) n.children.set(level, { level, path: levels.slice(0, i + 1).join("/"), children: new Map(), retained: [], subs: [] });
+            if (!n.children.has(level)) n.children.set(level, { level, path: levels.slice(0, i + 1).join("/"), children: new Map(), retained: [], subs: [], recent: [] });
             n = n.children.get(level);
           });
           return n;
         };
         for (const r of retainedList) nodeAt(r.topic).retained.push(r);
+        for (const t of recentList) nodeAt(t.topic).recent.push(t);
         for (const s of sessionList) for (const sub of s.subscriptions || []) nodeAt(sub.filter).subs.push({ client: s.client_id, qos: sub.qos, vhost: s.vhost });
-        const sig = JSON.stringify([retainedList.map((r) => [r.vhost, r.topic, r.payload_bytes, r.qos]), sessionList.map((s) => [s.client_id, s.subscriptions])]);
+        const sig = JSON.stringify([retainedList.map((r) => [r.vhost, r.topic, r.payload_bytes, r.qos]), sessionList.map((s) => [s.client_id, s.subscriptions]), recentList.map((t) => [t.vhost, t.topic, Math.round(t.seconds_ago / 10)])]);
         if (sig === treeSig) return;
         treeSig = sig;
         const build = (n) => {
@@ -1178,6 +1181,7 @@
             const badges = [];
             for (const r of child.retained) badges.push(el("span", { class: "badge retained", title: r.payload, text: `retained ${fmt(r.payload_bytes)} B, QoS ${r.qos}${r.vhost !== "/" ? `, vhost ${r.vhost}` : ""}` }));
             for (const s of child.subs) badges.push(el("span", { class: "badge sub", text: `${s.client} QoS ${s.qos}${s.vhost !== "/" ? `, vhost ${s.vhost}` : ""}` }));
+            for (const t of child.recent) badges.push(el("span", { class: "badge recent", text: `published ${ago(t.seconds_ago)}${t.vhost !== "/" ? `, vhost ${t.vhost}` : ""}` }));
             const li = el("li", { "data-path": child.path, role: "treeitem" });
             if (child.children.size) {
               const details = el("details", { open: openState.has(child.path) ? openState.get(child.path) : true },
@@ -1191,13 +1195,14 @@
           }
           return ul;
         };
-        tree.replaceChildren(root.children.size ? build(root) : el("p", { class: "empty", text: "No retained topics or subscriptions" }));
+        tree.replaceChildren(root.children.size ? build(root) : el("p", { class: "empty", text: "No recent traffic, retained topics or subscriptions" }));
       }
       return async () => {
-        const [ss, rr, cc] = await Promise.all([
+        const [ss, rr, cc, tt] = await Promise.all([
           api("GET", "/mqtt/sessions"),
           api("GET", "/mqtt/retained"),
           api("GET", "/connections" + query({ page: 1, page_size: 500 })).catch(() => null),
+          api("GET", "/mqtt/topics").catch(() => []),
         ]);
         if (!ctx.alive) return;
         const match = (s) => !filterText || s.toLowerCase().includes(filterText);
@@ -1213,7 +1218,8 @@
           const mqtt = (cc.items || []).filter((c) => /^MQTT/i.test(c.protocol || "") && (match(clientOf(c)) || match(c.name)));
           conns.update(withConnectionRates(mqtt, tracker));
         }
-        renderTree(retainedList.slice(0, 2000), sessionList.slice(0, 2000));
+        const recentList = (tt || []).filter((t) => match(t.topic));
+        renderTree(retainedList.slice(0, 2000), sessionList.slice(0, 2000), recentList.slice(0, 2000));
       };
     },
   };
