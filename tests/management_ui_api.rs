@@ -117,6 +117,17 @@ async fn mqtt_sessions_retained_messages_and_counters_are_listed() {
     assert!(mqtt["deliver_get"].as_u64().unwrap() >= 1, "{overview}");
     assert!(overview["message_stats"]["publish"].as_u64().unwrap() >= 1);
     assert!(overview["uptime"].as_u64().is_some());
+    let mqtt_objects = &overview["object_totals_by_protocol"]["mqtt"];
+    assert_eq!(mqtt_objects["connections"], 1, "{overview}");
+    assert!(mqtt_objects["queues"].as_u64().unwrap() >= 1, "{overview}");
+    assert!(
+        mqtt_objects["consumers"].as_u64().unwrap() >= 1,
+        "{overview}"
+    );
+    assert_eq!(
+        overview["object_totals_by_protocol"]["amqp"]["connections"], 0,
+        "{overview}"
+    );
 
     // Offline, the session stays listed with what waits for it.
     device.kill().await;

@@ -477,6 +477,9 @@ async fn whoami(request: Request) -> Response {
 
 async fn overview(State(management): State<Arc<Management>>) -> Response {
     let (mut ready, mut unacked, mut queues, mut consumers, mut exchanges) = (0u64, 0u64, 0, 0, 0);
+    // Per protocol family: MQTT's queues are its sessions' (and shared subscriptions'),
+    // named as RabbitMQ's MQTT plugin names them; their consumers are subscriptions.
+    let (mut mqtt_queues, mut mqtt_consumers) = (0u64, 0u64);
     for vhost in management.core.vhosts() {
         exchanges += vhost.exchanges().len();
         for queue in vhost.queues() {
@@ -485,10 +488,20 @@ async fn overview(State(management): State<Arc<Management>>) -> Response {
             ready += u64::from(counts.ready);
             unacked += u64::from(counts.unacked);
             consumers += u64::from(counts.consumers);
+            if queue.name.starts_with("mqtt-subscription-")
+                || queue.name.starts_with("mqtt-shared-")
+            {
+                mqtt_queues += 1;
+                mqtt_consumers += u64::from(counts.consumers);
+            }
         }
     }
     let connections = management.stats.connections();
     let channels: usize = connections.iter().map(|c| c.channel_count()).sum();
+    let mqtt_connections = connections
+        .iter()
+        .filter(|connection| connection.protocol().is_mqtt())
+        .count();
     let node = &management.identity.node;
     let listeners: Vec<Value> = management
         .listeners
@@ -557,6 +570,20 @@ async fn overview(State(management): State<Arc<Management>>) -> Response {
                 "consumers": consumers,
             },
             "listeners": listeners,
+            "object_totals_by_protocol": {
+                "amqp": {
+                    "connections": connections.len() - mqtt_connections,
+                    "channels": channels,
+                    "queues": queues as u64 - mqtt_queues,
+                    "consumers": consumers - mqtt_consumers,
+                },
+                "mqtt": {
+                    "connections": mqtt_connections,
+                    "channels": 0,
+                    "queues": mqtt_queues,
+                    "consumers": mqtt_consumers,
+                },
+            },
             "message_stats": stats_json(&all),
             "message_stats_by_protocol": {
                 "amqp": stats_json(&amqp),

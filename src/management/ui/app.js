@@ -506,6 +506,8 @@
         connections: stat("connections", "Connections"),
         amqp: stat("connections-amqp", "AMQP connections"),
         mqtt: stat("connections-mqtt", "MQTT connections"),
+        amqpQueues: stat("queues-amqp", "AMQP queues / consumers"),
+        mqttQueues: stat("queues-mqtt", "MQTT session queues / subscriptions"),
         channels: stat("channels", "Channels"),
         exchanges: stat("exchanges", "Exchanges"),
         queues: stat("queues", "Queues"),
@@ -585,7 +587,13 @@
         s.messages.textContent = fmt(qt.messages);
         s.ready.textContent = fmt(qt.messages_ready);
         s.unacked.textContent = fmt(qt.messages_unacknowledged);
-        if (conns) {
+        const byProtocol = ov.object_totals_by_protocol;
+        if (byProtocol) {
+          s.amqp.textContent = fmt(byProtocol.amqp.connections);
+          s.mqtt.textContent = fmt(byProtocol.mqtt.connections);
+          s.amqpQueues.textContent = `${fmt(byProtocol.amqp.queues)} / ${fmt(byProtocol.amqp.consumers)}`;
+          s.mqttQueues.textContent = `${fmt(byProtocol.mqtt.queues)} / ${fmt(byProtocol.mqtt.consumers)}`;
+        } else if (conns) {
           const items = conns.items || [];
           const mqtt = items.filter((c) => /^MQTT/i.test(c.protocol || "")).length;
           const partial = conns.total_count > items.length ? " (first 500)" : "";
