@@ -9,23 +9,14 @@ mod common;
 use std::net::SocketAddr;
 
 use common::http::{get, get_as};
-use common::{External, TestBroker};
+use common::TestBroker;
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use serde_json::Value;
 
 async fn broker() -> (TestBroker, SocketAddr) {
-    let broker = TestBroker::options()
-        .external(External::Never)
-        .config(|config| config.management_port = Some(0))
-        .start()
-        .await;
-    let address = broker
-        .in_process()
-        .management_addr()
-        .expect("the management listener is on");
-    (broker, address)
+    common::broker_with_management().await
 }
 
 async fn json_as_guest(api: SocketAddr, path: &str) -> (u16, Value) {

@@ -10,17 +10,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mqtt_support::common::http::{get, get_as, send_as};
-use mqtt_support::{unique_id, within, Client3, External, TestBroker};
+use mqtt_support::{unique_id, within, Client3, TestBroker};
 use serde_json::Value;
 
 async fn broker() -> (TestBroker, SocketAddr) {
-    let broker = TestBroker::options()
-        .external(External::Never)
-        .config(|config| config.management_port = Some(0))
-        .start()
-        .await;
-    let api = broker.in_process().management_addr().unwrap();
-    (broker, api)
+    mqtt_support::common::broker_with_management().await
 }
 
 async fn json(api: SocketAddr, path: &str) -> Value {

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{External, TestBroker};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use warren::core::{ConnectionId, QueueDeclare};
@@ -76,15 +75,7 @@ async fn management_ui_in_a_headless_browser() {
     require_browser();
     common::python::require_modules(&["selenium", "pika", "paho.mqtt"]).await;
 
-    let broker = TestBroker::options()
-        .external(External::Never)
-        .config(|config| config.management_port = Some(0))
-        .start()
-        .await;
-    let management = broker
-        .in_process()
-        .management_addr()
-        .expect("the management listener is on");
+    let (broker, management) = common::broker_with_management().await;
     let shots = screenshot_dir();
     std::fs::create_dir_all(&shots).unwrap_or_else(|e| panic!("create {}: {e}", shots.display()));
     for entry in std::fs::read_dir(&shots).unwrap().flatten() {

@@ -36,6 +36,21 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 /// How long any single step may take before the test fails.
 pub(crate) const STEP: Duration = Duration::from_secs(10);
 
+/// An in-process broker (never an external one: the management API is warren's) with the
+/// management listener on an ephemeral port, and that listener's address.
+pub(crate) async fn broker_with_management() -> (TestBroker, std::net::SocketAddr) {
+    let broker = TestBroker::options()
+        .external(External::Never)
+        .config(|config| config.management_port = Some(0))
+        .start()
+        .await;
+    let address = broker
+        .in_process()
+        .management_addr()
+        .expect("the management listener is on");
+    (broker, address)
+}
+
 /// Awaits `future`, failing the test with `what` if it takes longer than [`STEP`].
 pub(crate) async fn within<F: Future>(what: &str, future: F) -> F::Output {
     within_for(STEP, what, future).await
