@@ -265,7 +265,6 @@ impl Mqtt {
     }
 }
 
-/// Serves one accepted connection (any transport: TCP, TLS, WebSocket) until it closes.
 /// One MQTT session as the management API lists it.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionSummary {
@@ -286,6 +285,8 @@ pub(crate) struct SessionSummary {
 impl Shared {
     /// Every session, online and offline, with its subscriptions and queued messages.
     pub(crate) fn session_summaries(&self) -> Vec<SessionSummary> {
+        // Each vhost's MQTT bindings are read once, by queue, not once per session.
+        let mut filters_by_vhost: HashMap<String, HashMap<usize, Vec<String>>> = HashMap::new();
         let mut summaries = Vec::new();
         for (vhost_name, client_id, online, stored) in self.sessions.list() {
             let mut summary = SessionSummary {
@@ -296,7 +297,9 @@ impl Shared {
                 queued: 0,
             };
             if let Some(vhost) = self.core.vhost(&vhost_name) {
-                let exchange = vhost.exchange(&self.settings.exchange).ok();
+                let filters = filters_by_vhost
+                    .entry(vhost_name.clone())
+                    .or_insert_with(|| self.filters_by_queue(&vhost));
                 for (qos, persistent) in [(0u8, false), (1u8, true)] {
                     let name = connection::session_queue_name(&client_id, persistent);
                     let Some(queue) = vhost.find_queue(&name) else {
@@ -304,17 +307,9 @@ impl Shared {
                     };
                     let counts = queue.counts();
                     summary.queued += u64::from(counts.ready) + u64::from(counts.unacked);
-                    for binding in exchange.iter().flat_map(|e| e.bindings()) {
-                        if let crate::core::exchange::Destination::Queue(bound) =
-                            &binding.destination
-                        {
-                            if Arc::ptr_eq(bound, &queue) {
-                                summary.subscriptions.push((
-                                    translate::routing_key_to_topic(&binding.routing_key),
-                                    qos,
-                                ));
-                            }
-                        }
+                    let key = Arc::as_ptr(&queue) as usize;
+                    for filter in filters.get(&key).into_iter().flatten() {
+                        summary.subscriptions.push((filter.clone(), qos));
                     }
                 }
             }
@@ -328,6 +323,24 @@ impl Shared {
         }
         summaries.sort_by(|a, b| (&a.vhost, &a.client_id).cmp(&(&b.vhost, &b.client_id)));
         summaries
+    }
+
+    /// The MQTT topic filters bound to each queue of `vhost` through the MQTT exchange, by the
+    /// queue's address.
+    fn filters_by_queue(&self, vhost: &crate::core::Vhost) -> HashMap<usize, Vec<String>> {
+        let mut filters: HashMap<usize, Vec<String>> = HashMap::new();
+        let Ok(exchange) = vhost.exchange(&self.settings.exchange) else {
+            return filters;
+        };
+        for binding in exchange.bindings() {
+            if let crate::core::exchange::Destination::Queue(queue) = &binding.destination {
+                filters
+                    .entry(Arc::as_ptr(queue) as usize)
+                    .or_default()
+                    .push(translate::routing_key_to_topic(&binding.routing_key));
+            }
+        }
+        filters
     }
 
     /// Every retained message as (vhost, topic, QoS, body).
@@ -350,6 +363,7 @@ impl Shared {
     }
 }
 
+/// Serves one accepted connection (any transport: TCP, TLS, WebSocket) until it closes.
 pub(crate) fn serve(
     accepted: crate::listener::Accepted,
     shared: Arc<Shared>,
