@@ -391,3 +391,66 @@ async fn immediate_publish_is_not_implemented() {
     .await;
     broker.shutdown().await;
 }
+
+/// A content header announcing a 4 GiB body is refused at once (RabbitMQ 3.10: 406
+/// PRECONDITION_FAILED, the message is larger than `max_message_size`, 128 MiB), instead of the
+/// broker waiting for, or buffering toward, the announced size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_announced_larger_than_the_maximum_message_size_is_refused() {
+    let broker = TestBroker::start().await;
+    with_bystander(&broker, |addr| async move {
+        let mut conn = RawConnection::open(addr, 131_072).await;
+        conn.open_channel(1).await;
+        conn.send(&raw::basic_publish(1, "", "nowhere")).await;
+        conn.send(&raw::content_header(1, 4 << 30)).await;
+        match conn.read_close().await {
+            Outcome::ChannelClose(channel, close) => {
+                assert_eq!(channel, 1);
+                assert_eq!(close.reply_code, 406, "{close:?}");
+                assert_close(&close, "PRECONDITION_FAILED", (60, 40));
+            }
+            other => panic!("expected channel.close 406, got {other:?}"),
+        }
+    })
+    .await;
+    broker.shutdown().await;
+}
+
+/// A field table nested 10,000 deep in queue.declare's arguments is refused with a connection
+/// error (the decoder stops at a fixed depth rather than recursing 10,000 times), and only that
+/// connection goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_nested_ten_thousand_deep_is_refused() {
+    let broker = TestBroker::start().await;
+    with_bystander(&broker, |addr| async move {
+        // Innermost: an empty table; each level wraps it as {"a": F<table>}.
+        let mut table = 0u32.to_be_bytes().to_vec();
+        for _ in 0..10_000 {
+            let mut entry = vec![1u8, b'a', b'F'];
+            entry.extend_from_slice(&table);
+            let mut wrapped = (entry.len() as u32).to_be_bytes().to_vec();
+            wrapped.extend_from_slice(&entry);
+            table = wrapped;
+        }
+        let mut payload = raw::Args::method(50, 10)
+            .short(0)
+            .shortstr("deep")
+            .octet(0)
+            .build();
+        payload.extend_from_slice(&table);
+        let mut conn = RawConnection::open(addr, 131_072).await;
+        conn.open_channel(1).await;
+        conn.send(&raw::frame(FRAME_METHOD, 1, &payload)).await;
+        match conn.read_close().await {
+            Outcome::ConnectionClose(close) => {
+                assert!(
+                    [501, 502, 503].contains(&close.reply_code),
+                    "expected a frame, syntax or command error: {close:?}"
+                );
+            }
+            other => panic!("expected connection.close, got {other:?}"),
+        }
+    })
+    .await;
+    broker.shutdown().await;
+}
