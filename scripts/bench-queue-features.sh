@@ -184,6 +184,10 @@ mkdir -p "$TMP/res"
 declare -A PID  # broker -> PID
 declare -A AMQP # broker -> host:port
 RABBIT_ENV=()
+# Debian's rabbitmqctl wrapper re-runs itself as the rabbitmq user through su, which drops
+# ERL_EPMD_PORT, so the stop command may start an epmd on the default port 4369. One that was
+# not running before this script is ended with the node.
+DEFAULT_EPMD_BEFORE="$(listener_pid 4369)"
 RABBIT_NODE=""
 RABBIT_EPMD_PORT=""
 
@@ -212,6 +216,11 @@ stop() {
     if [[ "$1" == rabbitmq && -n "$RABBIT_EPMD_PORT" ]]; then
         # The node started an epmd of its own on that port: end it too.
         epmd -port "$RABBIT_EPMD_PORT" -kill >/dev/null 2>&1 || true
+        local default_epmd
+        default_epmd="$(listener_pid 4369)"
+        if [[ -z "$DEFAULT_EPMD_BEFORE" && -n "$default_epmd" ]]; then
+            kill "$default_epmd" 2>/dev/null || true
+        fi
     fi
     PID[$1]=""
 }
