@@ -454,3 +454,35 @@ async fn a_table_nested_ten_thousand_deep_is_refused() {
     .await;
     broker.shutdown().await;
 }
+
+/// Every channel the connection may have (the negotiated channel_max, 2047) opened at once, then
+/// one more: the extra one is a connection error, the 2047 were served, and only that
+/// connection goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_more_channels_than_channel_max_is_a_connection_error() {
+    let broker = TestBroker::start().await;
+    with_bystander(&broker, |addr| async move {
+        let mut conn = RawConnection::open(addr, 131_072).await;
+        let mut opens = Vec::new();
+        for channel in 1..=2047u16 {
+            opens.extend_from_slice(&raw::channel_open(channel));
+        }
+        conn.send(&opens).await;
+        for _ in 1..=2047u16 {
+            let ok = conn.read_frame().await.expect("channel.open-ok");
+            assert_eq!(ok.method_id(), Some((20, 11)), "expected channel.open-ok");
+        }
+        conn.send(&raw::channel_open(2048)).await;
+        match conn.read_close().await {
+            Outcome::ConnectionClose(close) => {
+                assert!(
+                    [504, 530].contains(&close.reply_code),
+                    "expected CHANNEL_ERROR or NOT_ALLOWED: {close:?}"
+                );
+            }
+            other => panic!("expected connection.close, got {other:?}"),
+        }
+    })
+    .await;
+    broker.shutdown().await;
+}
