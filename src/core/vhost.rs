@@ -68,6 +68,18 @@ pub struct QueueDeclared {
     pub consumer_count: u32,
 }
 
+impl QueueDeclared {
+    /// The answer for `queue` as it stands now.
+    fn of(queue: Arc<Queue>) -> QueueDeclared {
+        let counts = queue.counts();
+        QueueDeclared {
+            queue,
+            message_count: counts.ready,
+            consumer_count: counts.consumers,
+        }
+    }
+}
+
 /// What became of a published message.
 #[derive(Debug)]
 pub enum Routed {
@@ -199,6 +211,11 @@ impl Vhost {
             }
         }
         vhost
+    }
+
+    /// Counts one queue declaration, creation or deletion for the metrics.
+    fn count(&self, counter: usize) {
+        self.churn[counter].fetch_add(1, Ordering::Relaxed);
     }
 
     fn no_exchange(&self, name: &str) -> CoreError {
@@ -397,20 +414,11 @@ impl Vhost {
         declare: QueueDeclare,
         owner: ConnectionId,
     ) -> CoreResult<QueueDeclared> {
-        let declared = |queue: Arc<Queue>| {
-            let counts = queue.counts();
-            QueueDeclared {
-                queue,
-                message_count: counts.ready,
-                consumer_count: counts.consumers,
-            }
-        };
-        let count = |counter: usize| self.churn[counter].fetch_add(1, Ordering::Relaxed);
         if declare.passive {
             // A passive declare of an empty name refers to nothing (RabbitMQ answers 404).
-            let found = self.queue(&declare.name, owner).map(declared);
+            let found = self.queue(&declare.name, owner).map(QueueDeclared::of);
             if found.is_ok() {
-                count(DECLARED);
+                self.count(DECLARED);
             }
             return found;
         }
@@ -459,24 +467,15 @@ impl Vhost {
         declare: QueueDeclare,
         owner: ConnectionId,
     ) -> CoreResult<QueueDeclared> {
-        let declared = |queue: Arc<Queue>| {
-            let counts = queue.counts();
-            QueueDeclared {
-                queue,
-                message_count: counts.ready,
-                consumer_count: counts.consumers,
-            }
-        };
-        let count = |counter: usize| self.churn[counter].fetch_add(1, Ordering::Relaxed);
         let mut queues = self.queues.write();
         if let Some(existing) = queues.get(&name) {
             self.check_owner(existing, owner)?;
             self.check_queue_equivalent(existing, &declare)?;
-            count(DECLARED);
+            self.count(DECLARED);
             let existing = existing.clone();
             drop(queues);
             existing.touch();
-            return Ok(declared(existing));
+            return Ok(QueueDeclared::of(existing));
         }
         // Exclusive queues die with their connection, so they are never persisted.
         let store = match (&self.store, declare.durable && !declare.exclusive) {
@@ -501,8 +500,8 @@ impl Vhost {
         queues.insert(name.clone(), queue.clone());
         drop(queues);
         queue.set_policy(policy::effective(&self.policies.read(), true, &name));
-        count(DECLARED);
-        count(CREATED);
+        self.count(DECLARED);
+        self.count(CREATED);
         // Every queue is bound to the default exchange under its own name.
         if let Ok(default) = self.exchange("") {
             default.bind(Binding {
@@ -514,7 +513,7 @@ impl Vhost {
         if queue.store_key().is_some() {
             self.persist_definitions();
         }
-        Ok(declared(queue))
+        Ok(QueueDeclared::of(queue))
     }
 
     fn server_queue_name(&self) -> String {
@@ -614,7 +613,7 @@ impl Vhost {
     }
 
     fn forget_queue(&self, queue: Arc<Queue>) -> u32 {
-        self.churn[DELETED].fetch_add(1, Ordering::Relaxed);
+        self.count(DELETED);
         let count = queue.delete();
         let durable = queue.store_key().is_some();
         let destination = Destination::Queue(queue);
