@@ -34,6 +34,19 @@ fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(value.into())
 }
 
+/// Declare arguments dead-lettering through the default exchange into `queue`, then `more`.
+fn dead_lettering_to(
+    queue: &str,
+    more: &[(&'static str, AMQPValue)],
+) -> Vec<(&'static str, AMQPValue)> {
+    let mut entries = vec![
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text(queue)),
+    ];
+    entries.extend(more.iter().cloned());
+    entries
+}
+
 async fn open(broker: &TestBroker) -> (Connection, Channel) {
     let connection = Connection::connect(&broker.amqp_uri(), ConnectionProperties::default())
         .await
@@ -123,11 +136,7 @@ async fn expired_messages_leave_the_queue_at_once_and_are_dead_lettered() {
     declare(
         &channel,
         "ttl-src",
-        &[
-            ("x-message-ttl", AMQPValue::LongInt(200)),
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text("ttl-dead")),
-        ],
+        &dead_lettering_to("ttl-dead", &[("x-message-ttl", AMQPValue::LongInt(200))]),
     )
     .await;
     // One per-message expiration shorter than the queue's TTL, one without.
@@ -185,15 +194,7 @@ async fn rejected_and_nacked_messages_are_dead_lettered_and_requeued_ones_are_no
     let broker = TestBroker::start().await;
     let (_connection, channel) = open(&broker).await;
     declare(&channel, "rej-dead", &[]).await;
-    declare(
-        &channel,
-        "rej-src",
-        &[
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text("rej-dead")),
-        ],
-    )
-    .await;
+    declare(&channel, "rej-src", &dead_lettering_to("rej-dead", &[])).await;
     for body in ["a", "b", "c"] {
         publish(&channel, "rej-src", body, BasicProperties::default()).await;
     }
@@ -249,22 +250,19 @@ async fn max_length_dead_letters_dropped_heads_and_refused_publishes() {
     declare(
         &channel,
         "len-head",
-        &[
-            ("x-max-length", AMQPValue::LongInt(2)),
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text("len-dead")),
-        ],
+        &dead_lettering_to("len-dead", &[("x-max-length", AMQPValue::LongInt(2))]),
     )
     .await;
     declare(
         &channel,
         "len-reject",
-        &[
-            ("x-max-length", AMQPValue::LongInt(1)),
-            ("x-overflow", text("reject-publish-dlx")),
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text("len-dead")),
-        ],
+        &dead_lettering_to(
+            "len-dead",
+            &[
+                ("x-max-length", AMQPValue::LongInt(1)),
+                ("x-overflow", text("reject-publish-dlx")),
+            ],
+        ),
     )
     .await;
     for body in ["h1", "h2", "h3"] {
@@ -407,12 +405,13 @@ async fn a_quorum_queue_dead_letters_past_its_delivery_limit() {
     declare_durable(
         &channel,
         "limit-src",
-        &[
-            ("x-queue-type", text("quorum")),
-            ("x-delivery-limit", AMQPValue::LongInt(1)),
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text("limit-dead")),
-        ],
+        &dead_lettering_to(
+            "limit-dead",
+            &[
+                ("x-queue-type", text("quorum")),
+                ("x-delivery-limit", AMQPValue::LongInt(1)),
+            ],
+        ),
     )
     .await;
     publish(&channel, "limit-src", "poison", BasicProperties::default()).await;
@@ -487,11 +486,7 @@ async fn a_persistent_dead_letter_survives_a_restart() {
     declare_durable(
         &channel,
         "durable-src",
-        &[
-            ("x-message-ttl", AMQPValue::LongInt(50)),
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text("durable-dead")),
-        ],
+        &dead_lettering_to("durable-dead", &[("x-message-ttl", AMQPValue::LongInt(50))]),
     )
     .await;
     let persistent = BasicProperties::default().with_delivery_mode(2);
@@ -766,11 +761,7 @@ async fn a_consumer_sees_dead_letters_arrive_while_it_waits() {
     declare(
         &channel,
         "live-src",
-        &[
-            ("x-message-ttl", AMQPValue::LongInt(30)),
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text("live-dead")),
-        ],
+        &dead_lettering_to("live-dead", &[("x-message-ttl", AMQPValue::LongInt(30))]),
     )
     .await;
     channel
