@@ -90,19 +90,25 @@ impl<T> PriorityLanes<T> {
         self.pop_from(index, |_| true)
     }
 
-    /// The non-empty priorities, highest first.
-    pub(super) fn priorities(&self) -> Vec<u8> {
-        let mut priorities = Vec::new();
-        for word in (0..4).rev() {
-            let mut bits = self.occupied[word];
-            while bits != 0 {
-                let bit = 63 - bits.leading_zeros() as usize;
-                bits &= !(1 << bit);
-                // At most 255: a u8 priority set the bit.
-                priorities.push(u8::try_from(word * 64 + bit).unwrap_or(u8::MAX));
+    /// The non-empty priorities, highest first: taken from a copy of the bitmap, so the lanes
+    /// may change while it is walked, and nothing is allocated.
+    pub(super) fn priorities(&self) -> impl Iterator<Item = u8> {
+        let mut occupied = self.occupied;
+        let mut word = 4;
+        std::iter::from_fn(move || loop {
+            if word == 0 {
+                return None;
             }
-        }
-        priorities
+            let bits = occupied[word - 1];
+            if bits == 0 {
+                word -= 1;
+                continue;
+            }
+            let bit = 63 - bits.leading_zeros() as usize;
+            occupied[word - 1] &= !(1 << bit);
+            // At most 255: a u8 priority set the bit.
+            return Some(u8::try_from((word - 1) * 64 + bit).unwrap_or(u8::MAX));
+        })
     }
 
     /// Takes the front of lane `priority` if `take` agrees.
@@ -141,11 +147,11 @@ mod tests {
             lanes.push_back(priority, value);
         }
         assert_eq!(lanes.len(), 5);
-        assert_eq!(lanes.priorities(), [200, 64, 63, 1]);
+        assert_eq!(lanes.priorities().collect::<Vec<_>>(), [200, 64, 63, 1]);
         let order: Vec<&str> = std::iter::from_fn(|| lanes.pop_highest()).collect();
         assert_eq!(order, ["b", "d", "c", "e", "a"]);
         assert_eq!(lanes.len(), 0);
-        assert!(lanes.priorities().is_empty());
+        assert_eq!(lanes.priorities().next(), None);
         lanes.push_back(255, "z");
         lanes.insert_ordered(255, "y", |queued| *queued > "y");
         assert_eq!(lanes.pop_front_if(255, |front| *front == "y"), Some("y"));
